@@ -1,0 +1,46 @@
+# The two commands of the README: `make book` and `make test`. Each sets up .venv itself.
+PY      ?= python3
+VENV    ?= .venv
+TORCH   ?= torch==2.13.0
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+
+.PHONY: book test unit notebooks-test book-test notebooks student bench clean
+
+$(STAMP): requirements.txt lib/pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q "$(TORCH)"
+	$(BIN)/python -m pip install -q -r requirements.txt
+	touch $(STAMP)
+
+## make book: run every chapter at the fast scale and build the HTML into _build/html
+book: $(STAMP)
+	NTPRL_SCALE=$${NTPRL_SCALE:-fast} $(BIN)/jupyter-book build . --all
+	@echo "Open _build/html/index.html"
+
+## make test: unit tests, every chapter under nbval at smoke scale, and a strict smoke book build
+test: unit notebooks-test book-test
+
+unit: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+notebooks-test: $(STAMP)
+	NTPRL_SCALE=smoke $(BIN)/python -m pytest -q --nbval-lax --nbval-current-env -p no:cacheprovider chapters/*.ipynb
+
+book-test: $(STAMP)
+	NTPRL_SCALE=smoke $(BIN)/jupyter-book build . -W -n --keep-going --all --path-output _build/smoke
+
+## make notebooks: rebuild chapters/*.ipynb and the student copies from chapters/src/*.py
+notebooks: $(STAMP)
+	$(BIN)/python tools/notebooks.py build
+	$(BIN)/python tools/notebooks.py student
+
+student: $(STAMP)
+	$(BIN)/python tools/notebooks.py student
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/sampler.py
+
+clean:
+	rm -rf _build

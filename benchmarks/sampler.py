@@ -1,0 +1,70 @@
+"""Speed of ``ntprl.sampling.generate`` against naive recompute and Hugging Face ``generate``.
+
+Same model size for all three (2 layers, width 128, 4 heads), batch 256, d = 32 prompt bits and
+d + 1 = 33 new tokens per row (a full long answer with EOS), greedy decoding, no early stop so
+every method writes the same number of tokens. Prints new tokens per second and the ratios,
+all measured in this one run.
+
+    python benchmarks/sampler.py            # add --repeats N for more timing repeats
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from ntprl.models import GPT, GPTConfig
+from ntprl.sampling import generate
+
+
+def best_time(fn, repeats: int) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--batch", type=int, default=256)
+    ap.add_argument("--d", type=int, default=32)
+    ap.add_argument("--repeats", type=int, default=3)
+    args = ap.parse_args(argv)
+    torch.manual_seed(0)
+    B, d, new = args.batch, args.d, args.d + 1
+    cfg = GPTConfig(vocab_size=4, block_size=2 * d + 2, n_layer=2, n_head=4, n_embd=128)
+    ours = GPT(cfg).eval()
+    prompts = torch.randint(0, 2, (B, d))
+    rows = {}
+    rows["ntprl generate (KV cache)"] = best_time(lambda: generate(ours, prompts, new, eos_id=None), args.repeats)
+    rows["naive full recompute"] = best_time(
+        lambda: generate(ours, prompts, new, eos_id=None, use_cache=False), max(1, args.repeats // 2))
+    try:
+        from transformers import GPT2Config, GPT2LMHeadModel
+        hf = GPT2LMHeadModel(GPT2Config(vocab_size=4, n_positions=cfg.block_size, n_embd=128,
+                                        n_layer=2, n_head=4)).eval()
+        with torch.no_grad():
+            rows["HF GPT2LMHeadModel.generate"] = best_time(lambda: hf.generate(
+                prompts, attention_mask=torch.ones_like(prompts), max_new_tokens=new,
+                min_new_tokens=new, do_sample=False, eos_token_id=None, pad_token_id=3), args.repeats)
+    except ImportError:
+        print("transformers is not installed: skipping the Hugging Face comparison")
+    tps = {k: B * new / v for k, v in rows.items()}
+    print(f"batch {B}, d={d}, {new} new tokens/row, torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads")
+    for k, v in tps.items():
+        print(f"  {k:32s} {v:10,.0f} new tokens/s")
+    base = tps["ntprl generate (KV cache)"]
+    for k, v in tps.items():
+        if not k.startswith("ntprl"):
+            print(f"  ntprl / {k:25s} {base / v:6.2f}x")
+    return tps
+
+
+if __name__ == "__main__":
+    main()

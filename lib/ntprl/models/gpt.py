@@ -1,0 +1,197 @@
+"""A small decoder-only transformer (GPT), readable top to bottom.
+
+Pre-LayerNorm blocks, causal self-attention through ``scaled_dot_product_attention``, learned
+absolute positions (default) or rotary embeddings (RoPE), and a key/value cache for fast
+autoregressive sampling. The model knows nothing about tasks: ``logits = model(tokens)``.
+
+The KV cache (:class:`KVCache`) is preallocated for a batch and a maximum length. Calling
+``model(tokens, cache=cache)`` treats ``tokens`` as the continuation of what the cache already
+holds: it appends their keys/values and returns logits for the new positions only.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+POSITIONS = ("learned", "rope")
+
+
+@dataclass
+class GPTConfig:
+    vocab_size: int = 4        # parity: 0, 1, EOS, PAD
+    block_size: int = 128      # longest sequence the model accepts (prompt + response)
+    n_layer: int = 2           # transformer blocks
+    n_head: int = 4            # attention heads; n_embd must be divisible by n_head
+    n_embd: int = 128          # width of the residual stream
+    dropout: float = 0.0       # dropout on attention and MLP outputs (0: deterministic training)
+    bias: bool = True          # biases in Linear and LayerNorm layers
+    positions: str = "learned" # "learned" absolute position embeddings, or "rope"
+    rope_base: float = 10000.0 # RoPE frequency base (used only with positions="rope")
+
+    def __post_init__(self):
+        for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ValueError(f"{name}={v!r} is not allowed: it must be a positive integer")
+        if self.n_embd % self.n_head:
+            raise ValueError(f"n_embd={self.n_embd} is not allowed: it must be divisible by "
+                             f"n_head={self.n_head}")
+        if self.positions not in POSITIONS:
+            raise ValueError(f"positions={self.positions!r} is not allowed: choose one of {POSITIONS}")
+        if self.positions == "rope" and (self.n_embd // self.n_head) % 2:
+            raise ValueError(f"n_embd // n_head = {self.n_embd // self.n_head} is not allowed with "
+                             "positions='rope': the head size must be even")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout={self.dropout!r} is not allowed: it must lie in [0, 1)")
+
+
+class KVCache:
+    """Keys and values of every layer for a batch, preallocated up to ``max_len`` positions."""
+
+    def __init__(self, config: GPTConfig, batch_size: int, max_len: int, device=None, dtype=None):
+        if max_len > config.block_size:
+            raise ValueError(f"max_len={max_len} is not allowed: the model's block_size is "
+                             f"{config.block_size}")
+        hs = config.n_embd // config.n_head
+        shape = (config.n_layer, 2, batch_size, config.n_head, max_len, hs)
+        self.kv = torch.empty(shape, device=device, dtype=dtype)
+        self.pos = 0  # positions already filled
+
+    def append(self, layer: int, k: torch.Tensor, v: torch.Tensor):
+        """Store the new keys/values of ``layer``; return all keys/values so far."""
+        t0, t1 = self.pos, self.pos + k.shape[2]
+        if t1 > self.kv.shape[4]:
+            raise ValueError(f"the cache holds {self.kv.shape[4]} positions; cannot write up to {t1}")
+        self.kv[layer, 0, :, :, t0:t1] = k
+        self.kv[layer, 1, :, :, t0:t1] = v
+        return self.kv[layer, 0, :, :, :t1], self.kv[layer, 1, :, :, :t1]
+
+
+def rope_tables(head_size: int, length: int, base: float, device=None):
+    """cos/sin tables of shape (length, head_size/2) for rotary position embeddings."""
+    inv_freq = 1.0 / base ** (torch.arange(0, head_size, 2, device=device).float() / head_size)
+    angles = torch.outer(torch.arange(length, device=device).float(), inv_freq)
+    return angles.cos(), angles.sin()
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate pairs (x1, x2) of the two halves of the head dimension by position-dependent angles."""
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, config: GPTConfig, layer: int):
+        super().__init__()
+        self.layer = layer
+        self.n_head = config.n_head
+        self.qkv = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
+        self.proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
+        self.dropout = config.dropout
+
+    def forward(self, x, rope=None, cache: KVCache | None = None):
+        B, T, C = x.shape
+        q, k, v = self.qkv(x).view(B, T, 3, self.n_head, C // self.n_head).permute(2, 0, 3, 1, 4)
+        if rope is not None:  # (cos, sin) for the positions of these T tokens
+            q, k = apply_rope(q, *rope), apply_rope(k, *rope)
+        past = 0
+        if cache is not None:
+            past = cache.pos
+            k, v = cache.append(self.layer, k, v)
+        drop = self.dropout if self.training else 0.0
+        if past == 0:  # no earlier positions: ordinary causal attention
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=T > 1, dropout_p=drop)
+        elif T == 1:  # one new token attends to every cached position: two small matmuls
+            att = torch.softmax((q @ k.transpose(-2, -1)) * (q.shape[-1] ** -0.5), dim=-1)
+            y = F.dropout(att, drop, self.training) @ v
+        else:  # a chunk after a filled cache: query i sees keys up to past + i
+            mask = torch.ones(T, past + T, dtype=torch.bool, device=x.device).tril(diagonal=past)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=drop)
+        y = y.transpose(1, 2).reshape(B, T, C)
+        return F.dropout(self.proj(y), drop, self.training)
+
+
+class MLP(nn.Module):
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
+        self.proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x):
+        return self.dropout(self.proj(F.gelu(self.fc(x))))
+
+
+class Block(nn.Module):
+    def __init__(self, config: GPTConfig, layer: int):
+        super().__init__()
+        self.ln1 = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.attn = CausalSelfAttention(config, layer)
+        self.ln2 = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.mlp = MLP(config)
+
+    def forward(self, x, rope=None, cache=None):
+        x = x + self.attn(self.ln1(x), rope, cache)
+        return x + self.mlp(self.ln2(x))
+
+
+class GPT(nn.Module):
+    """Decoder-only transformer: ``model(tokens) -> logits`` of shape (B, T, vocab_size)."""
+
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.config = config
+        self.tok_emb = nn.Embedding(config.vocab_size, config.n_embd)
+        self.pos_emb = nn.Embedding(config.block_size, config.n_embd) if config.positions == "learned" else None
+        self.blocks = nn.ModuleList(Block(config, i) for i in range(config.n_layer))
+        self.ln_f = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        if config.positions == "rope":
+            cos, sin = rope_tables(config.n_embd // config.n_head, config.block_size, config.rope_base)
+            self.register_buffer("rope_cos", cos, persistent=False)
+            self.register_buffer("rope_sin", sin, persistent=False)
+        self.apply(self._init_weights)
+        for name, p in self.named_parameters():  # GPT-2: scale residual projections by depth
+            if name.endswith("proj.weight"):
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
+
+    @staticmethod
+    def _init_weights(module):
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+
+    def num_params(self) -> int:
+        """Number of trainable parameters."""
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)
+
+    def make_cache(self, batch_size: int, max_len: int) -> KVCache:
+        """An empty KV cache for ``batch_size`` rows and up to ``max_len`` positions."""
+        p = next(self.parameters())
+        return KVCache(self.config, batch_size, max_len, device=p.device, dtype=p.dtype)
+
+    def forward(self, tokens: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+        B, T = tokens.shape
+        start = cache.pos if cache is not None else 0
+        if start + T > self.config.block_size:
+            raise ValueError(f"sequence of length {start + T} is longer than block_size="
+                             f"{self.config.block_size}")
+        x = self.tok_emb(tokens)
+        rope = None
+        if self.pos_emb is not None:
+            x = x + self.pos_emb(torch.arange(start, start + T, device=tokens.device))
+        else:
+            rope = (self.rope_cos[start : start + T], self.rope_sin[start : start + T])
+        for block in self.blocks:
+            x = block(x, rope, cache)
+        if cache is not None:
+            cache.pos += T
+        return self.head(self.ln_f(x))

@@ -1,0 +1,85 @@
+"""The book's figure style and the plots that recur across chapters.
+
+Every helper takes an optional ``ax`` and returns it, so figures compose; call :func:`style`
+once per notebook.
+"""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+
+# one colour per route/method, used consistently across the book
+COLORS = {
+    "short": "#d1495b",   # short-only data / short answers
+    "chain": "#00798c",   # full chains / long answers
+    "ntp": "#edae49",     # next-token prediction alone
+    "rl": "#30638e",      # RL post-training
+    "theory": "#444444",  # theory curves (dashed)
+}
+
+
+def style():
+    """Apply the book's matplotlib style."""
+    plt.rcParams.update({
+        "figure.figsize": (6.0, 3.6), "figure.dpi": 110, "axes.spines.top": False,
+        "axes.spines.right": False, "axes.grid": True, "grid.alpha": 0.3, "font.size": 10,
+        "axes.titlesize": 11, "legend.frameon": False, "savefig.bbox": "tight",
+    })
+
+
+def _ax(ax):
+    return ax if ax is not None else plt.subplots()[1]
+
+
+def label_run(ax, meta: dict):
+    """Write where a stored run comes from (scale, device, date) in the axes' corner."""
+    text = ", ".join(str(meta[k]) for k in ("scale", "device", "date") if meta.get(k))
+    ax.text(0.99, 0.01, f"stored run: {text}", transform=ax.transAxes, ha="right", va="bottom",
+            fontsize=7, color="0.4")
+    return ax
+
+
+def hardness(result: dict, ax=None):
+    """Samples needed to reach the target greedy accuracy against d, short-only vs full chains,
+    on a log scale. Runs that hit the budget are drawn as open markers at the budget line."""
+    ax = _ax(ax)
+    cap = result["max_steps"] * result["batch_size"]
+    for kind, label in (("short", "short-only data ($p_{cot}=0$)"),
+                        ("chain", "full chains ($p_{cot}=1$)")):
+        runs = result[kind]
+        ok = [(r["d"], r["samples"]) for r in runs if r["samples"] is not None]
+        capped = [r["d"] for r in runs if r["samples"] is None]
+        if ok:
+            ax.plot(*zip(*ok), "o-", color=COLORS[kind], label=label)
+        if capped:
+            ax.plot(capped, [cap] * len(capped), "o", mfc="none", color=COLORS[kind],
+                    label=f"{kind}: not learned within the budget")
+    ax.axhline(cap, ls=":", color="0.5", lw=1)
+    ax.text(ax.get_xlim()[0], cap, " budget", va="bottom", fontsize=8, color="0.4")
+    ax.set_yscale("log")
+    ax.set_xlabel("d (input bits)")
+    ax.set_ylabel(f"samples to {result['target']:.0%} greedy accuracy")
+    ax.legend(fontsize=8)
+    return ax
+
+
+def curves(history: list[dict], keys=("greedy_acc",), x: str = "samples", ax=None, **kw):
+    """Plot the given metrics of a training history (records without the key are skipped)."""
+    ax = _ax(ax)
+    for key in keys:
+        pts = [(r[x], r[key]) for r in history if r.get(key) is not None]
+        if pts:
+            ax.plot(*zip(*pts), label=key, **kw)
+    ax.set_xlabel(x)
+    ax.legend(fontsize=8)
+    return ax
+
+
+def length_hist(hist: list[int], ax=None, **kw):
+    """Bar chart of a response-length histogram (``hist[k]``: responses of length k)."""
+    ax = _ax(ax)
+    total = max(sum(hist), 1)
+    ax.bar(range(len(hist)), [h / total for h in hist], **kw)
+    ax.set_xlabel("response length (tokens before EOS)")
+    ax.set_ylabel("fraction of responses")
+    return ax

@@ -1,0 +1,1 @@
+"""Trainers. They know nothing about the model beyond ``logits = model(tokens)``."""

@@ -1,0 +1,176 @@
+"""Next-token prediction on fresh samples of a task (pre-training in the paper's story).
+
+Every step draws a new batch from ``task.sample`` (online data, no fixed training set) and
+takes one AdamW step on the cross-entropy of the *response* tokens, EOS included: the prompt is
+given, not predicted, and PAD is never a target. The trainer knows nothing about the model
+beyond ``logits = model(tokens)``.
+
+A run is a pure function of its seed: the data stream comes from one ``torch.Generator`` whose
+state is checkpointed with the weights, the optimiser and the history, so a run resumed from a
+checkpoint ends with the same weights and metrics as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+
+def response_mask(tokens: torch.Tensor, prompt_len: int, pad_id: int) -> torch.Tensor:
+    """True on response tokens (EOS included), False on the prompt and on PAD. Shape of tokens."""
+    mask = tokens != pad_id
+    mask[:, :prompt_len] = False
+    return mask
+
+
+def sequence_loss(logits: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy of predicting ``tokens[:, t]`` from ``logits[:, t-1]`` where ``mask``.
+
+    ``logits`` is the model output on ``tokens`` (B, T, V); ``mask`` (B, T) marks the tokens to be
+    predicted. The mean is over all masked tokens of the batch.
+    """
+    target_mask = mask[:, 1:]
+    lp = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]).float(),
+                         tokens[:, 1:].reshape(-1), reduction="none")
+    return (lp * target_mask.reshape(-1)).sum() / target_mask.sum().clamp(min=1)
+
+
+def _positive(name, value, kind=int):
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+    if kind is int:
+        ok = ok and isinstance(value, int)
+    if not ok:
+        raise ValueError(f"{name}={value!r} is not allowed: it must be a positive "
+                         f"{'integer' if kind is int else 'number'}")
+
+
+def lr_at(step: int, steps: int, lr: float, warmup_steps: int, decay_frac: float) -> float:
+    """Learning rate for ``step`` (0-based): linear warm-up, constant, then a linear decay to 0
+    over the last ``decay_frac`` of the run."""
+    if warmup_steps and step < warmup_steps:
+        return lr * (step + 1) / warmup_steps
+    decay_steps = int(round(decay_frac * steps))
+    if decay_steps and step >= steps - decay_steps:
+        return lr * (steps - step) / decay_steps
+    return lr
+
+
+def _atomic_save(obj, path):
+    tmp = f"{path}.tmp{os.getpid()}"
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def train(model, task, steps: int, batch_size: int, lr: float, *, seed: int = 0,
+          weight_decay: float = 0.0, betas: tuple[float, float] = (0.9, 0.95),
+          grad_clip: float | None = 1.0, warmup_steps: int = 0, decay_frac: float = 0.0,
+          log_every: int = 50, eval_every: int = 0, eval_fn: Callable | None = None,
+          stop_when: Callable[[dict], bool] | None = None, checkpoint: str | os.PathLike | None = None,
+          checkpoint_every: int = 500, progress: bool = True, desc: str = "NTP") -> list[dict]:
+    """Train ``model`` by next-token prediction on fresh batches of ``task``.
+
+    Args:
+        steps: optimiser steps (each on a new batch of ``batch_size`` sequences).
+        lr: AdamW learning rate (peak, if there is warm-up or decay).
+        seed: seeds the data stream; model initialisation is the caller's business.
+        weight_decay, betas: AdamW settings.
+        grad_clip: clip the global gradient norm to this value (None: no clipping).
+        warmup_steps: linear warm-up steps from 0 to ``lr``.
+        decay_frac: fraction of the final steps over which the lr decays linearly to 0. Length
+            calibration is only as sharp as the optimiser's noise: decay when you measure it.
+        log_every: record the mean training loss every this many steps.
+        eval_every: call ``eval_fn(model, step)`` every this many steps (and at steps 0 and
+            ``steps``); 0 disables evaluation. Its dict is merged into that step's record.
+        stop_when: called with each evaluated record; returning True ends training early.
+        checkpoint: path of a checkpoint file. When it exists the run resumes from it; it is
+            written every ``checkpoint_every`` steps and at the end.
+        progress: show a tqdm progress bar.
+
+    Returns:
+        The history: a list of records ``{"step", "samples", "loss", "lr", **eval metrics}``.
+    """
+    _positive("steps", steps)
+    _positive("batch_size", batch_size)
+    _positive("lr", lr, float)
+    _positive("log_every", log_every)
+    _positive("checkpoint_every", checkpoint_every)
+    if not isinstance(eval_every, int) or eval_every < 0:
+        raise ValueError(f"eval_every={eval_every!r} is not allowed: it must be an integer >= 0")
+    if eval_every and eval_fn is None:
+        raise ValueError("eval_every > 0 needs an eval_fn")
+    if not 0.0 <= decay_frac <= 1.0:
+        raise ValueError(f"decay_frac={decay_frac!r} is not allowed: it must lie in [0, 1]")
+    block = getattr(getattr(model, "config", None), "block_size", None)
+    if block is not None and block < task.seq_len:
+        raise ValueError(f"block_size={block} is not allowed: the model's context is shorter than "
+                         f"the task's longest sequence ({task.seq_len} tokens)")
+
+    device = next(model.parameters()).device
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=betas, weight_decay=weight_decay)
+    gen = torch.Generator().manual_seed(seed)
+    history: list[dict] = []
+    start, loss_sum, loss_n, stopped = 0, 0.0, 0, False
+    run_id = {"batch_size": batch_size, "lr": lr, "seed": seed, "task": repr(task)}
+    if checkpoint is not None and os.path.exists(checkpoint):
+        ck = torch.load(checkpoint, map_location=device, weights_only=False)
+        if ck["run"] != run_id:
+            raise ValueError(f"checkpoint={str(checkpoint)!r} belongs to another run: {ck['run']} "
+                             f"!= {run_id}")
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["opt"])
+        gen.set_state(ck["gen"])
+        start, history, loss_sum, loss_n, stopped = (ck["step"], ck["history"], ck["loss_sum"],
+                                                     ck["loss_n"], ck["stopped"])
+
+    def save(step):
+        if checkpoint is not None:
+            _atomic_save({"run": run_id, "model": model.state_dict(), "opt": opt.state_dict(),
+                          "gen": gen.get_state(), "step": step, "history": history,
+                          "loss_sum": loss_sum, "loss_n": loss_n, "stopped": stopped}, checkpoint)
+
+    def evaluate_into(record, step):
+        if eval_fn is not None and eval_every:
+            record.update(eval_fn(model, step))
+            return stop_when is not None and bool(stop_when(record))
+        return False
+
+    if start == 0 and eval_every:
+        rec = {"step": 0, "samples": 0, "loss": None, "lr": lr_at(0, steps, lr, warmup_steps, decay_frac)}
+        stopped = evaluate_into(rec, 0)
+        history.append(rec)
+    model.train()
+    bar = tqdm(total=steps, initial=start, desc=desc, disable=not progress or stopped, leave=False)
+    step = start
+    while step < steps and not stopped:
+        cur_lr = lr_at(step, steps, lr, warmup_steps, decay_frac)
+        for group in opt.param_groups:
+            group["lr"] = cur_lr
+        tokens = task.sample(batch_size, gen).to(device)
+        loss = sequence_loss(model(tokens), tokens, response_mask(tokens, task.prompt_len, task.PAD))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        opt.step()
+        step += 1
+        loss_sum, loss_n = loss_sum + loss.item(), loss_n + 1
+        do_log = step % log_every == 0 or step == steps
+        do_eval = bool(eval_every) and (step % eval_every == 0 or step == steps)
+        if do_log or do_eval:
+            rec = {"step": step, "samples": step * batch_size, "loss": loss_sum / max(loss_n, 1),
+                   "lr": cur_lr}
+            loss_sum, loss_n = 0.0, 0
+            stopped = evaluate_into(rec, step) if do_eval else False
+            model.train()
+            history.append(rec)
+            bar.set_postfix({k: round(v, 3) for k, v in rec.items()
+                             if k in ("loss", "greedy_acc", "sampled_long_frac") and v is not None})
+        bar.update(1)
+        if step % checkpoint_every == 0 or step == steps or stopped:
+            save(step)
+    bar.close()
+    return history

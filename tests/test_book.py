@@ -1,0 +1,111 @@
+"""The book's hygiene: table of contents, launch links, notebook conventions, student copies."""
+
+import json
+import re
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from conftest import ROOT
+
+CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text())
+TOC = yaml.safe_load((ROOT / "_toc.yml").read_text())
+REPO_URL = CONFIG["repository"]["url"].rstrip("/")
+OWNER_REPO = REPO_URL.removeprefix("https://github.com/")
+CHAPTERS = sorted((ROOT / "chapters").glob("[0-9][0-9]_*.ipynb"))
+
+
+def toc_files():
+    files = [TOC["root"]]
+    for part in TOC.get("parts", []):
+        files += [c["file"] for c in part["chapters"]]
+    return files
+
+
+def load(path):
+    return json.loads(path.read_text())
+
+
+def test_repository_config():
+    assert REPO_URL.startswith("https://github.com/") and OWNER_REPO.count("/") == 1
+    assert CONFIG["repository"]["branch"] == "main" and CONFIG["repository"]["path_to_book"] == "."
+    assert CONFIG["sphinx"]["config"]["nb_execution_raise_on_error"] is True
+
+
+@pytest.mark.parametrize("entry", toc_files())
+def test_toc_entry_exists(entry):
+    assert any((ROOT / f"{entry}{ext}").exists() for ext in (".md", ".ipynb")), entry
+
+
+def test_every_chapter_is_in_the_toc():
+    assert {f"chapters/{p.stem}" for p in CHAPTERS} <= set(toc_files())
+    assert CHAPTERS, "no chapters found"
+
+
+def test_every_github_link_uses_the_one_repository_url():
+    texts = [p for p in ROOT.glob("book/**/*.md")] + [ROOT / "README.md"] + CHAPTERS
+    for p in texts:
+        for owner_repo in re.findall(r"github\.com/([\w.-]+/[\w.-]+?)(?:/|@|\.git|\)|\s|\"|$)", p.read_text()):
+            assert owner_repo == OWNER_REPO, f"{p.name} links to github.com/{owner_repo}"
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name)
+def test_chapter_conventions(path):
+    nb = load(path)
+    cells = nb["cells"]
+    first, setup = cells[0], cells[1]
+    head = "".join(first["source"])
+    badge = f"https://colab.research.google.com/github/{OWNER_REPO}/blob/main/chapters/{path.name}"
+    assert first["cell_type"] == "markdown" and head.startswith("# ")
+    assert badge in head, "Colab badge must point at this chapter on the repository's main branch"
+    assert "Learning goals" in head and "Compute" in head
+    src = "".join(setup["source"])
+    assert setup["cell_type"] == "code" and "hide-output" in setup["metadata"].get("tags", [])
+    assert f"git+{REPO_URL}@main#subdirectory=lib" in src and "google.colab" in src
+    assert "pip install" in src and not re.search(r"pip install[^\n]*\btorch\b", src)
+    assert "ntprl.scale.get()" in src
+    # committed without outputs, with clean metadata
+    for c in cells:
+        if c["cell_type"] == "code":
+            assert c["outputs"] == [] and c["execution_count"] is None
+        assert set(c["metadata"]) <= {"tags"}
+    assert set(nb["metadata"]) <= {"kernelspec", "language_info"}
+    # exercises with gated solutions and self-checks
+    md = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
+    n_ex = md.count(":::{exercise}")
+    assert n_ex >= 2 and md.count(":::{solution-start}") == n_ex == md.count(":::{solution-end}")
+    code = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
+    assert code.count("checks.check") >= n_ex
+
+
+def test_notebooks_are_fresh_from_their_sources():
+    out = subprocess.run([sys.executable, str(ROOT / "tools/notebooks.py"), "check"],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name)
+def test_student_copy_has_stubs_not_solutions(path):
+    student = load(ROOT / "chapters/student" / path.name)
+    full = load(path)
+    sol = [c for c in full["cells"] if "solution" in c["metadata"].get("tags", [])]
+    stubs = [c for c in student["cells"] if "stub" in c["metadata"].get("tags", [])]
+    assert len(sol) == len(stubs) > 0
+    for s, st in zip(sol, stubs):
+        body = "".join(st["source"])
+        assert "NotImplementedError" in body or "= None  # your answer" in body
+        namespace = {}
+        exec(compile(body, "stub", "exec"), namespace)  # stubs are valid Python
+    text = json.dumps(student)
+    assert "solution-start" not in text and f"chapters/student/{path.name}" in text
+
+
+def test_no_machine_paths_in_tracked_files():
+    files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True).stdout.split()
+    pattern = re.compile("/" + "(work|root|home|Users)" + "/[A-Za-z]")
+    for f in files:
+        p = ROOT / f
+        if p.suffix in {".py", ".md", ".yml", ".ipynb", ".txt", ".toml", ".cfg", ".ini", ""} and p.is_file():
+            assert not pattern.search(p.read_text(errors="ignore")), f

@@ -1,0 +1,145 @@
+import pytest
+import torch
+
+from ntprl.models import GPT, GPTConfig
+from ntprl.sampling import generate
+from ntprl.tasks import EOS, PAD
+
+
+def model(positions="learned", seed=0, **kw):
+    torch.manual_seed(seed)
+    cfg = dict(vocab_size=4, block_size=40, n_layer=2, n_head=2, n_embd=32, positions=positions)
+    cfg.update(kw)
+    return GPT(GPTConfig(**cfg)).double().eval()
+
+
+@pytest.mark.parametrize("positions", ["learned", "rope"])
+def test_cache_forward_equals_full_forward(positions):
+    m = model(positions)
+    x = torch.randint(0, 4, (3, 20))
+    full = m(x)
+    cache = m.make_cache(3, 20)
+    parts = [m(x[:, :7], cache=cache), m(x[:, 7:12], cache=cache)]
+    parts += [m(x[:, t : t + 1], cache=cache) for t in range(12, 20)]
+    assert torch.allclose(torch.cat(parts, 1), full, atol=1e-10)
+
+
+def naive_generate(m, prompts, n_new, temperature, generator):
+    """The slow, obvious reference: recompute everything, one token at a time, row by row."""
+    rows = prompts.tolist()
+    # draw the same uniforms as the sampler: one per row per step, for all rows
+    done = [False] * len(rows)
+    for _ in range(n_new):
+        logits = m(torch.tensor(rows))[:, -1]
+        if temperature == 0:
+            nxt = logits.argmax(-1).tolist()
+        else:
+            probs = torch.softmax(logits.float() / temperature, -1)
+            u = torch.rand(len(rows), 1, generator=generator)
+            nxt = [int((probs[i].cumsum(0) <= u[i]).sum().clamp(max=3)) for i in range(len(rows))]
+        for i in range(len(rows)):
+            rows[i].append(PAD if done[i] else nxt[i])
+            done[i] = done[i] or nxt[i] == EOS
+        if all(done):
+            break
+    return torch.tensor(rows)
+
+
+@pytest.mark.parametrize("positions", ["learned", "rope"])
+@pytest.mark.parametrize("temperature", [0.0, 1.0, 1.5])
+def test_sampler_equals_naive_generation(positions, temperature):
+    m = model(positions, seed=1)
+    with torch.no_grad():  # make EOS likely so rows stop at different times
+        m.head.weight[EOS] += 0.3 * m.head.weight[0]
+    prompts = torch.randint(0, 2, (16, 6), generator=torch.Generator().manual_seed(0))
+    tok, mask = generate(m, prompts, 12, temperature, torch.Generator().manual_seed(5))
+    ref = naive_generate(m, prompts, 12, temperature, torch.Generator().manual_seed(5))
+    assert torch.equal(tok, ref)
+    tok2, mask2 = generate(m, prompts, 12, temperature, torch.Generator().manual_seed(5), use_cache=False)
+    assert torch.equal(tok, tok2) and torch.equal(mask, mask2)
+
+
+def test_response_mask_includes_eos_and_stops_rows():
+    m = model(seed=2)
+    with torch.no_grad():
+        m.head.weight[EOS] += 0.5 * m.head.weight[1]
+    prompts = torch.randint(0, 2, (64, 5), generator=torch.Generator().manual_seed(1))
+    tok, mask = generate(m, prompts, 10, 1.0, torch.Generator().manual_seed(0))
+    assert tok.shape == mask.shape and tok.shape[1] <= 15
+    assert torch.equal(tok[:, :5], prompts) and not mask[:, :5].any()
+    saw_eos = 0
+    for row, mrow in zip(tok.tolist(), mask.tolist()):
+        resp, m_ = row[5:], mrow[5:]
+        if EOS in resp:
+            k = resp.index(EOS)
+            saw_eos += 1
+            assert m_[: k + 1] == [True] * (k + 1)      # response through EOS is in the mask
+            assert all(t == PAD for t in resp[k + 1 :])   # then PAD
+            assert not any(m_[k + 1 :])
+        else:
+            assert all(m_)
+    assert saw_eos > 10
+
+
+class FirstRowLong(torch.nn.Module):
+    """Writes EOS at once in every row but the first, which writes 1s at positions 3..9."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(()))
+
+    def forward(self, tokens):
+        B, T = tokens.shape
+        logits = torch.zeros(B, T, 4)
+        logits[:, :, EOS] = 1.0
+        logits[0, : 9, 1] = 2.0
+        return logits + self.w
+
+
+def test_generation_stops_when_all_rows_end():
+    prompts = torch.zeros(4, 3, dtype=torch.long)
+    tok, mask = generate(FirstRowLong(), prompts, 20)
+    assert tok.shape == (4, 3 + 8)  # the first row writes 7 ones, then EOS; then all stop
+    assert tok[0, 3:].tolist() == [1] * 7 + [EOS]
+    assert tok[1:, 3:].tolist() == [[EOS] + [PAD] * 7] * 3
+    assert mask[1:, 3:].sum(1).tolist() == [1, 1, 1]
+
+
+def test_greedy_is_deterministic_and_restores_train_mode():
+    m = model(seed=4).train()
+    prompts = torch.randint(0, 2, (8, 6))
+    a, _ = generate(m, prompts, 8)
+    b, _ = generate(m, prompts, 8)
+    assert torch.equal(a, b) and m.training
+
+
+def test_num_params():
+    m = GPT(GPTConfig(vocab_size=4, block_size=10, n_layer=1, n_head=1, n_embd=8))
+    # tok 4*8 + pos 10*8 + block (2 LN 32 + qkv 8*24+24 + proj 72 + fc 8*32+32 + proj 32*8+8) + ln_f 16 + head 32
+    assert m.num_params() == 32 + 80 + (32 + 216 + 72 + 288 + 264) + 16 + 32
+
+
+@pytest.mark.parametrize("kwargs, field", [
+    (dict(n_embd=30, n_head=4), "n_embd"),
+    (dict(positions="alibi"), "positions"),
+    (dict(n_layer=0), "n_layer"),
+    (dict(dropout=1.0), "dropout"),
+])
+def test_bad_model_config(kwargs, field):
+    cfg = dict(vocab_size=4, block_size=10)
+    cfg.update(kwargs)
+    with pytest.raises(ValueError, match=field):
+        GPTConfig(**cfg)
+
+
+def test_bad_generate_inputs():
+    m = model()
+    p = torch.zeros(2, 5, dtype=torch.long)
+    with pytest.raises(ValueError, match="max_new_tokens"):
+        generate(m, p, 0)
+    with pytest.raises(ValueError, match="max_new_tokens"):
+        generate(m, p, 36)  # 5 + 36 > block_size 40
+    with pytest.raises(ValueError, match="temperature"):
+        generate(m, p, 3, temperature=-1.0)
+    with pytest.raises(ValueError, match="block_size"):
+        m(torch.zeros(1, 41, dtype=torch.long))

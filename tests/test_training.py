@@ -1,0 +1,173 @@
+import json
+
+import pytest
+import torch
+
+import ntprl.scale
+from ntprl import checks
+from ntprl.experiments import make_model, parity_hardness
+from ntprl.metrics import evaluate
+from ntprl.models import GPT, GPTConfig
+from ntprl.tasks import EOS, PAD, ParityTask
+from ntprl.train import ntp
+
+TINY = ntprl.scale.get("smoke")
+
+
+def tiny(task, seed=0):
+    return make_model(task, TINY, seed).cpu()
+
+
+def test_response_mask_covers_eos_not_prompt_or_pad():
+    t = ParityTask(4, 0.5)
+    seq = torch.tensor([[1, 0, 1, 1, 1, 1, 0, 1, EOS], [1, 0, 1, 1, 1, EOS, PAD, PAD, PAD]])
+    m = ntp.response_mask(seq, t.prompt_len, t.PAD)
+    assert m.tolist() == [[False] * 4 + [True] * 5, [False] * 4 + [True, True, False, False, False]]
+
+
+def test_sequence_loss_counts_only_masked_targets():
+    V = 4
+    tokens = torch.tensor([[0, 1, 2, 3]])
+    logits = torch.zeros(1, 4, V)
+    logits[0, 1, 2] = 50.0   # predicts token 2 at position 2 perfectly
+    logits[0, 2, 0] = 50.0   # predicts 0 at position 3 (wrong: token 3 = PAD) but masked out
+    mask = torch.tensor([[False, False, True, False]])
+    assert ntp.sequence_loss(logits, tokens, mask).item() < 1e-6
+    mask[0, 3] = True
+    assert ntp.sequence_loss(logits, tokens, mask).item() > 10
+
+
+def test_lr_schedule():
+    assert ntp.lr_at(0, 100, 1.0, 10, 0.0) == pytest.approx(0.1)
+    assert ntp.lr_at(50, 100, 1.0, 10, 0.2) == 1.0
+    assert ntp.lr_at(90, 100, 1.0, 0, 0.2) == pytest.approx(0.5)
+    assert ntp.lr_at(99, 100, 1.0, 0, 0.2) == pytest.approx(0.05)
+
+
+def test_same_seed_same_numbers():
+    t = ParityTask(5, 0.3)
+    runs = [ntp.train(tiny(t), t, 15, 16, 1e-3, seed=7, log_every=5, progress=False) for _ in range(2)]
+    assert runs[0] == runs[1]
+    other = ntp.train(tiny(t), t, 15, 16, 1e-3, seed=8, log_every=5, progress=False)
+    assert other != runs[0]
+
+
+def test_resume_equals_uninterrupted(tmp_path):
+    t = ParityTask(5, 0.3)
+    ev = lambda m, step: evaluate(m, t, 32, modes=("greedy",))
+    kw = dict(seed=1, log_every=5, eval_every=5, eval_fn=ev, checkpoint_every=10, progress=False)
+
+    class Interrupt(Exception):
+        pass
+
+    def flaky(m, step):
+        if step == 25 and not flaky.fired:
+            flaky.fired = True
+            raise Interrupt
+        return ev(m, step)
+    flaky.fired = False
+    kw2 = dict(kw, eval_fn=flaky)
+    ref_model = tiny(t)
+    ref = ntp.train(ref_model, t, 40, 16, 1e-3, checkpoint=tmp_path / "a.pt", **kw)
+    with pytest.raises(Interrupt):
+        ntp.train(tiny(t), t, 40, 16, 1e-3, checkpoint=tmp_path / "b.pt", **kw2)
+    resumed_model = tiny(t, seed=99)  # different init: everything must come from the checkpoint
+    resumed = ntp.train(resumed_model, t, 40, 16, 1e-3, checkpoint=tmp_path / "b.pt", **kw2)
+    assert resumed == ref
+    for a, b in zip(ref_model.state_dict().values(), resumed_model.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_checkpoint_of_another_run_is_refused(tmp_path):
+    t = ParityTask(5, 0.3)
+    ntp.train(tiny(t), t, 5, 16, 1e-3, checkpoint=tmp_path / "c.pt", progress=False)
+    with pytest.raises(ValueError, match="checkpoint"):
+        ntp.train(tiny(t), t, 5, 16, 2e-3, checkpoint=tmp_path / "c.pt", progress=False)
+
+
+def test_stop_when_ends_early():
+    t = ParityTask(4, 1.0)
+    hist = ntp.train(tiny(t), t, 100, 8, 1e-3, eval_every=10, log_every=10,
+                     eval_fn=lambda m, s: {"score": s}, stop_when=lambda r: r["score"] >= 30,
+                     progress=False)
+    assert hist[-1]["step"] == 30
+
+
+@pytest.mark.parametrize("kwargs, field", [
+    (dict(steps=0), "steps"),
+    (dict(batch_size=-1), "batch_size"),
+    (dict(lr=0.0), "lr"),
+    (dict(decay_frac=1.5), "decay_frac"),
+    (dict(eval_every=5), "eval_fn"),
+])
+def test_bad_training_inputs(kwargs, field):
+    t = ParityTask(4, 0.5)
+    args = dict(steps=5, batch_size=4, lr=1e-3)
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=field):
+        ntp.train(tiny(t), t, progress=False, **args)
+
+
+def test_context_shorter_than_sequence_is_refused():
+    t = ParityTask(8, 0.5)
+    m = GPT(GPTConfig(vocab_size=4, block_size=12, n_layer=1, n_head=1, n_embd=8))
+    with pytest.raises(ValueError, match="block_size"):
+        ntp.train(m, t, 5, 4, 1e-3, progress=False)
+
+
+def test_evaluate_on_a_calibrated_oracle(oracle):
+    d, p = 6, 0.2
+    t = ParityTask(d, p)
+    r = evaluate(oracle(d, p), t, 4000, seed=0)
+    assert r["greedy_acc"] == pytest.approx(0.5, abs=0.03)      # greedy goes short: chance
+    assert r["greedy_long_frac"] == 0 and r["greedy_len_median"] == 1
+    assert r["sampled_long_frac"] == pytest.approx(p, abs=0.02)   # calibrated
+    assert r["sampled_acc"] == pytest.approx((1 + p) / 2, abs=0.02)
+    assert sum(r["sampled_len_hist"]) == 4000 and len(r["sampled_len_hist"]) == d + 2
+    r = evaluate(oracle(d, 0.5), t, 500, seed=0)
+    assert r["greedy_acc"] == 1.0 and r["greedy_len_mean"] == d and r["greedy_truncated_frac"] == 0
+
+
+def test_evaluate_bad_inputs(oracle):
+    t = ParityTask(6, 0.2)
+    with pytest.raises(ValueError, match="max_new_tokens"):
+        evaluate(oracle(6, 0.2), t, 10, max_new_tokens=6)
+    with pytest.raises(ValueError, match="n="):
+        evaluate(oracle(6, 0.2), t, 0)
+    with pytest.raises(ValueError, match="modes"):
+        evaluate(oracle(6, 0.2), t, 10, modes=("beam",))
+
+
+def test_scales(monkeypatch):
+    assert set(ntprl.scale.NAMES) == {"smoke", "fast", "gpu", "paper"}
+    monkeypatch.setenv("NTPRL_SCALE", "smoke")
+    assert ntprl.scale.get().name == "smoke" and not ntprl.scale.get().checks_claims
+    assert ntprl.scale.get("paper").checks_claims
+    monkeypatch.setenv("NTPRL_SCALE", "huge")
+    with pytest.raises(ValueError, match="scale='huge'"):
+        ntprl.scale.get()
+    monkeypatch.delenv("NTPRL_SCALE")
+    assert ntprl.scale.get().name == ("gpu" if torch.cuda.is_available() else "fast")
+
+
+def test_parity_hardness_smoke_is_json():
+    r = parity_hardness(TINY, progress=False)
+    json.dumps(r)
+    assert [x["d"] for x in r["short"]] == list(TINY.hardness_ds_short)
+    for x in r["short"] + r["chain"]:
+        assert x["curve"][0][0] == 0 and (x["steps"] is None) == (x["final_acc"] < r["target"])
+
+
+def test_checks_verdicts(capsys):
+    ref = lambda x: x * 2
+    assert checks.check(lambda x: x + x, ref, range(5))
+    assert "✅" in capsys.readouterr().out
+    with pytest.raises(AssertionError, match="input \\(3,\\)"):
+        checks.check(lambda x: x * 2 if x != 3 else 0, ref, range(5))
+    def stub(x):
+        raise NotImplementedError
+    with pytest.raises(AssertionError, match="not written yet"):
+        checks.check(stub, ref, range(2))
+    checks.check_value(0.5, 0.5)
+    with pytest.raises(AssertionError):
+        checks.check_value(0.4, 0.5, tol=0.01)
