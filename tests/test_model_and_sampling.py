@@ -31,6 +31,7 @@ def naive_generate(m, prompts, n_new, temperature, generator):
     done = [False] * len(rows)
     for _ in range(n_new):
         logits = m(torch.tensor(rows))[:, -1]
+        logits[:, PAD] = float("-inf")
         if temperature == 0:
             nxt = logits.argmax(-1).tolist()
         else:

@@ -171,3 +171,17 @@ def test_checks_verdicts(capsys):
     checks.check_value(0.5, 0.5)
     with pytest.raises(AssertionError):
         checks.check_value(0.4, 0.5, tol=0.01)
+
+
+@pytest.mark.parametrize("name", ["threshold", "more_data", "rl_post_training", "rounds_vs_p", "leap2"])
+def test_every_experiment_runs_at_smoke_and_is_json(name):
+    from ntprl import experiments
+    r = experiments.run(name, TINY, progress=False)
+    json.dumps(r, allow_nan=False)
+    assert r["experiment"] == name and r["scale"] == "smoke"
+
+
+def test_unknown_experiment():
+    from ntprl import experiments
+    with pytest.raises(ValueError, match="experiment='nope'"):
+        experiments.run("nope", TINY)

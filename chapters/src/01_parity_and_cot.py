@@ -193,7 +193,7 @@ assert abs(long_share - mix.p_cot) < 0.02  # a sanity check of the sampler, at e
 # kernel — in Colab or Jupyter. On the static page, the printed samples after it show the same
 # thing at three values of $p_{cot}$.)
 
-# %%
+# %% tags=["remove-output"]
 import ipywidgets as widgets
 
 

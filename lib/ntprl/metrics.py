@@ -78,3 +78,102 @@ def evaluate(model, task, n: int = 1000, generator: torch.Generator | None = Non
         stats = summarize(task, prompts, torch.cat(responses), max_new_tokens)
         out.update({f"{mode}_{k}": v for k, v in stats.items()})
     return out
+
+
+@torch.no_grad()
+def branch_probs(model, task, n: int = 1000, generator: torch.Generator | None = None, *,
+                 seed: int = 0) -> dict:
+    """The model's own probabilities at the two decisions that set the route (PAPER.md).
+
+    On ``n`` fresh prompts, teacher-forced:
+
+    - ``first_token``: mean probability of writing ``x_1`` as the first response token (a long
+      answer starts with ``s_1 = x_1``; theory for a model that learned only the chain:
+      ``(1 + p) / 2``);
+    - ``continue``: mean probability of *not* writing EOS after that first token, i.e. of going
+      on with the chain (theory ``2p / (1 + p)``).
+    """
+    if not isinstance(n, int) or n < 1:
+        raise ValueError(f"n={n!r} is not allowed: n must be a positive integer")
+    if generator is None:
+        generator = torch.Generator().manual_seed(seed)
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    x = task.prompts(n, generator).to(device)
+    first = x[:, :1]  # s_1 = x_1
+    logits = model(torch.cat([x, first], dim=1))
+    p_first = torch.softmax(logits[:, task.prompt_len - 1].float(), -1).gather(1, first).squeeze(1)
+    p_eos = torch.softmax(logits[:, task.prompt_len].float(), -1)[:, task.EOS]
+    model.train(was_training)
+    return {"first_token": p_first.mean().item(), "continue": (1 - p_eos).mean().item()}
+
+
+@torch.no_grad()
+def decoding_tree(model, task, prompt, min_prob: float = 0.01, max_branch_depth: int = 2) -> dict:
+    """The model's decoding tree for one prompt, as nested dicts (JSON-ready).
+
+    Every node is ``{"token", "prob", "children"}``; a node's children are the next tokens with
+    probability at least ``min_prob``, expanded for the first ``max_branch_depth`` response
+    positions (where the route is decided). Below that, each branch is completed greedily and
+    the leaf records ``"completion"`` (the rest of the response), ``"answer"`` and ``"correct"``.
+    """
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    prompt = torch.as_tensor(prompt, dtype=torch.long).reshape(1, -1)
+    parity = task.parity(prompt).item()
+
+    def expand(prefix: list[int], depth: int) -> list[dict]:
+        x = torch.tensor([prefix], device=device)
+        probs = torch.softmax(model(x)[0, -1].float(), -1).cpu()
+        kids = []
+        for tok in probs.argsort(descending=True).tolist():
+            q = probs[tok].item()
+            if q < min_prob:
+                break
+            node = {"token": tok, "prob": q}
+            seq = prefix + [tok]
+            n_resp = len(seq) - task.prompt_len
+            if tok == task.EOS or n_resp >= task.max_response_len:
+                node["children"] = []
+            elif depth + 1 < max_branch_depth:
+                node["children"] = expand(seq, depth + 1)
+            else:
+                room = task.max_response_len - n_resp
+                out, _ = generate(model, torch.tensor([seq]), room, eos_id=task.EOS, pad_id=task.PAD)  # greedy
+                seq = out[0].tolist()
+                node["completion"] = [t for t in seq[len(prefix) + 1 :] if t != task.PAD]
+                node["children"] = []
+            if not node["children"]:
+                resp = torch.tensor([[t for t in seq[task.prompt_len :] if t != task.PAD]])
+                node["answer"] = task.answer(resp).item()
+                node["correct"] = node["answer"] == parity
+            kids.append(node)
+        return kids
+
+    tree = {"prompt": prompt[0].tolist(), "parity": parity,
+            "children": expand(prompt[0].tolist(), 0)}
+    model.train(was_training)
+    return tree
+
+
+def format_tree(tree: dict) -> str:
+    """A decoding tree from :func:`decoding_tree` as indented text, one branch a line."""
+    names = {0: "0", 1: "1", 2: "<eos>", 3: "<pad>"}
+    lines = [f"prompt {' '.join(map(str, tree['prompt']))}   (parity {tree['parity']})"]
+
+    def walk(nodes, indent, mass):
+        for node in nodes:
+            total = mass * node["prob"]
+            text = names.get(node["token"], str(node["token"]))
+            if "completion" in node:
+                text += " " + " ".join(names.get(t, str(t)) for t in node["completion"])
+            tail = ""
+            if "correct" in node:
+                tail = f"  -> answer {node['answer']} {'✓' if node['correct'] else '✗'}"
+            lines.append(f"{indent}{text:<24} p={node['prob']:.3f}  (path {total:.3f}){tail}")
+            walk(node["children"], indent + "    ", total)
+
+    walk(tree["children"], "  ", 1.0)
+    return "\n".join(lines)

@@ -42,7 +42,7 @@ def generate(model, prompts: torch.Tensor, max_new_tokens: int, temperature: flo
         generator: CPU ``torch.Generator`` for sampling; the same state gives the same samples.
         eos_id: token that ends a row (the parity tasks' EOS by default); ``None`` never stops
             early (every row writes exactly ``max_new_tokens`` tokens; used by benchmarks).
-        pad_id: token written after a row's EOS.
+        pad_id: token written after a row's EOS; it is never sampled.
         use_cache: ``None`` uses the KV cache when the model has one; ``False`` recomputes the
             full prefix at every step.
 
@@ -80,6 +80,7 @@ def generate(model, prompts: torch.Tensor, max_new_tokens: int, temperature: flo
                 logits = model(tokens[:, cache.pos : t], cache=cache)[:, -1]
             else:
                 logits = model(tokens[:, :t])[:, -1]
+            logits[:, pad_id] = float("-inf")  # PAD is filler, never a token to write
             nxt = _next_token(logits, temperature, generator)
             tokens[:, t] = torch.where(done, torch.full_like(nxt, pad_id), nxt)
             mask[:, t] = ~done  # a row's EOS is still part of its response

@@ -42,6 +42,31 @@ class Scale:
     hardness_max_steps: int = 2000   # budget per run; short-only runs past it count as "not learned"
     hardness_eval_every: int = 100   # steps between greedy-accuracy checks
     hardness_target: float = 0.95    # greedy accuracy that counts as learned
+    hardness_eval_n: int = 512       # prompts per greedy-accuracy check
+    # -- chapter 2: NTP on the mixture -------------------------------------------------------
+    d: int = 16                 # input bits of the main experiments
+    threshold_p_grid: tuple[float, ...] = (0.1, 0.2, 0.27, 0.3, 0.37, 0.4, 0.5)
+    threshold_steps: int = 600  # NTP steps per grid point
+    more_data_d: int = 16       # d of the long run at p_cot = 0.25
+    more_data_steps: int = 2000
+    more_data_eval_every: int = 250
+    # -- chapter 4: RL after NTP -------------------------------------------------------------
+    rl_p_cot: float = 0.2       # p_cot of the NTP checkpoint RL starts from (below 1/3)
+    rl_ntp_steps: int = 1500    # NTP steps before RL
+    rl_early_step: int = 100    # an early NTP checkpoint, before the chain is learned
+    rl_lr: float = 3e-4         # RL learning rate
+    rl_prompts: int = 32        # prompts per RL step
+    rl_samples: int = 8         # samples per prompt (GRPO group size)
+    rl_steps: int = 25          # REINFORCE/GRPO steps
+    rl_eval_every: int = 5      # RL steps between greedy/sampled evaluations
+    star_samples: int = 512     # samples per STaR round
+    star_steps: int = 30        # fine-tuning steps per STaR round
+    star_rounds: int = 8        # STaR rounds
+    rl_temperatures: tuple[float, ...] = (0.75, 1.0, 1.5)
+    rounds_p_grid: tuple[float, ...] = (0.02, 0.05, 0.1, 0.2)
+    recal_steps: int = 200      # NTP steps that move the base model to each p_cot of the grid
+    rounds_max: int = 10        # STaR rounds allowed per p_cot
+    leap2_p_grid: tuple[float, ...] = (0.2,)
 
     def with_(self, **changes) -> "Scale":
         """A copy with some fields changed (e.g. ``scale.with_(seeds=1)``)."""
@@ -52,25 +77,40 @@ PRESETS = {
     "smoke": Scale(
         name="smoke", checks_claims=False,
         description="CI: every code path on tiny runs; well under a minute per chapter on a CPU.",
-        n_layer=1, n_head=2, n_embd=32, batch_size=32, eval_n=64,
+        n_layer=1, n_head=2, n_embd=32, batch_size=32, eval_n=64, hardness_eval_n=64,
         hardness_ds_short=(3, 4), hardness_ds_chain=(4, 6), hardness_max_steps=20,
-        hardness_eval_every=10),
+        hardness_eval_every=10, d=6, threshold_p_grid=(0.2, 0.5), threshold_steps=10,
+        more_data_d=6, more_data_steps=20, more_data_eval_every=10,
+        rl_ntp_steps=20, rl_early_step=10, rl_prompts=4, rl_samples=4, rl_steps=4, rl_eval_every=2,
+        star_samples=32, star_steps=2, star_rounds=2, rl_temperatures=(1.0, 1.5),
+        rounds_p_grid=(0.1, 0.2), recal_steps=5, rounds_max=2, leap2_p_grid=(0.2,)),
     "fast": Scale(
         name="fast", checks_claims=True,
         description="2-core laptop CPU: <= 10 minutes per chapter; d around 16-24.",
-        eval_n=512),
+        eval_n=2000),
     "gpu": Scale(
         name="gpu", checks_claims=True,
         description="one T4-class GPU (Colab): <= 15 minutes per chapter; d up to 50.",
         batch_size=256, eval_n=2000, seeds=2,
         hardness_ds_short=(4, 6, 8, 10, 12), hardness_ds_chain=(4, 8, 16, 32, 50, 64),
-        hardness_max_steps=5000, hardness_eval_every=100),
+        hardness_max_steps=5000, hardness_eval_every=100,
+        d=25, threshold_p_grid=(0.1, 0.2, 0.25, 0.3, 0.33, 0.37, 0.4, 0.5, 0.7),
+        threshold_steps=1500, more_data_d=25, more_data_steps=6000, more_data_eval_every=500,
+        rl_p_cot=0.25, rl_ntp_steps=3000, rl_early_step=200, rl_prompts=64, rl_steps=40,
+        star_samples=2048, star_steps=60, star_rounds=10, recal_steps=500, rounds_max=15,
+        leap2_p_grid=(0.1, 0.2)),
     "paper": Scale(
         name="paper", checks_claims=True,
         description="the paper's settings on one GPU, for the CLI: hours; runs resume.",
         n_layer=4, n_embd=256, n_head=8, batch_size=256, eval_n=4000, seeds=3,
         hardness_ds_short=(4, 6, 8, 10, 12, 14), hardness_ds_chain=(4, 8, 16, 32, 50, 64, 100),
-        hardness_max_steps=50_000, hardness_eval_every=250),
+        hardness_max_steps=50_000, hardness_eval_every=250,
+        d=25, threshold_p_grid=(0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.33, 0.36, 0.4, 0.45, 0.5, 0.7, 0.9),
+        threshold_steps=10_000, more_data_d=50, more_data_steps=50_000, more_data_eval_every=2500,
+        rl_p_cot=0.25, rl_ntp_steps=20_000, rl_early_step=500, rl_prompts=64, rl_samples=8,
+        rl_steps=100, rl_eval_every=5, star_samples=4096, star_steps=200, star_rounds=20,
+        rounds_p_grid=(0.01, 0.02, 0.05, 0.1, 0.2), recal_steps=2000, rounds_max=30,
+        leap2_p_grid=(0.05, 0.1, 0.15, 0.2, 0.25, 0.3)),
 }
 NAMES = tuple(PRESETS)
 

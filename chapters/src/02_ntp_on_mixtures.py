@@ -1,0 +1,411 @@
+# %% [markdown]
+# # 2. Next-token prediction on mixtures: length calibration and the 1/3 threshold
+#
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/ntprl/rl-after-ntp-book/blob/main/chapters/02_ntp_on_mixtures.ipynb)
+#
+# Chapter 1 showed that chains make parity easy. Now train on the mixture
+# $\mathcal{D}(p_{cot})$, where only a fraction $p_{cot}$ of the examples carry the chain. This
+# is where the paper's central surprise appears {cite}`tsilivis2025rl`: the model learns the
+# long route quickly — sampled from, it solves parity whenever it writes a chain — and yet
+# **greedy decoding never takes that route when $p_{cot} < 1/3$**, so its accuracy stays at
+# chance. More data does not change this.
+#
+# **Learning goals.** After this chapter you can
+# - derive, in four steps, what a next-token predictor that learned the chain (and nothing
+#   else) does under sampling and under greedy decoding;
+# - explain *length calibration* — the model writes long answers with probability $p_{cot}$ —
+#   and why it puts the greedy threshold at exactly $1/3$;
+# - measure all of it on trained transformers, and read a decoding tree.
+#
+# **Compute.**
+#
+# | scale | where | this chapter |
+# | --- | --- | --- |
+# | `smoke` | CI | < 1 minute (numbers meaningless) |
+# | `fast` | 2-core laptop CPU, $d = 16$, one seed | about 9 minutes |
+# | `gpu` | a Colab T4, $d = 25$, two seeds | about 15 minutes (estimated) |
+# | `paper` | one large GPU: the paper's $d = 25$ sweep and the $d = 50$ long run | hours; use the CLI |
+
+# %% tags=["hide-output"]
+# Setup. In Colab this installs the book's library; torch and ipywidgets are already there.
+import sys
+
+if "google.colab" in sys.modules:
+    %pip install -q "ntprl @ git+https://github.com/ntprl/rl-after-ntp-book@main#subdirectory=lib"
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+import ntprl
+from ntprl import checks, plots, results, theory
+from ntprl.experiments import more_data, threshold
+from ntprl.metrics import format_tree
+from ntprl.tasks import ParityTask
+
+scale = ntprl.scale.get()  # NTPRL_SCALE, else "gpu" with CUDA, else "fast"
+torch.manual_seed(0)
+plots.style()
+print(f"scale: {scale.name} — {scale.description}")
+print(f"device: {ntprl.scale.device()}, torch {torch.__version__}, ntprl {ntprl.__version__}")
+
+# %% [markdown]
+# ## What a model that knows only the chain must do
+#
+# Suppose next-token prediction did its job as well as it can on $\mathcal{D}(p)$ (we write
+# $p$ for $p_{cot}$): it learned every step of the chain perfectly, and it learned nothing of
+# the short map prompt $\to$ parity, which chapter 1 showed is out of reach. A next-token
+# predictor trained with cross-entropy matches the conditional distribution of the next token
+# *given what it can compute*. Follow its decisions one token at a time.
+#
+# **Step 1 — the first response token.** A long response starts with $s_1 = x_1$. A short
+# response is the parity, which (to a model that cannot compute it) is a fair coin, so it
+# equals $x_1$ half the time. Hence
+# $$P(\text{first token} = x_1) = p + \tfrac{1-p}{2} = \tfrac{1+p}{2}, \qquad
+#   P(\text{first token} = 1 - x_1) = \tfrac{1-p}{2}.$$
+#
+# **Step 2 — continue or stop.** Having written $x_1$, the model is either inside a long
+# response (weight $p$) or has just written a short answer that happened to be $x_1$
+# (weight $\tfrac{1-p}{2}$). It continues the chain with probability
+# $$P(\text{continue} \mid x_1) = \frac{p}{p + \frac{1-p}{2}} = \frac{2p}{1+p},$$
+# and writes EOS otherwise.
+#
+# **Step 3 — greedy decoding.** Greedy decoding picks $x_1$ first (since $\tfrac{1+p}{2} > \tfrac12$
+# for any $p > 0$), then continues only if $\tfrac{2p}{1+p} > \tfrac{1-p}{1+p}$, i.e.
+# $$\boxed{\,p > 1/3\,}.$$
+# Below the threshold, greedy writes $x_1$, then EOS: a one-token answer that is right half
+# the time.
+#
+# **Step 4 — sampling at temperature 1.** The chance of a long answer is
+# $\tfrac{1+p}{2} \cdot \tfrac{2p}{1+p} = p$: the model is **length-calibrated**, it goes
+# long exactly as often as its training data did. Long answers are right, short ones are
+# coin flips, so sampled accuracy is $p + \tfrac{1-p}{2} = \tfrac{1+p}{2}$.
+#
+# Steps 1 and 2 are statements about the *data*, so we can check them on samples of
+# $\mathcal{D}(p)$ before training anything: among sequences, count how often the first
+# response token equals $x_1$, and among those, how often the response goes on. (`ntprl.theory`
+# holds these formulas; the book uses them wherever it lays theory over measurements.)
+
+# %%
+rows = []
+for p in (0.1, 0.25, 1 / 3, 0.5):
+    t = ParityTask(16, p)
+    seq = t.sample(200_000, torch.Generator().manual_seed(0))
+    x1, r1, r2 = seq[:, 0], seq[:, 16], seq[:, 17]
+    starts_x1 = r1 == x1
+    first = starts_x1.float().mean().item()
+    cont = (r2[starts_x1] != t.EOS).float().mean().item()
+    rows.append((p, first, theory.first_token_prob(p), cont, theory.continue_prob(p)))
+    assert abs(first - theory.first_token_prob(p)) < 0.01 and abs(cont - theory.continue_prob(p)) < 0.01
+print(" p_cot  P(first=x1) data / (1+p)/2   P(continue) data / 2p/(1+p)")
+for p, f, tf, c, tc in rows:
+    print(f" {p:5.3f}      {f:.3f} / {tf:.3f}               {c:.3f} / {tc:.3f}")
+
+# %% [markdown]
+# ## Measuring it on trained transformers
+#
+# Now train. For each $p_{cot}$ on a grid that is dense around $1/3$, we train a fresh GPT by
+# next-token prediction on fresh samples of $\mathcal{D}(p_{cot})$ (the learning rate decays
+# linearly over the last 20% of steps: calibration is only as sharp as the optimiser's noise),
+# then measure on fresh prompts:
+#
+# - greedy accuracy and the greedy response length;
+# - sampled (temperature 1) accuracy and long fraction;
+# - the model's own probabilities at the two decisions of the derivation — of $x_1$ as the first
+#   token, and of continuing after it — teacher-forced on fresh prompts.
+#
+# `ntprl.experiments.threshold` does all of it; from a terminal,
+# `python -m ntprl run threshold --scale paper` runs the paper-sized sweep and resumes if
+# interrupted.
+
+# %%
+sweep = threshold(scale, seed=0)
+runs = sweep["runs"]
+P = np.array([r["p_cot"] for r in runs])
+F = {k: np.array([r["final"][k] for r in runs]) for k in runs[0]["final"] if not k.endswith("_hist")}
+print(f"d = {sweep['d']}, {sweep['steps']} NTP steps of {sweep['batch_size']} sequences per run")
+print(" p_cot  greedy acc  greedy len  sampled long  sampled acc  P(x1)  P(cont)")
+for r in runs:
+    f = r["final"]
+    print(f" {r['p_cot']:5.3f}   {f['greedy_acc']:8.3f}  {f['greedy_len_median']:9.0f}  {f['sampled_long_frac']:11.3f}"
+          f"  {f['sampled_acc']:10.3f}  {f['first_token']:.3f}  {f['continue']:.3f}")
+
+
+# %%
+def by_p(values):
+    """Mean and spread over seeds at each distinct p_cot (error bars when there are seeds)."""
+    ps = np.unique(P)
+    return ps, np.array([values[P == p].mean() for p in ps]), np.array([values[P == p].std() for p in ps])
+
+
+grid = np.linspace(0, 1, 301)
+fig, axes = plt.subplots(2, 2, figsize=(10, 7))
+ax = axes[0, 0]
+ax.plot(grid, [theory.greedy_accuracy(p) if abs(p - 1 / 3) > 1e-9 else np.nan for p in grid], "--",
+        color=plots.COLORS["theory"], label="theory: step at 1/3")
+ax.errorbar(*by_p(F["greedy_acc"]), fmt="o", color=plots.COLORS["ntp"], label="trained GPT, greedy")
+ax.set(xlabel="$p_{cot}$", ylabel="greedy accuracy", title="Greedy accuracy")
+ax = axes[0, 1]
+ax.plot(grid, grid, "--", color=plots.COLORS["theory"], label="theory: $P(long) = p_{cot}$")
+ax.errorbar(*by_p(F["sampled_long_frac"]), fmt="o", color=plots.COLORS["chain"], label="sampled long fraction")
+ax.errorbar(*by_p(F["greedy_long_frac"]), fmt="s", mfc="none", color=plots.COLORS["short"], label="greedy long fraction")
+ax.set(xlabel="$p_{cot}$", ylabel="fraction of long answers", title="Length calibration")
+ax = axes[1, 0]
+ax.plot(grid, (1 + grid) / 2, "--", color=plots.COLORS["theory"], label="theory: $(1+p)/2$")
+ax.errorbar(*by_p(F["sampled_acc"]), fmt="o", color=plots.COLORS["chain"], label="sampled accuracy")
+ax.set(xlabel="$p_{cot}$", ylabel="accuracy", title="Sampling at temperature 1")
+ax = axes[1, 1]
+ax.plot(grid, (1 + grid) / 2, "--", color=plots.COLORS["theory"])
+ax.plot(grid, 2 * grid / (1 + grid), ":", color=plots.COLORS["theory"])
+ax.errorbar(*by_p(F["first_token"]), fmt="o", color=plots.COLORS["ntp"], label="$P(x_1)$ vs $(1+p)/2$")
+ax.errorbar(*by_p(F["continue"]), fmt="o", color=plots.COLORS["rl"], label="$P(continue)$ vs $2p/(1+p)$")
+ax.set(xlabel="$p_{cot}$", ylabel="model probability", title="The two decisions")
+for ax in axes.flat:
+    ax.axvline(1 / 3, color="0.7", lw=0.8)
+    ax.legend(fontsize=7)
+fig.suptitle(f"NTP on $\\mathcal{{D}}(p_{{cot}})$, d = {sweep['d']} ({scale.name} scale, live run)")
+fig.tight_layout()
+
+# %% [markdown]
+# Every panel follows its formula. The models write long answers about as often as their
+# data did (top right: the points sit on the diagonal), they are right whenever they go long
+# (bottom left: $(1+p)/2$), and their own probabilities at the two decisions are the ones of
+# the derivation (bottom right). Greedy decoding turns that calibrated uncertainty into a hard
+# choice: it goes short, and is at chance, whenever $p_{cot} < 1/3$, and goes long, and is
+# right, above it (top left).
+#
+# The claims, checked on these numbers (at every scale but `smoke`):
+
+# %%
+if scale.checks_claims:
+    for r in runs:
+        p, f = r["p_cot"], r["final"]
+        assert abs(f["sampled_long_frac"] - p) <= 0.05, f"not calibrated at p_cot={p}: {f['sampled_long_frac']:.3f}"
+        assert abs(f["continue"] - theory.continue_prob(p)) <= 0.07, f"P(continue) off at p_cot={p}: {f['continue']:.3f}"
+        if p <= 0.25:
+            assert f["greedy_acc"] <= 0.6, f"greedy accuracy {f['greedy_acc']:.3f} at p_cot={p}"
+        if p >= 0.45:
+            assert f["greedy_acc"] >= 0.95, f"greedy accuracy {f['greedy_acc']:.3f} at p_cot={p}"
+    print("✓ calibrated within 0.05 at every p_cot; P(continue) within 0.07 of 2p/(1+p); "
+          "greedy at chance for p_cot <= 0.25 and right for p_cot >= 0.45")
+
+# %% [markdown]
+# Near the threshold itself ($p_{cot} \approx 0.3$–$0.37$) the continue probability is close
+# to $1/2$, and which side of it a trained model lands on depends on small errors of
+# training; the book makes no claim there, and neither does the paper.
+
+# %% [markdown]
+# ### A stored run at the paper's scale
+#
+# When the library ships a stored result of this experiment from a GPU run (`gpu` or `paper`
+# scale, kept in `ntprl/runs/`), it is plotted here next to the live run, labelled with where
+# it came from.
+
+# %%
+stored = results.stored("threshold")
+if stored is None:
+    print("This version of ntprl ships no stored GPU run of `threshold`; the live run above is all there is.")
+else:
+    sr = stored["result"]["runs"]
+    ax = plots.label_run(plt.subplots()[1], stored)
+    ax.plot(grid, [theory.greedy_accuracy(p) if abs(p - 1 / 3) > 1e-9 else np.nan for p in grid], "--",
+            color=plots.COLORS["theory"], label="theory")
+    ax.plot([r["p_cot"] for r in sr], [r["final"]["greedy_acc"] for r in sr], "o", color=plots.COLORS["rl"],
+            label=f"stored run, d = {stored['result']['d']}")
+    ax.plot(P, F["greedy_acc"], "x", color=plots.COLORS["ntp"], label=f"live run, d = {sweep['d']}")
+    ax.set(xlabel="$p_{cot}$", ylabel="greedy accuracy")
+    ax.legend(fontsize=8)
+
+# %% [markdown]
+# ## Look inside one model: its decoding tree
+#
+# For one fixed prompt, each run recorded the model's *decoding tree*: the probabilities of
+# its first two response tokens (where the route is decided), each branch then completed
+# greedily. Pick $p_{cot}$ with the widget (it needs a running kernel); the printed trees
+# after it show two runs, one on each side of $1/3$, for the static page.
+
+# %% tags=["remove-output"]
+import ipywidgets as widgets
+
+choices = {f"p_cot = {r['p_cot']:.2f} (seed {r['seed']})": r for r in runs}
+
+
+def show_tree(run):
+    print(format_tree(run["tree"]))
+
+
+widgets.interact(show_tree, run=widgets.Dropdown(options=list(choices.items())));
+
+# %%
+low = min(runs, key=lambda r: abs(r["p_cot"] - 0.2))
+high = max(runs, key=lambda r: r["p_cot"])
+for r in (low, high):
+    print(f"--- trained at p_cot = {r['p_cot']}")
+    show_tree(r)
+
+# %% [markdown]
+# Read the low-$p_{cot}$ tree from the top: the heavier first branch is $x_1$; below it, EOS
+# outweighs the chain, so greedy decoding stops after one token, while the lighter chain
+# branch, when sampled, runs to the right answer. That light branch is what RL will amplify
+# in chapter 4.
+
+# %% [markdown]
+# ## More data does not help
+#
+# Is the model below the threshold just under-trained? The paper trains at $p_{cot} = 0.25$
+# for 50,000 steps of 256 sequences (about $10^7$ samples) and greedy accuracy stays at
+# chance. We run the same experiment at this scale's size and watch greedy accuracy, the long
+# fraction and the loss as samples accumulate.
+
+# %%
+long_run = more_data(scale, seed=0)
+h = [r for r in long_run["history"] if "greedy_acc" in r]
+fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.5))
+plots.curves(h, keys=("greedy_acc", "sampled_acc"), ax=ax1, marker="o")
+ax1.axhline(theory.accuracy(0.25), ls="--", color=plots.COLORS["theory"], lw=1)
+ax1.set(ylabel="accuracy", ylim=(0.3, 1.02), title="Accuracy at $p_{cot}$ = 0.25")
+plots.curves(h, keys=("sampled_long_frac", "greedy_long_frac"), ax=ax2, marker="o")
+ax2.axhline(0.25, ls="--", color=plots.COLORS["theory"], lw=1)
+ax2.set(ylabel="long fraction", ylim=(-0.02, 1.02), title="Long answers")
+for ax in (ax1, ax2):
+    ax.set_xscale("symlog", linthresh=long_run["batch_size"] * 10)
+fig.suptitle(f"d = {long_run['d']}, {long_run['steps']} steps × {long_run['batch_size']} sequences")
+fig.tight_layout()
+loss = [(r["samples"], r["loss"]) for r in long_run["history"] if r.get("loss") is not None]
+print(f"training loss: {loss[0][1]:.3f} at {loss[0][0]} samples -> {loss[-1][1]:.3f} at {loss[-1][0]} samples")
+
+# %% [markdown]
+# The loss falls and then flattens: the model has learned what the data can teach it, the
+# chain and its share. After that, more samples do not move it off this point: sampled
+# accuracy sits near $(1+p)/2 = 0.625$ and greedy accuracy near chance. At a constant learning
+# rate the long fraction wanders by a few hundredths from one checkpoint to the next, and a
+# checkpoint that drifts towards the threshold answers some prompts with the chain; that is
+# optimiser noise, not progress — the run's last checkpoint, after the learning rate has
+# decayed, is back at chance. The checks, on the second half of the run:
+
+# %%
+if scale.checks_claims:
+    late = h[len(h) // 2:]
+    late_acc = [r["greedy_acc"] for r in late]
+    print("greedy accuracy over the second half:", [round(a, 3) for a in late_acc])
+    assert long_run["final"]["greedy_acc"] <= 0.6, long_run["final"]["greedy_acc"]
+    assert np.median(late_acc) <= 0.6, late_acc
+    assert all(abs(r["sampled_long_frac"] - 0.25) <= 0.07 for r in late), [r["sampled_long_frac"] for r in late]
+    assert long_run["final"]["sampled_acc"] >= 0.57, long_run["final"]["sampled_acc"]
+    print("✓ at the end, and at the median checkpoint of the second half, greedy accuracy is <= 0.6; "
+          "the long fraction stays within 0.07 of 0.25")
+
+# %% [markdown]
+# ## Exercises
+#
+# :::{exercise}
+# :label: ex2-first-token
+# Write `first_token_share(seqs, d)`: for a batch of sequences from `ParityTask(d, p).sample`,
+# return the fraction whose first response token equals $x_1$ — the statistic of step 1 of
+# the derivation, as a Python float. The check compares it with a reference on batches drawn
+# at several $p_{cot}$.
+# :::
+#
+# :::{solution-start} ex2-first-token
+# :class: dropdown
+# :::
+
+# %% tags=["solution"]
+def first_token_share(seqs, d):
+    """Fraction of sequences whose first response token (position d) equals x_1."""
+    return (seqs[:, d] == seqs[:, 0]).float().mean().item()
+
+# %% [markdown]
+# :::{solution-end}
+# :::
+
+# %%
+def reference_share(seqs, d):
+    return sum(int(row[d] == row[0]) for row in seqs.tolist()) / len(seqs)
+
+
+cases = [(ParityTask(d, p).sample(500, torch.Generator().manual_seed(k)), d)
+         for k, (d, p) in enumerate([(4, 0.1), (8, 0.5), (16, 0.25), (20, 0.9)])]
+checks.check(first_token_share, reference_share, cases)
+
+# %% [markdown]
+# :::{exercise}
+# :label: ex2-marker
+# Suppose every long response began with a special marker token `M` before $s_1$, so the
+# model decides "long or short" at the very first token: `M` with probability $p$, or one of
+# the two answer bits with probability $\tfrac{1-p}{2}$ each (it cannot compute the parity).
+# Write `greedy_goes_long_with_marker(p)`, returning whether greedy decoding writes `M`.
+# Where is the threshold now — and why is it the same as without the marker?
+# :::
+#
+# :::{solution-start} ex2-marker
+# :class: dropdown
+# :::
+
+# %% tags=["solution"]
+def greedy_goes_long_with_marker(p):
+    """Greedy writes M iff p beats each bit's (1 - p) / 2, i.e. iff p > 1/3."""
+    return p > (1 - p) / 2
+
+# %% [markdown]
+# With the marker the decision is a three-way race at one token, $p$ against $\tfrac{1-p}{2}$
+# twice; without it the same race is split over two tokens, but the continue step compares
+# $p$ with the same $\tfrac{1-p}{2}$ (the short answers that happened to equal $x_1$). Either
+# way greedy goes long iff $p > 1/3$.
+#
+# :::{solution-end}
+# :::
+
+# %%
+def reference_marker(p):
+    """Greedy = temperature 0: does M get all the mass (a strict winner)?"""
+    return theory.tempered([p, (1 - p) / 2, (1 - p) / 2], 0.0)[0] == 1.0
+
+
+checks.check(greedy_goes_long_with_marker, reference_marker, [0.0, 0.1, 0.3, 0.32, 0.34, 0.5, 0.9, 1.0])
+
+# %% [markdown]
+# :::{exercise}
+# :label: ex2-temperature
+# Greedy decoding is the limit of sampling at temperature $\tau \to 0$. For the idealised model
+# of this chapter, write `long_prob_at(p, tau)`: the probability of a long answer when both
+# decisions are sampled from the model's distribution raised to $1/\tau$ and renormalised
+# ($\tau > 0$). Then look at how it changes with $\tau$ at $p = 0.2$: what does a *higher*
+# temperature do to the long fraction below the threshold?
+# :::
+#
+# :::{solution-start} ex2-temperature
+# :class: dropdown
+# :::
+
+# %% tags=["solution"]
+def long_prob_at(p, tau):
+    """P(first = x1) * P(continue | x1), each decision tempered by 1/tau."""
+    def sharpen(a, b):
+        a, b = a ** (1 / tau), b ** (1 / tau)
+        return a / (a + b)
+    return sharpen((1 + p) / 2, (1 - p) / 2) * sharpen(2 * p / (1 + p), (1 - p) / (1 + p))
+
+# %% [markdown]
+# Below the threshold, a higher temperature *raises* the long fraction a little and a lower
+# one drives it to 0 (the check cell prints the numbers at $p = 0.2$). Temperature is one of
+# the knobs of chapter 4's ablations: RL can only reward long answers it samples.
+#
+# :::{solution-end}
+# :::
+
+# %%
+checks.check(long_prob_at, theory.long_prob, [(p, t) for p in (0.05, 0.2, 0.4, 0.8) for t in (0.5, 0.75, 1.0, 1.5)])
+print("long fraction at p = 0.2:", {tau: round(theory.long_prob(0.2, tau), 3) for tau in (0.0, 0.5, 0.75, 1.0, 1.5)})
+
+# %% [markdown]
+# ## Summary
+#
+# - A next-token predictor on $\mathcal{D}(p_{cot})$ learns the chain but stays
+#   **length-calibrated**: it goes long with probability $p_{cot}$, and is right whenever it
+#   does.
+# - Greedy decoding goes long only when $p_{cot} > 1/3$; below, it answers in one token and is
+#   at chance — measured here against the exact formulas.
+# - More data does not move a model off this point: it is where NTP converges.
+# - The knowledge is there, in a light branch of the decoding tree. Chapter 4 shows that RL
+#   with a correctness reward finds that branch and makes it the greedy one.

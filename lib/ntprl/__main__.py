@@ -1,0 +1,73 @@
+"""The command line: run the book's experiments outside a notebook.
+
+    python -m ntprl list
+    python -m ntprl run EXPERIMENT --scale paper --seed 0 --out results/EXPERIMENT.json
+
+A run keeps its checkpoints in ``OUT.work/`` while it goes; the same command after an
+interruption (Ctrl-C, a killed process, a lost Colab session) resumes from them and ends with
+the same result as an uninterrupted run. The folder is removed when the run is complete.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import pathlib
+import shutil
+import sys
+import time
+
+from . import experiments, results, scale as scales
+
+
+def _list() -> int:
+    width = max(map(len, experiments.EXPERIMENTS))
+    for name, fn in experiments.EXPERIMENTS.items():
+        summary = " ".join((fn.__doc__ or "").strip().split("\n\n")[0].split())
+        print(f"{name:{width}s}  {summary}")
+    print(f"\nscales: {', '.join(scales.NAMES)} (default: {scales.default_name()})")
+    return 0
+
+
+def _run(args) -> int:
+    scale = scales.get(args.scale)
+    if args.experiment not in experiments.EXPERIMENTS:
+        raise ValueError(f"experiment={args.experiment!r} is not allowed: choose one of "
+                         f"{tuple(experiments.EXPERIMENTS)} (see `python -m ntprl list`)")
+    out = pathlib.Path(args.out or f"results/{args.experiment}-{scale.name}-seed{args.seed}.json")
+    if out.exists() and not args.force:
+        print(f"{out} exists: nothing to do (use --force to run again)")
+        return 0
+    workdir = out.with_name(out.name + ".work")
+    workdir.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    result = experiments.run(args.experiment, scale, seed=args.seed,
+                             progress=not args.no_progress, workdir=workdir)
+    results.save(out, result, experiment=args.experiment, scale=scale.name, seed=args.seed,
+                 config=dataclasses.asdict(scale), wall_s=time.perf_counter() - t0)
+    shutil.rmtree(workdir, ignore_errors=True)
+    print(f"wrote {out}")
+    return 0
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m ntprl", description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", help="list the experiments and scales")
+    r = sub.add_parser("run", help="run one experiment and write its results file")
+    r.add_argument("experiment")
+    r.add_argument("--scale", default=None, help=f"one of {', '.join(scales.NAMES)}")
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--out", default=None, help="results file (default results/EXP-SCALE-seedN.json)")
+    r.add_argument("--force", action="store_true", help="run even if the results file exists")
+    r.add_argument("--no-progress", action="store_true", help="no progress bars")
+    args = ap.parse_args(argv)
+    try:
+        return _list() if args.command == "list" else _run(args)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,90 @@
+"""Closed-form predictions for a model that learned the chain and nothing of the short map.
+
+Derivation (PAPER.md, "Why 1/3"): on D(p), a long response starts with ``s_1 = x_1``; a short
+one is the parity, which equals ``x_1`` half the time. A next-token predictor that knows the
+chain but cannot compute the parity directly therefore puts
+
+- probability ``(1 + p) / 2`` on ``x_1`` as the first response token;
+- after ``x_1``, probability ``2p / (1 + p)`` on continuing the chain (else EOS);
+
+so sampling at temperature 1 goes long with probability ``p`` (length calibration) and is right
+with probability ``(1 + p) / 2``, while greedy decoding goes long only when ``p > 1/3``.
+STaR keeps correct samples, which maps the long share ``p`` to ``2p / (1 + p)``.
+"""
+
+from __future__ import annotations
+
+import math
+
+THRESHOLD = 1 / 3
+
+
+def _check_p(p):
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"p_cot={p!r} is not allowed: p_cot must lie in [0, 1]")
+
+
+def first_token_prob(p: float) -> float:
+    """Probability of writing ``x_1`` as the first response token: ``(1 + p) / 2``."""
+    _check_p(p)
+    return (1 + p) / 2
+
+
+def continue_prob(p: float) -> float:
+    """Probability of continuing the chain after ``x_1`` (not writing EOS): ``2p / (1 + p)``."""
+    _check_p(p)
+    return 2 * p / (1 + p)
+
+
+def tempered(probs: list[float], temperature: float) -> list[float]:
+    """A distribution raised to the power ``1 / temperature`` and renormalised (T = 0: argmax,
+    ties split evenly)."""
+    if temperature < 0:
+        raise ValueError(f"temperature={temperature!r} is not allowed: it must be >= 0")
+    if temperature == 0:
+        top = max(probs)
+        winners = [q == top for q in probs]
+        return [w / sum(winners) for w in winners]
+    w = [q ** (1 / temperature) if q > 0 else 0.0 for q in probs]
+    return [x / sum(w) for x in w]
+
+
+def long_prob(p: float, temperature: float = 1.0) -> float:
+    """Probability that decoding at ``temperature`` writes the long chain (0: greedy)."""
+    first = tempered([first_token_prob(p), 1 - first_token_prob(p)], temperature)[0]
+    cont = tempered([continue_prob(p), 1 - continue_prob(p)], temperature)[0]
+    return first * cont
+
+
+def accuracy(p: float, temperature: float = 1.0) -> float:
+    """Accuracy when long answers are always right and short ones are coin flips."""
+    q = long_prob(p, temperature)
+    return q + (1 - q) / 2
+
+
+def greedy_accuracy(p: float) -> float:
+    """1 above the threshold 1/3, 1/2 below it (and 3/4 exactly at it, where greedy ties)."""
+    return accuracy(p, 0.0)
+
+
+def star_map(p: float) -> float:
+    """Long share after one STaR round that keeps the correct samples: ``2p / (1 + p)``."""
+    _check_p(p)
+    return 2 * p / (1 + p)
+
+
+def star_rounds_to_threshold(p: float) -> int:
+    """STaR rounds until the long share exceeds 1/3 (greedy decoding goes long)."""
+    _check_p(p)
+    if p == 0:
+        raise ValueError("p_cot=0 is not allowed here: without long answers STaR never goes long")
+    rounds = 0
+    while p <= THRESHOLD:
+        p, rounds = star_map(p), rounds + 1
+    return rounds
+
+
+def log_odds_rounds(p: float) -> float:
+    """``log2((1 - p) / (2p))``: the rounds the odds-doubling of STaR needs to pass 1/3."""
+    _check_p(p)
+    return math.log2((1 - p) / (2 * p))

@@ -1,0 +1,96 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from ntprl import results
+
+CLI = [sys.executable, "-m", "ntprl"]
+
+
+def cli(*args, **kw):
+    return subprocess.run(CLI + list(args), capture_output=True, text=True, **kw)
+
+
+def test_list():
+    out = cli("list")
+    assert out.returncode == 0
+    for name in ("parity_hardness", "threshold", "more_data"):
+        assert name in out.stdout
+    assert "smoke" in out.stdout
+
+
+@pytest.mark.parametrize("args, word", [
+    (("run", "nope", "--scale", "smoke"), "experiment='nope'"),
+    (("run", "threshold", "--scale", "huge"), "scale='huge'"),
+])
+def test_bad_names_give_a_clear_error(args, word, tmp_path):
+    out = cli(*args, "--out", str(tmp_path / "x.json"))
+    assert out.returncode != 0 and word in out.stderr and "Traceback" not in out.stderr
+
+
+def test_run_at_smoke_writes_a_results_file(tmp_path):
+    path = tmp_path / "more.json"
+    out = cli("run", "more_data", "--scale", "smoke", "--out", str(path), "--no-progress")
+    assert out.returncode == 0, out.stderr
+    rec = results.load(path)
+    assert rec["experiment"] == "more_data" and rec["scale"] == "smoke" and rec["seed"] == 0
+    assert rec["config"]["name"] == "smoke" and rec["device"] and rec["ntprl_version"]
+    hist = rec["result"]["history"]
+    assert [h["step"] for h in hist if "greedy_acc" in h] == [0, 10, 20]
+    assert not (tmp_path / "more.json.work").exists()
+
+
+def test_killed_run_resumes_to_the_same_result(tmp_path):
+    ref, cut = tmp_path / "ref.json", tmp_path / "cut.json"
+    assert cli("run", "threshold", "--scale", "smoke", "--out", str(ref), "--no-progress").returncode == 0
+    proc = subprocess.Popen(CLI + ["run", "threshold", "--scale", "smoke", "--out", str(cut),
+                                   "--no-progress"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    work = tmp_path / "cut.json.work"
+    deadline = time.time() + 120
+    while not list(work.glob("*.json")) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)  # after the first grid point, before the second
+    proc.wait()
+    assert not cut.exists(), "the run finished before it could be killed"
+    assert len(list(work.glob("*.json"))) == 1
+    out = cli("run", "threshold", "--scale", "smoke", "--out", str(cut), "--no-progress")
+    assert out.returncode == 0, out.stderr
+    assert results.load(cut)["result"] == results.load(ref)["result"]
+
+
+def test_results_round_trip_and_atomic_write(tmp_path, monkeypatch):
+    path = tmp_path / "r.json"
+    res = {"runs": [{"p_cot": 0.2, "acc": 0.5}], "note": "ü"}
+    results.save(path, res, experiment="threshold", scale="fast", seed=3, config={"d": 16}, wall_s=1.5)
+    rec = results.load(path)
+    assert rec["result"] == res and rec["seed"] == 3 and rec["config"] == {"d": 16}
+    assert rec["wall_s"] == 1.5 and rec["schema"] == results.SCHEMA
+    # a failure while writing leaves the old file intact and no temporary file behind
+    before = path.read_text()
+
+    def boom(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(results.os, "fsync", boom)
+    with pytest.raises(KeyboardInterrupt):
+        results.save(path, {"other": 1}, experiment="x", scale="fast", seed=0, config={}, wall_s=0)
+    assert path.read_text() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["r.json"]
+
+
+def test_load_rejects_other_json(tmp_path):
+    p = tmp_path / "x.json"
+    p.write_text(json.dumps({"hello": 1}))
+    with pytest.raises(ValueError, match="not an ntprl results file"):
+        results.load(p)
+
+
+def test_stored_runs_are_valid():
+    for p in results.stored_runs():
+        rec = results.load(p)
+        assert rec["scale"] in ("gpu", "paper") and p.name.startswith(rec["experiment"] + "-")

@@ -1,0 +1,125 @@
+import pytest
+import torch
+
+import ntprl.scale
+from ntprl.experiments import make_model
+from ntprl.tasks import EOS, PAD, ParityTask
+from ntprl.train import rl
+
+TINY = ntprl.scale.get("smoke")
+
+
+def tiny(task, seed=0):
+    return make_model(task, TINY, seed).cpu()
+
+
+def test_group_advantages_are_per_group():
+    r = torch.tensor([1.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0, 0.0, 1.0, 0.0, 1.0])
+    adv = rl.group_advantages(r, 4)
+    assert adv.tolist() == pytest.approx([0.75, -0.25, -0.25, -0.25, 0, 0, 0, 0, -0.5, 0.5, -0.5, 0.5])
+    std = rl.group_advantages(r, 4, "group_std")
+    assert std[:4].tolist() == pytest.approx([0.75 / 0.4330127, -0.25 / 0.4330127, -0.25 / 0.4330127, -0.25 / 0.4330127], rel=1e-4)
+    assert std[4:8].abs().max() == 0  # an all-equal group carries no signal
+    # not the same as one big group
+    assert not torch.allclose(adv, r - r.mean())
+
+
+def test_loss_agg_weights_on_a_hand_made_batch():
+    # two responses: 1 token + EOS (2 in mask), 3 tokens + EOS (4 in mask); max_new_tokens 5
+    mask = torch.tensor([[0, 0, 1, 1, 0, 0, 0], [0, 0, 1, 1, 1, 1, 0]], dtype=torch.bool)
+    tm = rl.token_weights(mask, "token_mean", 5)
+    assert tm[mask].tolist() == pytest.approx([1 / 6] * 6) and tm[~mask].abs().sum() == 0
+    sm = rl.token_weights(mask, "seq_mean", 5)
+    assert sm[0][mask[0]].tolist() == pytest.approx([1 / 4] * 2)
+    assert sm[1][mask[1]].tolist() == pytest.approx([1 / 8] * 4)
+    c = rl.token_weights(mask, "constant", 5)
+    assert c[mask].tolist() == pytest.approx([1 / 10] * 6)
+
+
+def test_eos_is_in_the_policy_loss():
+    """The update must push on EOS too: a rollout mask covers the EOS token."""
+    t = ParityTask(4, 0.2)
+    m = tiny(t)
+    from ntprl.sampling import generate
+    tokens, mask = generate(m, t.prompts(16, torch.Generator().manual_seed(0)), t.max_response_len, 1.0,
+                            torch.Generator().manual_seed(0))
+    w = rl.token_weights(mask[:, 1:], "token_mean", t.max_response_len)
+    targets = tokens[:, 1:]
+    assert (targets == EOS).any()
+    assert (w[targets == EOS] > 0).all()
+    assert (w[targets == PAD] == 0).all()
+
+
+def test_star_trains_only_on_rewarded_samples(monkeypatch):
+    t = ParityTask(4, 0.5)
+    seen = []
+    real = rl.sequence_loss
+
+    def spy(logits, tokens, mask):
+        seen.append(tokens[:, t.prompt_len].clone())
+        return real(logits, tokens, mask)
+
+    monkeypatch.setattr(rl, "sequence_loss", spy)
+    only_ones = lambda prompts, responses: (responses[:, 0] == 1).float()
+    hist = rl.train(tiny(t), t, "star", 2, reward=only_ones, star_samples=64, star_steps=3,
+                    star_batch=16, progress=False)
+    assert seen and all((s == 1).all() for s in seen)
+    assert all(h["kept"] > 0 for h in hist)
+
+
+def test_star_with_nothing_rewarded_leaves_weights_alone():
+    t = ParityTask(4, 0.5)
+    m = tiny(t)
+    before = {k: v.clone() for k, v in m.state_dict().items()}
+    hist = rl.train(m, t, "star", 1, reward=lambda p, r: torch.zeros(len(r)), star_samples=32,
+                    progress=False)
+    assert hist[0]["kept"] == 0
+    assert all(torch.equal(before[k], v) for k, v in m.state_dict().items())
+
+
+@pytest.mark.parametrize("algo", rl.ALGOS)
+def test_same_seed_same_numbers(algo):
+    t = ParityTask(5, 0.3)
+    kw = dict(prompts_per_step=4, samples_per_prompt=4, star_samples=32, star_steps=2, star_batch=8,
+              seed=3, progress=False)
+    strip = lambda h: [{k: v for k, v in r.items() if not k.endswith("_s")} for r in h]
+    a = strip(rl.train(tiny(t), t, algo, 3, **kw))
+    b = strip(rl.train(tiny(t), t, algo, 3, **kw))
+    assert a == b and len(a) == 3
+    for key in ("reward", "len_mean", "long_frac", "entropy", "truncated_frac", "len_hist"):
+        assert key in a[0]
+
+
+def test_rl_resume_equals_uninterrupted(tmp_path):
+    t = ParityTask(5, 0.3)
+    kw = dict(prompts_per_step=4, samples_per_prompt=4, seed=1, checkpoint_every=2, progress=False,
+              kl_coef=0.1)
+    strip = lambda h: [{k: v for k, v in r.items() if not k.endswith("_s")} for r in h]
+    m_ref = tiny(t)
+    ref = rl.train(m_ref, t, "grpo", 6, checkpoint=tmp_path / "a.pt", **kw)
+    m = tiny(t)
+    rl.train(m, t, "grpo", 4, checkpoint=tmp_path / "b.pt", **kw)  # "interrupted" after 4 steps
+    m2 = tiny(t, seed=9)
+    resumed = rl.train(m2, t, "grpo", 6, checkpoint=tmp_path / "b.pt", **kw)
+    assert strip(resumed) == strip(ref)
+    assert all(torch.equal(a, b) for a, b in zip(m_ref.state_dict().values(), m2.state_dict().values()))
+
+
+@pytest.mark.parametrize("kwargs, field", [
+    (dict(algo="ppo"), "algo"),
+    (dict(algo="grpo", samples_per_prompt=1), "samples_per_prompt"),
+    (dict(loss_agg="sum"), "loss_agg"),
+    (dict(adv_norm="batch"), "adv_norm"),
+    (dict(temperature=0.0), "temperature"),
+    (dict(max_new_tokens=3), "max_new_tokens"),
+    (dict(reward="partial"), "reward"),
+    (dict(kl_coef=-1.0), "kl_coef"),
+    (dict(steps=0), "steps"),
+    (dict(prompts_per_step=0), "prompts_per_step"),
+])
+def test_bad_rl_settings(kwargs, field):
+    t = ParityTask(4, 0.5)
+    args = dict(algo="grpo", steps=1)
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=field):
+        rl.train(tiny(t), t, progress=False, **args)

@@ -1,0 +1,59 @@
+import math
+
+import pytest
+import torch
+
+from ntprl import theory
+from ntprl.metrics import branch_probs, decoding_tree, format_tree
+from ntprl.tasks import ParityTask
+
+
+@pytest.mark.parametrize("p", [0.05, 0.2, 1 / 3, 0.5, 0.9])
+def test_formulas_agree_with_each_other(p):
+    assert theory.long_prob(p, 1.0) == pytest.approx(p)  # length calibration
+    assert theory.accuracy(p, 1.0) == pytest.approx((1 + p) / 2)
+    assert theory.first_token_prob(p) * theory.continue_prob(p) == pytest.approx(p)
+
+
+def test_greedy_threshold_is_one_third():
+    assert theory.greedy_accuracy(0.33) == 0.5 and theory.greedy_accuracy(0.34) == 1.0
+    assert theory.long_prob(0.3, 0.0) == 0 and theory.long_prob(0.36, 0.0) == 1
+
+
+def test_star_map_doubles_the_odds():
+    for p in (0.01, 0.1, 0.25):
+        q = theory.star_map(p)
+        assert q / (1 - q) == pytest.approx(2 * p / (1 - p))
+    assert theory.star_rounds_to_threshold(0.25) == 1
+    assert theory.star_rounds_to_threshold(0.01) == math.ceil(theory.log_odds_rounds(0.01))
+    with pytest.raises(ValueError, match="p_cot"):
+        theory.first_token_prob(1.2)
+
+
+def test_tempered():
+    assert theory.tempered([0.6, 0.4], 1.0) == pytest.approx([0.6, 0.4])
+    assert theory.tempered([0.6, 0.4], 0.0) == [1.0, 0.0]
+    assert theory.tempered([0.5, 0.5], 0.0) == [0.5, 0.5]
+
+
+@pytest.mark.parametrize("p", [0.1, 0.25, 0.6])
+def test_branch_probs_read_the_model(oracle, p):
+    r = branch_probs(oracle(6, p), ParityTask(6, p), 200)
+    assert r["first_token"] == pytest.approx(theory.first_token_prob(p), abs=1e-6)
+    assert r["continue"] == pytest.approx(theory.continue_prob(p), abs=1e-6)
+
+
+def test_decoding_tree_of_the_oracle(oracle):
+    d, p = 5, 0.2
+    task = ParityTask(d, p)
+    prompt = torch.tensor([1, 0, 1, 1, 0])  # chain 1 1 0 1 1, parity 1
+    tree = decoding_tree(oracle(d, p), task, prompt)
+    first = {n["token"]: n for n in tree["children"]}
+    assert set(first) == {0, 1} and first[1]["prob"] == pytest.approx(0.6, abs=1e-5)
+    after = {n["token"]: n for n in first[1]["children"]}
+    assert after[2]["prob"] == pytest.approx(1 - theory.continue_prob(p), abs=1e-5)
+    assert after[2]["answer"] == 1 and after[2]["correct"]           # x_1 then EOS: right by luck
+    assert after[1]["completion"] == [0, 1, 1, 2] and after[1]["correct"]  # the chain
+    assert first[0]["children"][0]["token"] == 2 and not first[0]["children"][0]["correct"]
+    text = format_tree(tree)
+    assert "answer 1 ✓" in text and "parity 1" in text
