@@ -223,7 +223,7 @@ def rl_post_training(scale: Scale, seed: int = 0, progress: bool = True, workdir
            "p_cot": scale.rl_p_cot, "ntp_steps": scale.rl_ntp_steps, "start": start, "runs": {}}
     runs = out["runs"]
 
-    def go(name, fn):
+    def go(name, fn):  # each run is cached whole in the workdir; one cut short restarts
         runs[name] = _resumable(workdir, f"rl-{name}-s{seed}", lambda ck: fn())
 
     # (a) NTP for as many sequences as GRPO samples in scale.rl_steps steps
@@ -270,7 +270,7 @@ def rounds_vs_p(scale: Scale, seed: int = 0, progress: bool = True, workdir=None
     for p in tqdm(scale.rounds_p_grid, desc="rounds_vs_p", disable=not progress):
         task = ParityTask(scale.d, p)
 
-        def one():
+        def one(_checkpoint):  # parts are cached whole; a part restarts if interrupted
             model = _loaded(task, scale, base, seed)
             ntp.train(model, task, scale.recal_steps, scale.batch_size, scale.lr, seed=seed + 7,
                       decay_frac=0.5, progress=False)
