@@ -41,6 +41,7 @@ student: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/sampler.py
+	$(BIN)/python benchmarks/rl_step.py   # needs `pip install trl`
 
 clean:
 	rm -rf _build

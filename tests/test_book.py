@@ -65,7 +65,7 @@ def test_chapter_conventions(path):
     assert setup["cell_type"] == "code" and "hide-output" in setup["metadata"].get("tags", [])
     assert f"git+{REPO_URL}@main#subdirectory=lib" in src and "google.colab" in src
     assert "pip install" in src and not re.search(r"pip install[^\n]*\btorch\b", src)
-    assert "ntprl.scale.get()" in src
+    assert "ntprl.scale.setup(" in src
     # committed without outputs, with clean metadata
     for c in cells:
         if c["cell_type"] == "code":

@@ -123,3 +123,14 @@ def test_bad_rl_settings(kwargs, field):
     args.update(kwargs)
     with pytest.raises(ValueError, match=field):
         rl.train(tiny(t), t, progress=False, **args)
+
+
+def test_stop_when_ends_rl_early_and_survives_resume(tmp_path):
+    t = ParityTask(4, 0.5)
+    kw = dict(prompts_per_step=2, samples_per_prompt=2, eval_every=1, progress=False,
+              eval_fn=lambda m, s: {"score": s}, stop_when=lambda r: r["score"] >= 3,
+              checkpoint=tmp_path / "s.pt")
+    hist = rl.train(tiny(t), t, "grpo", 10, **kw)
+    assert [r["step"] for r in hist] == [0, 1, 2, 3] and hist[-1]["stopped"]
+    again = rl.train(tiny(t), t, "grpo", 10, **kw)  # resumes a finished run: nothing more to do
+    assert [r["step"] for r in again] == [0, 1, 2, 3]

@@ -43,11 +43,7 @@ from ntprl.experiments import more_data, threshold
 from ntprl.metrics import format_tree
 from ntprl.tasks import ParityTask
 
-scale = ntprl.scale.get()  # NTPRL_SCALE, else "gpu" with CUDA, else "fast"
-torch.manual_seed(0)
-plots.style()
-print(f"scale: {scale.name} — {scale.description}")
-print(f"device: {ntprl.scale.device()}, torch {torch.__version__}, ntprl {ntprl.__version__}")
+scale = ntprl.scale.setup(seed=0)  # $NTPRL_SCALE, else "gpu" with CUDA, else "fast"
 
 # %% [markdown]
 # ## What a model that knows only the chain must do

@@ -109,8 +109,7 @@ def train_and_measure(task, scale: Scale, steps: int, seed: int = 0, *, eval_eve
     hist = ntp.train(model, task, steps, scale.batch_size, scale.lr, seed=seed, decay_frac=0.2,
                      eval_every=eval_every, eval_fn=eval_fn, checkpoint=checkpoint,
                      progress=progress, desc=f"NTP d={task.d} p_cot={task.p_cot:.3g} seed={seed}")
-    final = evaluate(model, task, scale.eval_n, seed=seed + 1)
-    final.update(branch_probs(model, task, scale.eval_n, seed=seed + 2))
+    final = measure(model, task, scale, seed)
     example = task.prompts(1, torch.Generator().manual_seed(seed + 3))[0]
     return {"d": task.d, "p_cot": task.p_cot, "seed": seed, "steps": steps, "final": final,
             "tree": decoding_tree(model, task, example),
@@ -277,7 +276,7 @@ def rounds_vs_p(scale: Scale, seed: int = 0, progress: bool = True, workdir=None
             state = copy.deepcopy(model.state_dict())
             start = _rl_eval(task, scale, seed)(model, 0)
             run = rl_run(task, scale, state, "star", seed, False, steps=scale.rounds_max,
-                         eval_every=1)
+                         eval_every=1, stop_when=lambda rec: rec["greedy_acc"] >= 0.95)
             hist = run["history"]
             hit = [r["step"] for r in hist if r.get("greedy_acc", 0) >= 0.95]
             return {"p_cot": p, "start": start, "rounds": hit[0] if hit else None,
@@ -287,16 +286,28 @@ def rounds_vs_p(scale: Scale, seed: int = 0, progress: bool = True, workdir=None
     return out
 
 
+def measure(model, task, scale: Scale, seed: int = 0) -> dict:
+    """:func:`~ntprl.metrics.evaluate` plus :func:`~ntprl.metrics.branch_probs` of a model."""
+    out = evaluate(model, task, scale.eval_n, seed=seed + 1)
+    out.update(branch_probs(model, task, scale.eval_n, seed=seed + 2))
+    return out
+
+
 def leap2(scale: Scale, seed: int = 0, progress: bool = True, workdir=None) -> dict:
     """Chapter 4 ablation (paper Fig. 15): NTP alone on full vs leap-2 chains at p_cot below
-    1/3; with the partial chain, greedy decoding can generalise below the threshold."""
-    out = {"experiment": "leap2", "scale": scale.name, "d": scale.d, "runs": []}
+    1/3; with the partial chain, greedy decoding can generalise below the threshold. Both use
+    the NTP recipe of :func:`rl_post_training` (so the full chain at ``rl_p_cot`` is its
+    checkpoint)."""
+    out = {"experiment": "leap2", "scale": scale.name, "d": scale.d, "steps": scale.rl_ntp_steps,
+           "runs": []}
     grid = [(c, p) for c in ("full", "leap2") for p in scale.leap2_p_grid]
     for chain, p in tqdm(grid, desc="leap2", disable=not progress):
         task = ParityTask(scale.d, p, chain)
-        out["runs"].append(_resumable(workdir, f"leap2-{chain}-p{p:.4f}-s{seed}", lambda ck: {
-            "chain": chain, **train_and_measure(task, scale, scale.rl_ntp_steps, seed,
-                                                checkpoint=ck, progress=False)}))
+        early = scale.rl_early_step if p == scale.rl_p_cot else None  # share rl_post_training's run
+        state, _ = pretrain(task, scale, scale.rl_ntp_steps, seed, early_step=early,
+                            progress=False, workdir=workdir)
+        out["runs"].append({"chain": chain, "p_cot": p,
+                            "final": measure(_loaded(task, scale, state, seed), task, scale, seed)})
     return out
 
 

@@ -59,7 +59,7 @@ class Scale:
     rl_samples: int = 8         # samples per prompt (GRPO group size)
     rl_steps: int = 25          # REINFORCE/GRPO steps
     rl_eval_every: int = 5      # RL steps between greedy/sampled evaluations
-    star_samples: int = 512     # samples per STaR round
+    star_samples: int = 2048    # samples per STaR round
     star_steps: int = 30        # fine-tuning steps per STaR round
     star_rounds: int = 8        # STaR rounds
     rl_temperatures: tuple[float, ...] = (0.75, 1.0, 1.5)
@@ -132,3 +132,17 @@ def get(name: str | None = None) -> Scale:
 def device() -> torch.device:
     """The device chapters train on: CUDA when available, else CPU."""
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def setup(name: str | None = None, seed: int = 0) -> Scale:
+    """What every chapter does first: pick the scale, seed torch, apply the book's figure style,
+    and print what this run uses. Returns the :class:`Scale`."""
+    import ntprl
+    from . import plots
+
+    scale = get(name)
+    torch.manual_seed(seed)
+    plots.style()
+    print(f"scale: {scale.name} — {scale.description}")
+    print(f"device: {device()}, torch {torch.__version__}, ntprl {ntprl.__version__}, seed {seed}")
+    return scale

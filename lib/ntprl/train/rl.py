@@ -109,7 +109,7 @@ def train(model, task, algo: str, steps: int, *, lr: float = 3e-4,
           star_samples: int = 512, star_steps: int = 50, star_batch: int = 128,
           star_restart: bool = False, max_new_tokens: int | None = None, grad_clip: float | None = 1.0,
           seed: int = 0, eval_every: int = 0, eval_fn: Callable | None = None,
-          checkpoint: str | os.PathLike | None = None, checkpoint_every: int = 10,
+          stop_when: Callable[[dict], bool] | None = None, checkpoint: str | os.PathLike | None = None, checkpoint_every: int = 10,
           progress: bool = True, desc: str | None = None) -> list[dict]:
     """RL post-training of ``model`` on ``task`` (see the module docstring for each algorithm).
 
@@ -132,6 +132,7 @@ def train(model, task, algo: str, steps: int, *, lr: float = 3e-4,
         seed: seeds prompts and sampling.
         eval_every, eval_fn: call ``eval_fn(model, step)`` every ``eval_every`` steps (and at
             steps 0 and ``steps``); its dict is merged into that step's record.
+        stop_when: called with each evaluated record; returning True ends the run early.
         checkpoint, checkpoint_every: save/resume as in :func:`ntprl.train.ntp.train`.
 
     Returns:
@@ -201,11 +202,20 @@ def train(model, task, algo: str, steps: int, *, lr: float = 3e-4,
                           "gen": gen.get_state(), "step": step, "history": history,
                           "start_weights": start_weights}, checkpoint)
 
+    def evaluate_into(rec, step):
+        rec.update(eval_fn(model, step))
+        if stop_when is not None and stop_when(rec):
+            rec["stopped"] = True  # marks the record that ended the run (also across a resume)
+        return rec
+
     if start == 0 and eval_every:
-        history.append({"step": 0, **eval_fn(model, 0)})
+        history.append(evaluate_into({"step": 0}, 0))
     P = task.prompt_len
     bar = tqdm(total=steps, initial=start, desc=desc or algo.upper(), disable=not progress, leave=False)
+    stopped = bool(history) and history[-1].get("stopped", False)
     for step in range(start, steps):
+        if stopped:
+            break
         # ---- rollouts ----------------------------------------------------------------------
         t0 = time.perf_counter()
         n_prompts, k = (star_samples, 1) if algo == "star" else (prompts_per_step, samples_per_prompt)
@@ -266,11 +276,12 @@ def train(model, task, algo: str, steps: int, *, lr: float = 3e-4,
                 _step(opt, loss, model, grad_clip)
         rec["gen_s"], rec["update_s"] = t1 - t0, time.perf_counter() - t1
         if eval_every and ((step + 1) % eval_every == 0 or step + 1 == steps):
-            rec.update(eval_fn(model, step + 1))
+            evaluate_into(rec, step + 1)
         history.append(rec)
+        stopped = rec.get("stopped", False)
         bar.set_postfix({k_: round(v, 3) for k_, v in rec.items() if k_ in ("reward", "len_mean", "greedy_acc")})
         bar.update(1)
-        if (step + 1) % checkpoint_every == 0 or step + 1 == steps:
+        if (step + 1) % checkpoint_every == 0 or step + 1 == steps or stopped:
             save(step + 1)
     bar.close()
     return history

@@ -1,0 +1,103 @@
+"""Rollouts per second of one GRPO step: ``ntprl.train.rl`` against TRL's ``GRPOTrainer``.
+
+Same model size (a 2-layer, width-128 GPT / GPT-2), same task (d = 32 parity prompts, up to
+d + 1 = 33 new tokens), same batch (32 prompts x 8 samples = 256 rollouts a step), temperature
+1, no KL, one optimiser step per batch. Both start from random weights and run ``--steps``
+steps after one warm-up step; rollouts per second are printed with their ratio, measured in
+this one run. TRL is not a dependency of the book: ``pip install trl`` first.
+
+    python benchmarks/rl_step.py [--steps 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+
+import torch
+
+from ntprl.models import GPT, GPTConfig
+from ntprl.tasks import ParityTask
+from ntprl.train import rl
+
+PROMPTS, SAMPLES = 32, 8
+
+
+def ours(task, steps):
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=4, block_size=task.seq_len, n_layer=2, n_head=4, n_embd=128))
+    rl.train(model, task, "grpo", 1, prompts_per_step=PROMPTS, samples_per_prompt=SAMPLES, progress=False)
+    t0 = time.perf_counter()
+    rl.train(model, task, "grpo", steps, prompts_per_step=PROMPTS, samples_per_prompt=SAMPLES,
+             progress=False, seed=1)
+    return steps * PROMPTS * SAMPLES / (time.perf_counter() - t0)
+
+
+def trl_grpo(task, steps):
+    from datasets import Dataset
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast, TrainerCallback
+    from trl import GRPOConfig, GRPOTrainer
+
+    vocab = {"0": 0, "1": 1, "<eos>": 2, "<pad>": 3}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<pad>"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<eos>", pad_token="<pad>")
+    tokenizer.padding_side = "left"
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=4, n_positions=task.seq_len, n_embd=128, n_layer=2,
+                                       n_head=4, bos_token_id=2, eos_token_id=2, pad_token_id=3))
+    prompts = task.prompts(PROMPTS * (steps + 1) * 2, torch.Generator().manual_seed(0))
+    data = Dataset.from_dict({"prompt": [" ".join(map(str, p.tolist())) for p in prompts]})
+
+    def reward(prompts, completions, **kw):
+        out = []
+        for p, c in zip(prompts, completions):
+            bits = [int(b) for b in p.split()]
+            words = c.split()
+            out.append(float(bool(words) and words[-1] in "01" and int(words[-1]) == sum(bits) % 2))
+        return out
+
+    class Clock(TrainerCallback):
+        times = []
+
+        def on_step_end(self, args, state, control, **kw):
+            self.times.append(time.perf_counter())
+
+    with tempfile.TemporaryDirectory() as out:
+        args = GRPOConfig(output_dir=out, per_device_train_batch_size=PROMPTS * SAMPLES,
+                          num_generations=SAMPLES, max_completion_length=task.max_response_len,
+                          max_steps=steps + 1, learning_rate=3e-4, beta=0.0, temperature=1.0,
+                          logging_steps=1000, save_strategy="no", report_to="none", use_cpu=True,
+                          dataloader_num_workers=0, seed=0)
+        clock = Clock()
+        trainer = GRPOTrainer(model=model, reward_funcs=reward, args=args, train_dataset=data,
+                              processing_class=tokenizer, callbacks=[clock])
+        trainer.train()
+    t = clock.times
+    return steps * PROMPTS * SAMPLES / (t[-1] - t[0])
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--steps", type=int, default=3)
+    ap.add_argument("--d", type=int, default=32)
+    args = ap.parse_args(argv)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    task = ParityTask(args.d, 0.25)
+    a = ours(task, args.steps)
+    print(f"ntprl.train.rl (GRPO)      {a:8.1f} rollouts/s")
+    try:
+        b = trl_grpo(task, args.steps)
+    except ImportError as e:
+        print(f"TRL is not installed ({e}); `pip install trl` to compare")
+        return
+    print(f"TRL GRPOTrainer            {b:8.1f} rollouts/s")
+    print(f"ratio ntprl / TRL          {a / b:8.2f}x  (d={args.d}, {PROMPTS}x{SAMPLES} rollouts a step, "
+          f"torch {torch.__version__}, {torch.get_num_threads()} threads)")
+
+
+if __name__ == "__main__":
+    main()
