@@ -173,7 +173,7 @@ def test_checks_verdicts(capsys):
         checks.check_value(0.4, 0.5, tol=0.01)
 
 
-@pytest.mark.parametrize("name", ["threshold", "more_data", "rl_post_training", "rounds_vs_p", "leap2"])
+@pytest.mark.parametrize("name", ["threshold", "more_data", "rl_post_training", "rounds_vs_p", "leap2", "linear_theory"])
 def test_every_experiment_runs_at_smoke_and_is_json(name):
     from ntprl import experiments
     r = experiments.run(name, TINY, progress=False)

@@ -16,7 +16,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .metrics import branch_probs, decoding_tree, evaluate
-from .models import GPT, GPTConfig
+from .models import GPT, GPTConfig, LinearAR, LinearARConfig
 from .results import write_json_atomic
 from .scale import Scale, device
 from .tasks import ParityTask
@@ -35,23 +35,26 @@ def make_model(task, scale: Scale, seed: int = 0, **overrides) -> GPT:
 
 def steps_to_learn(task, scale: Scale, seed: int = 0, max_steps: int | None = None,
                    eval_every: int | None = None, target: float | None = None,
-                   checkpoint=None, progress: bool = True) -> dict:
+                   checkpoint=None, progress: bool = True, model=None, batch_size: int | None = None,
+                   lr: float | None = None, optimizer: str = "adamw") -> dict:
     """Train a fresh model by NTP on ``task`` until greedy accuracy reaches ``target``.
 
     Greedy accuracy is measured on ``scale.hardness_eval_n`` fresh prompts every ``eval_every`` steps.
     Returns ``{"d", "p_cot", "steps", "samples", "final_acc", "curve"}`` where ``steps`` is the
     first checked step at or above ``target`` (None if the budget ran out) and ``curve`` lists
-    ``[step, greedy_acc]`` pairs.
+    ``[step, greedy_acc]`` pairs. ``model``, ``batch_size`` and ``lr`` default to the scale's GPT
+    and NTP settings.
     """
     max_steps = max_steps or scale.hardness_max_steps
     eval_every = eval_every or scale.hardness_eval_every
     target = scale.hardness_target if target is None else target
-    model = make_model(task, scale, seed)
+    model = make_model(task, scale, seed) if model is None else model
+    batch_size = batch_size or scale.batch_size
 
     def eval_fn(m, step):
         return evaluate(m, task, scale.hardness_eval_n, seed=seed + 1, modes=("greedy",))
 
-    hist = ntp.train(model, task, max_steps, scale.batch_size, scale.lr, seed=seed,
+    hist = ntp.train(model, task, max_steps, batch_size, lr or scale.lr, seed=seed, optimizer=optimizer,
                      eval_every=eval_every, eval_fn=eval_fn,
                      stop_when=lambda rec: rec["greedy_acc"] >= target, checkpoint=checkpoint,
                      checkpoint_every=10 * eval_every, progress=progress,
@@ -60,7 +63,7 @@ def steps_to_learn(task, scale: Scale, seed: int = 0, max_steps: int | None = No
     reached = curve[-1][1] >= target
     steps = curve[-1][0] if reached else None
     return {"d": task.d, "p_cot": task.p_cot, "steps": steps,
-            "samples": None if steps is None else steps * scale.batch_size,
+            "samples": None if steps is None else steps * batch_size,
             "final_acc": curve[-1][1], "curve": curve}
 
 
@@ -217,7 +220,7 @@ def rl_post_training(scale: Scale, seed: int = 0, progress: bool = True, workdir
     task = ParityTask(scale.d, scale.rl_p_cot)
     state, early = pretrain(task, scale, scale.rl_ntp_steps, seed, early_step=scale.rl_early_step,
                             progress=progress, workdir=workdir)
-    start = _rl_eval(task, scale, seed)(_loaded(task, scale, state, seed), 0)
+    start = _rl_eval(task, scale, seed)(load_model(task, scale, state, seed), 0)
     out = {"experiment": "rl_post_training", "scale": scale.name, "d": scale.d,
            "p_cot": scale.rl_p_cot, "ntp_steps": scale.rl_ntp_steps, "start": start, "runs": {}}
     runs = out["runs"]
@@ -230,7 +233,7 @@ def rl_post_training(scale: Scale, seed: int = 0, progress: bool = True, workdir
     ntp_steps = max(1, seqs // scale.batch_size)
 
     def more_ntp():
-        model = _loaded(task, scale, state, seed)
+        model = load_model(task, scale, state, seed)
         every = max(1, ntp_steps // max(1, scale.rl_steps // scale.rl_eval_every))
         hist = ntp.train(model, task, ntp_steps, scale.batch_size, scale.lr, seed=seed + 100,
                          eval_every=every, eval_fn=_rl_eval(task, scale, seed), progress=False)
@@ -246,12 +249,13 @@ def rl_post_training(scale: Scale, seed: int = 0, progress: bool = True, workdir
                 go(f"{algo}-e2e-T{temp}", lambda: rl_run(task, scale, state, algo, seed, False, temperature=temp))
     if early is not None:
         go("grpo-early", lambda: rl_run(task, scale, early, "grpo", seed, False))
-        out["early_start"] = _rl_eval(task, scale, seed)(_loaded(task, scale, early, seed), 0)
+        out["early_start"] = _rl_eval(task, scale, seed)(load_model(task, scale, early, seed), 0)
     out["grpo_sequences"] = seqs
     return out
 
 
-def _loaded(task, scale, state, seed):
+def load_model(task, scale: Scale, state: dict, seed: int = 0) -> GPT:
+    """A GPT of ``scale`` for ``task`` with the weights ``state``."""
     model = make_model(task, scale, seed)
     model.load_state_dict(state)
     return model
@@ -270,7 +274,7 @@ def rounds_vs_p(scale: Scale, seed: int = 0, progress: bool = True, workdir=None
         task = ParityTask(scale.d, p)
 
         def one(_checkpoint):  # parts are cached whole; a part restarts if interrupted
-            model = _loaded(task, scale, base, seed)
+            model = load_model(task, scale, base, seed)
             ntp.train(model, task, scale.recal_steps, scale.batch_size, scale.lr, seed=seed + 7,
                       decay_frac=0.5, progress=False)
             state = copy.deepcopy(model.state_dict())
@@ -307,9 +311,77 @@ def leap2(scale: Scale, seed: int = 0, progress: bool = True, workdir=None) -> d
         state, _ = pretrain(task, scale, scale.rl_ntp_steps, seed, early_step=early,
                             progress=False, workdir=workdir)
         out["runs"].append({"chain": chain, "p_cot": p,
-                            "final": measure(_loaded(task, scale, state, seed), task, scale, seed)})
+                            "final": measure(load_model(task, scale, state, seed), task, scale, seed)})
+    return out
+
+
+# ---- chapter 3: the autoregressive linear model --------------------------------------------------
+def make_linear(task, seed: int = 0) -> LinearAR:
+    """A zero-initialised :class:`~ntprl.models.LinearAR` sized for ``task``, on the book's device."""
+    torch.manual_seed(seed)
+    return LinearAR(LinearARConfig(block_size=task.seq_len, vocab_size=task.vocab_size)).to(device())
+
+
+def linear_ntp(task, scale: Scale, seed: int = 0, steps: int | None = None) -> LinearAR:
+    """NTP of a linear model on ``task`` with the scale's linear settings (AdamW, lr decaying
+    over the last half)."""
+    model = make_linear(task, seed)
+    ntp.train(model, task, steps or scale.linear_steps, scale.linear_batch, scale.linear_lr,
+              seed=seed, decay_frac=0.5, progress=False)
+    return model
+
+
+def linear_theory(scale: Scale, seed: int = 0, progress: bool = True, workdir=None) -> dict:
+    """Chapter 3: the theorems, simulated on the autoregressive linear model. (1) NTP over the
+    p_cot grid: calibration, the two decision probabilities, greedy accuracy. (2) STaR rounds to
+    95% greedy accuracy for small p_cot. (3) plain-SGD steps to learn the chain (p_cot = 1)
+    against d, and greedy accuracy after short-only training (p_cot = 0) at each d. NTP and STaR
+    use AdamW, which fits the chain and the calibration faster here; the scaling uses SGD, the
+    optimiser of the theorem."""
+    out = {"experiment": "linear_theory", "scale": scale.name, "d": scale.linear_d,
+           "steps": scale.linear_steps, "batch_size": scale.linear_batch, "threshold": [],
+           "star": [], "chain": [], "short": []}
+    bar = tqdm(total=len(scale.threshold_p_grid) + len(scale.linear_rounds_p) + 2 * len(scale.linear_ds),
+               desc="linear_theory", disable=not progress)
+    for p in scale.threshold_p_grid:
+        task = ParityTask(scale.linear_d, p)
+        out["threshold"].append(_resumable(workdir, f"lin-th-p{p:.4f}-s{seed}", lambda ck: {
+            "p_cot": p, "final": measure(linear_ntp(task, scale, seed), task, scale, seed)}))
+        bar.update()
+    for p in scale.linear_rounds_p:
+        task = ParityTask(scale.linear_d, p)
+
+        def star_run(_ck):
+            model = linear_ntp(task, scale, seed)
+            start = measure(model, task, scale, seed)
+            hist = rl.train(model, task, "star", scale.rounds_max * 2, lr=scale.linear_lr,
+                            star_samples=scale.star_samples,
+                            star_steps=scale.linear_star_steps,
+                            star_batch=scale.linear_batch, seed=seed, progress=False, eval_every=1,
+                            eval_fn=_rl_eval(task, scale, seed),
+                            stop_when=lambda r: r["greedy_acc"] >= 0.95)
+            hit = [r["step"] for r in hist if r.get("greedy_acc", 0) >= 0.95]
+            return {"p_cot": p, "start": start, "rounds": hit[0] if hit else None,
+                    "long_frac": [r["long_frac"] for r in hist if "long_frac" in r], "history": hist}
+
+        out["star"].append(_resumable(workdir, f"lin-star-p{p:.4f}-s{seed}", star_run))
+        bar.update()
+    for d in scale.linear_ds:
+        chain, short = ParityTask(d, 1.0), ParityTask(d, 0.0)
+        out["chain"].append(_resumable(workdir, f"lin-chain-d{d}-s{seed}", lambda ck: steps_to_learn(
+            chain, scale, seed, max_steps=scale.linear_max_steps, eval_every=scale.linear_eval_every,
+            model=make_linear(chain, seed), batch_size=scale.linear_batch, lr=scale.linear_sgd_lr,
+            optimizer="sgd", progress=False)))
+        bar.update()
+        out["short"].append(_resumable(workdir, f"lin-short-d{d}-s{seed}", lambda ck: {
+            "d": d, "steps": scale.linear_short_steps,
+            "final": evaluate(linear_ntp(short, scale, seed, scale.linear_short_steps), short,
+                              scale.eval_n, seed=seed + 1, modes=("greedy",))}))
+        bar.update()
+    bar.close()
     return out
 
 
 EXPERIMENTS = {"parity_hardness": parity_hardness, "threshold": threshold, "more_data": more_data,
-               "rl_post_training": rl_post_training, "rounds_vs_p": rounds_vs_p, "leap2": leap2}
+               "rl_post_training": rl_post_training, "rounds_vs_p": rounds_vs_p, "leap2": leap2,
+               "linear_theory": linear_theory}

@@ -67,6 +67,18 @@ class Scale:
     recal_steps: int = 200      # NTP steps that move the base model to each p_cot of the grid
     rounds_max: int = 10        # STaR rounds allowed per p_cot
     leap2_p_grid: tuple[float, ...] = (0.2,)
+    # -- chapter 3: the autoregressive linear model -------------------------------------------
+    linear_d: int = 16          # d of the calibration/threshold and STaR simulations
+    linear_steps: int = 2000    # NTP steps (batch linear_batch) per linear model
+    linear_batch: int = 256
+    linear_lr: float = 0.02     # AdamW for NTP and STaR; the lr decays over the last half of NTP
+    linear_star_steps: int = 100     # fine-tuning steps per STaR round (a round must fit its kept data)
+    linear_sgd_lr: float = 1.0  # plain SGD, as in the theorem, for the steps-vs-d scaling
+    linear_rounds_p: tuple[float, ...] = (0.01, 0.02, 0.05, 0.1, 0.2)
+    linear_ds: tuple[int, ...] = (8, 16, 32, 64)
+    linear_max_steps: int = 1000     # budget of SGD steps to learn the chain at each d
+    linear_eval_every: int = 25
+    linear_short_steps: int = 200    # NTP steps on short-only data at each d
 
     def with_(self, **changes) -> "Scale":
         """A copy with some fields changed (e.g. ``scale.with_(seeds=1)``)."""
@@ -83,7 +95,9 @@ PRESETS = {
         more_data_d=6, more_data_steps=20, more_data_eval_every=10,
         rl_ntp_steps=20, rl_early_step=10, rl_prompts=4, rl_samples=4, rl_steps=4, rl_eval_every=2,
         star_samples=32, star_steps=2, star_rounds=2, rl_temperatures=(1.0, 1.5),
-        rounds_p_grid=(0.1, 0.2), recal_steps=5, rounds_max=2, leap2_p_grid=(0.2,)),
+        rounds_p_grid=(0.1, 0.2), recal_steps=5, rounds_max=2, leap2_p_grid=(0.2,),
+        linear_d=6, linear_steps=20, linear_batch=32, linear_rounds_p=(0.1, 0.2), linear_ds=(4, 6),
+        linear_max_steps=20, linear_eval_every=10, linear_short_steps=5, linear_star_steps=2),
     "fast": Scale(
         name="fast", checks_claims=True,
         description="2-core laptop CPU: <= 10 minutes per chapter; d around 16-24.",

@@ -66,7 +66,7 @@ def _atomic_save(obj, path):
 
 
 def train(model, task, steps: int, batch_size: int, lr: float, *, seed: int = 0,
-          weight_decay: float = 0.0, betas: tuple[float, float] = (0.9, 0.95),
+          optimizer: str = "adamw", weight_decay: float = 0.0, betas: tuple[float, float] = (0.9, 0.95),
           grad_clip: float | None = 1.0, warmup_steps: int = 0, decay_frac: float = 0.0,
           log_every: int = 50, eval_every: int = 0, eval_fn: Callable | None = None,
           stop_when: Callable[[dict], bool] | None = None, checkpoint: str | os.PathLike | None = None,
@@ -77,7 +77,10 @@ def train(model, task, steps: int, batch_size: int, lr: float, *, seed: int = 0,
         steps: optimiser steps (each on a new batch of ``batch_size`` sequences).
         lr: AdamW learning rate (peak, if there is warm-up or decay).
         seed: seeds the data stream; model initialisation is the caller's business.
-        weight_decay, betas: AdamW settings.
+        optimizer: ``"adamw"`` (default) or ``"sgd"`` (plain SGD, no momentum: the optimiser of
+            the theory, and the better one for the linear model, whose many irrelevant features
+            Adam's per-weight normalisation would move as fast as the relevant ones).
+        weight_decay, betas: AdamW settings (``weight_decay`` applies to SGD too).
         grad_clip: clip the global gradient norm to this value (None: no clipping).
         warmup_steps: linear warm-up steps from 0 to ``lr``.
         decay_frac: fraction of the final steps over which the lr decays linearly to 0. Length
@@ -102,6 +105,8 @@ def train(model, task, steps: int, batch_size: int, lr: float, *, seed: int = 0,
         raise ValueError(f"eval_every={eval_every!r} is not allowed: it must be an integer >= 0")
     if eval_every and eval_fn is None:
         raise ValueError("eval_every > 0 needs an eval_fn")
+    if optimizer not in ("adamw", "sgd"):
+        raise ValueError(f"optimizer={optimizer!r} is not allowed: choose 'adamw' or 'sgd'")
     if not 0.0 <= decay_frac <= 1.0:
         raise ValueError(f"decay_frac={decay_frac!r} is not allowed: it must lie in [0, 1]")
     block = getattr(getattr(model, "config", None), "block_size", None)
@@ -110,11 +115,14 @@ def train(model, task, steps: int, batch_size: int, lr: float, *, seed: int = 0,
                          f"the task's longest sequence ({task.seq_len} tokens)")
 
     device = next(model.parameters()).device
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=betas, weight_decay=weight_decay)
+    if optimizer == "sgd":
+        opt = torch.optim.SGD(model.parameters(), lr=lr, weight_decay=weight_decay)
+    else:
+        opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=betas, weight_decay=weight_decay)
     gen = torch.Generator().manual_seed(seed)
     history: list[dict] = []
     start, loss_sum, loss_n, stopped = 0, 0.0, 0, False
-    run_id = {"batch_size": batch_size, "lr": lr, "seed": seed, "task": repr(task)}
+    run_id = {"batch_size": batch_size, "lr": lr, "seed": seed, "task": repr(task), "optimizer": optimizer}
     if checkpoint is not None and os.path.exists(checkpoint):
         ck = torch.load(checkpoint, map_location=device, weights_only=False)
         if ck["run"] != run_id:

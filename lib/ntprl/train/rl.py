@@ -107,7 +107,8 @@ def train(model, task, algo: str, steps: int, *, lr: float = 3e-4,
           reward: str | Callable = "e2e", loss_agg: str = "token_mean", adv_norm: str | None = None,
           clip_eps: float = 0.2, ppo_epochs: int = 1, kl_coef: float = 0.0,
           star_samples: int = 512, star_steps: int = 50, star_batch: int = 128,
-          star_restart: bool = False, max_new_tokens: int | None = None, grad_clip: float | None = 1.0,
+          star_restart: bool = False, optimizer: str = "adamw", max_new_tokens: int | None = None,
+          grad_clip: float | None = 1.0,
           seed: int = 0, eval_every: int = 0, eval_fn: Callable | None = None,
           stop_when: Callable[[dict], bool] | None = None, checkpoint: str | os.PathLike | None = None, checkpoint_every: int = 10,
           progress: bool = True, desc: str | None = None) -> list[dict]:
@@ -116,7 +117,9 @@ def train(model, task, algo: str, steps: int, *, lr: float = 3e-4,
     Args:
         algo: ``"star"``, ``"reinforce"`` or ``"grpo"``.
         steps: RL steps (for STaR: rounds).
-        lr: AdamW learning rate (betas 0.9/0.95, no weight decay).
+        lr: learning rate.
+        optimizer: ``"adamw"`` (betas 0.9/0.95, no weight decay) or ``"sgd"`` (plain SGD, as
+            in the theory and for the linear model).
         prompts_per_step, samples_per_prompt: rollouts per step (reinforce/grpo); GRPO needs
             ``samples_per_prompt >= 2``.
         temperature: sampling temperature of the rollouts (> 0).
@@ -163,6 +166,8 @@ def train(model, task, algo: str, steps: int, *, lr: float = 3e-4,
     adv_norm = adv_norm or ("group_std" if algo == "grpo" else "none")
     if adv_norm not in ADV_NORMS:
         raise ValueError(f"adv_norm={adv_norm!r} is not allowed: choose one of {ADV_NORMS}")
+    if optimizer not in ("adamw", "sgd"):
+        raise ValueError(f"optimizer={optimizer!r} is not allowed: choose 'adamw' or 'sgd'")
     if kl_coef < 0:
         raise ValueError(f"kl_coef={kl_coef!r} is not allowed: it must be >= 0")
     if not isinstance(eval_every, int) or eval_every < 0:
@@ -176,12 +181,18 @@ def train(model, task, algo: str, steps: int, *, lr: float = 3e-4,
     reward_fn = _reward_fn(task, reward)
 
     device = next(model.parameters()).device
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.0)
+
+    def make_opt():
+        if optimizer == "sgd":
+            return torch.optim.SGD(model.parameters(), lr=lr)
+        return torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.0)
+
+    opt = make_opt()
     gen = torch.Generator().manual_seed(seed)
     start_weights = copy.deepcopy(model.state_dict())  # KL reference and STaR restarts
     history: list[dict] = []
     start = 0
-    run_id = {"algo": algo, "lr": lr, "seed": seed, "task": repr(task)}
+    run_id = {"algo": algo, "lr": lr, "seed": seed, "task": repr(task), "optimizer": optimizer}
     if checkpoint is not None and os.path.exists(checkpoint):
         ck = torch.load(checkpoint, map_location=device, weights_only=False)
         if ck["run"] != run_id:
@@ -238,7 +249,7 @@ def train(model, task, algo: str, steps: int, *, lr: float = 3e-4,
             rec["kept"] = int(keep.sum())
             if star_restart:
                 model.load_state_dict(start_weights)
-                opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.0)
+                opt = make_opt()
             with torch.no_grad():
                 rec["entropy"] = _entropy(model, tokens, mask)
             if rec["kept"]:

@@ -1,0 +1,400 @@
+# %% [markdown]
+# # 3. The linear-model theorem
+#
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/ntprl/rl-after-ntp-book/blob/main/chapters/03_linear_theorem.ipynb)
+#
+# Chapters 2 and 4 measured the phenomenon on transformers. The paper {cite}`tsilivis2025rl`
+# also *proves* it, for autoregressive linear models in the style of Malach
+# {cite}`malach2024auto`: models whose next-token distribution is a softmax of a linear
+# function of a fixed feature map of the prefix. This chapter builds such a model, states the
+# two theorems **in our own formulation** (the paper's exact statements and constants were not
+# available to us; what follows is our reconstruction, following its argument), sketches their
+# proofs, and checks every step by simulation.
+#
+# **Learning goals.** After this chapter you can
+# - build the autoregressive linear model and say which of its features each decision uses;
+# - state and sketch the proofs of the two theorems: NTP is calibrated and so fails under
+#   greedy decoding below $1/3$; NTP then STaR generalises in $O(\log\frac{1-p}{p})$ rounds;
+# - compare the theory's predictions with what the transformer of chapters 2 and 4 did.
+#
+# **Compute.**
+#
+# | scale | where | this chapter |
+# | --- | --- | --- |
+# | `smoke` | CI | < 1 minute (numbers meaningless) |
+# | `fast` | 2-core laptop CPU | about 9 minutes (5 of them for the transformer comparison) |
+# | `gpu` | a Colab T4 | about 10 minutes (estimated) |
+# | `paper` | one large GPU | under an hour (estimated) |
+
+# %% tags=["hide-output"]
+# Setup. In Colab this installs the book's library; torch and ipywidgets are already there.
+import sys
+
+if "google.colab" in sys.modules:
+    %pip install -q "ntprl @ git+https://github.com/ntprl/rl-after-ntp-book@main#subdirectory=lib"
+
+import math
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+import ntprl
+from ntprl import checks, plots, theory
+from ntprl.experiments import linear_theory, measure, pretrain, rl_run, load_model
+from ntprl.models import LinearAR, LinearARConfig
+from ntprl.models.linear import signs
+from ntprl.tasks import ParityTask
+
+scale = ntprl.scale.setup(seed=0)  # $NTPRL_SCALE, else "gpu" with CUDA, else "fast"
+
+# %% [markdown]
+# ## The autoregressive linear model
+#
+# Write bits as signs, $0 \mapsto +1$ and $1 \mapsto -1$, so that XOR becomes a product; EOS
+# and PAD become $0$. At position $t$ the features of the prefix $v_1, \dots, v_t$ are
+# $$\phi_t = \big(1,\; v_1, \dots, v_t,\; (v_i v_j)_{i < j \le t}\big),$$
+# fixed once and for all (frozen), and each position has its own linear head $W_t$ from
+# $\phi_t$ to logits over $\{0, 1, \text{EOS}\}$:
+# $$P(\text{next} = k \mid \text{prefix}) = \operatorname{softmax}_k(W_t \phi_t).$$
+# `ntprl.models.LinearAR` implements it with the same `logits = model(tokens)` interface as
+# the GPT, so the NTP trainer, the sampler and the STaR trainer run on it unchanged. Three
+# facts make it the right model for the story:
+#
+# 1. **Every chain step is one feature.** $s_i = s_{i-1} \oplus x_i$ is, in signs, the product
+#    of two prefix values: the previous chain token and the $i$-th input bit.
+# 2. **The continue-or-stop decision is one feature.** After the first response token $r_1$,
+#    whether the model is on the chain depends on whether $r_1 = x_1$, i.e. on $r_1 x_1$.
+# 3. **The short answer is invisible.** The parity is $\prod_{i \le d} v_i$, a degree-$d$
+#    monomial, orthogonal (over uniform inputs) to every feature of degree $\le 2$ when
+#    $d \ge 3$. No head can predict it better than a coin.
+#
+# Fact 3, checked exactly over all $2^8$ inputs:
+
+# %%
+import itertools
+
+d_small = 8
+V = signs(torch.tensor(list(itertools.product([0, 1], repeat=d_small))))
+par = V.prod(1)
+feats = [torch.ones(len(V))] + [V[:, i] for i in range(d_small)] + \
+        [V[:, i] * V[:, j] for i in range(d_small) for j in range(i + 1, d_small)]
+worst = max(abs((f * par).mean().item()) for f in feats)
+print(f"{len(feats)} features; largest |correlation| with the parity: {worst}")
+assert worst == 0.0
+model = LinearAR(LinearARConfig(block_size=ParityTask(16, 0.2).seq_len))
+print(f"LinearAR for d = 16: {model.num_params():,} weights that can be non-zero")
+
+# %% [markdown]
+# ## Theorem 1 (NTP is calibrated, and greedy decoding fails below 1/3)
+#
+# *Our formulation.* Let $d \ge 3$ and $0 < p < 1$. Train the linear model by next-token
+# prediction (cross-entropy, SGD) on fresh samples of $\mathcal{D}(p)$. Then in $\mathrm{poly}(d)$
+# steps the model converges to the predictor that
+# (a) writes every chain step correctly,
+# (b) puts probability $\frac{1+p}{2}$ on $x_1$ as the first response token, and
+# (c) after $x_1$ continues the chain with probability $\frac{2p}{1+p}$.
+# Consequently, sampling is length-calibrated ($P(\text{long}) = p$) with accuracy
+# $\frac{1+p}{2}$, while greedy decoding answers in one token, at chance accuracy, whenever
+# $p < 1/3$, and is always right when $p > 1/3$.
+#
+# *Proof sketch.* The loss decomposes over positions, and each position's loss is the
+# cross-entropy of a softmax-linear model in its own weights: **convex**. Its minimiser within
+# the class is the best feature-measurable predictor of the next token. At a chain position the
+# next token is a deterministic function of one feature (fact 1), so the minimiser is exact.
+# At the first response token, the target is $x_1$ on long sequences and the parity on short
+# ones; the parity is orthogonal to every feature (fact 3), so the best the head can do is
+# predict it as a fair coin, giving (b). After $r_1$, the probability of being on a long
+# sequence given $r_1 = x_1$ is $p / (p + \frac{1-p}{2})$ — a function of the feature $r_1x_1$
+# (fact 2) — giving (c). Calibration and the threshold then follow by the four-step
+# computation of chapter 2. The $\mathrm{poly}(d)$ rate comes from convexity with $O(d^2)$
+# features per position and a margin that does not shrink with $d$ for the chain steps.
+#
+# ## Theorem 2 (NTP then STaR generalises)
+#
+# *Our formulation.* Start STaR from the NTP model of Theorem 1 with long share $p$. A round
+# samples answers, keeps the correct ones and fits them. If each round fits the kept data,
+# the long share follows $p \mapsto \frac{2p}{1+p}$ — the odds double — so greedy decoding goes
+# long after $\lceil \log_2 \frac{1-p}{2p} \rceil$ rounds, and the long share exceeds $1 - \epsilon$
+# after $O(\log\frac{1-p}{p} + \log\frac1\epsilon)$ rounds. Greedy accuracy goes from $\frac12$
+# to 1, and response length from 1 to $d$. If $p$ is not exponentially small in $d$ (the
+# paper: $p \in \Omega(d^{-\kappa})$), the whole procedure takes $\mathrm{poly}(d)$ steps.
+#
+# *Proof sketch.* The kept set holds every long sample (share $p$; all correct by Theorem 1)
+# and the short samples that were right by luck (share $\frac{1-p}{2}$). Fitting it is again a
+# convex problem whose minimiser is calibrated to the kept set, so the new long share is
+# $\frac{p}{p + (1-p)/2}$. In odds, $\frac{p'}{1-p'} = 2 \frac{p}{1-p}$; iterate. The chain
+# steps are unchanged by the round (they are already exact), which is why the long answers
+# stay correct while their share grows.
+
+# %% [markdown]
+# ## Simulations
+#
+# `ntprl.experiments.linear_theory` runs the three simulations of the theorems on the linear
+# model: NTP over the $p_{cot}$ grid; STaR from small $p_{cot}$; and the cost of learning the
+# chain, and the failure of short-only training, against $d$. NTP and STaR use AdamW with a
+# fresh batch per step (the learning rate decaying over the last half of NTP); the cost-vs-$d$
+# curve uses plain SGD, the optimiser of the theorem. (Our choice: with thousands of pairwise
+# weights per position of which one matters, Adam's per-weight normalisation moves the
+# irrelevant weights as fast as the relevant one, which slows it down at large $d$; SGD's noise
+# on them averages out.)
+
+# %%
+lin = linear_theory(scale, seed=0)
+th = lin["threshold"]
+P = np.array([r["p_cot"] for r in th])
+F = {k: np.array([r["final"][k] for r in th]) for k in ("greedy_acc", "sampled_long_frac", "sampled_acc", "first_token", "continue")}
+print(f"d = {lin['d']}, {lin['steps']} NTP steps of {lin['batch_size']} sequences per model")
+print(" p_cot   P(x1) / (1+p)/2   P(cont) / 2p/(1+p)   sampled long   greedy acc")
+for i, p in enumerate(P):
+    print(f" {p:5.3f}    {F['first_token'][i]:.3f} / {theory.first_token_prob(p):.3f}     {F['continue'][i]:.3f} / {theory.continue_prob(p):.3f}"
+          f"        {F['sampled_long_frac'][i]:.3f}        {F['greedy_acc'][i]:.3f}")
+
+# %%
+grid = np.linspace(0.01, 0.99, 200)
+fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
+ax1.plot(grid, (1 + grid) / 2, "--", color=plots.COLORS["theory"], label="$(1+p)/2$")
+ax1.plot(grid, 2 * grid / (1 + grid), ":", color=plots.COLORS["theory"], label="$2p/(1+p)$")
+ax1.plot(P, F["first_token"], "o", color=plots.COLORS["ntp"], label="learned $P(x_1)$")
+ax1.plot(P, F["continue"], "s", color=plots.COLORS["rl"], label="learned $P(continue)$")
+ax1.plot(P, F["sampled_long_frac"], "^", color=plots.COLORS["chain"], label="sampled long fraction")
+ax1.plot(grid, grid, "-", color="0.85", lw=0.8, zorder=0)
+ax1.set(xlabel="$p_{cot}$", ylabel="probability", title="Theorem 1 (b), (c) and calibration")
+ax2.plot(grid, [theory.greedy_accuracy(p) for p in grid], "--", color=plots.COLORS["theory"], label="theory")
+ax2.plot(P, F["greedy_acc"], "o", color=plots.COLORS["ntp"], label="linear model, greedy")
+ax2.set(xlabel="$p_{cot}$", ylabel="greedy accuracy", title="The threshold at 1/3")
+for ax in (ax1, ax2):
+    ax.axvline(1 / 3, color="0.7", lw=0.8)
+    ax.legend(fontsize=7)
+fig.tight_layout()
+
+# %%
+if scale.checks_claims:
+    assert np.all(np.abs(F["first_token"] - (1 + P) / 2) <= 0.03), F["first_token"]
+    assert np.all(np.abs(F["continue"] - 2 * P / (1 + P)) <= 0.05), F["continue"]
+    assert np.all(np.abs(F["sampled_long_frac"] - P) <= 0.05), F["sampled_long_frac"]
+    assert np.all(F["greedy_acc"][P <= 0.25] <= 0.6) and np.all(F["greedy_acc"][P >= 0.45] >= 0.95), F["greedy_acc"]
+    print("✓ Theorem 1: learned probabilities within 0.03/0.05 of the formulas, calibrated within 0.05, "
+          "greedy at chance below the threshold and right above it")
+
+# %% [markdown]
+# ### STaR rounds against $\log\frac{1-p}{p}$
+#
+# From NTP models at small $p_{cot}$ (down to 0.01), STaR until greedy accuracy reaches 95%:
+
+# %%
+st = lin["star"]
+for r in st:
+    print(f"p_cot = {r['p_cot']:.2f}: start long share {r['start']['sampled_long_frac']:.3f}, rounds {r['rounds']}, "
+          f"long share per round {[round(v, 2) for v in r['long_frac']]}")
+fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
+x = [math.log((1 - r["p_cot"]) / r["p_cot"]) for r in st]
+ax1.plot(x, [r["rounds"] if r["rounds"] else np.nan for r in st], "o-", color=plots.COLORS["rl"], label="measured")
+ax1.plot(x, [theory.star_rounds_to_threshold(max(r["start"]["sampled_long_frac"], 1e-4)) + 1 for r in st], "--",
+         color=plots.COLORS["theory"], label="theory from the measured start (+1: the round that is evaluated)")
+ax1.set(xlabel="$\\log((1-p_{cot})/p_{cot})$", ylabel="STaR rounds to 95%", title="Theorem 2: rounds")
+ax1.legend(fontsize=7)
+for r in st:
+    seq = r["long_frac"]
+    odds = [v / (1 - v) for v in seq if 0 < v < 1]
+    ax2.semilogy(range(len(odds)), odds, "o-", ms=3, label=f"$p_{{cot}}$ = {r['p_cot']}")
+ax2.set(xlabel="STaR round", ylabel="odds of a long answer", title="The odds double each round")
+ax2.legend(fontsize=7)
+fig.tight_layout()
+
+# %%
+one_step = [(r["p_cot"], max(abs(b - theory.star_map(a)) for a, b in zip(r["long_frac"], r["long_frac"][1:])))
+            for r in st if len(r["long_frac"]) > 1]
+print("largest gap between a round and 2p/(1+p) of the round before:", [(p, round(g, 3)) for p, g in one_step])
+if scale.checks_claims:
+    for r in st:
+        assert r["long_frac"][-1] >= r["long_frac"][0] + 0.1, (r["p_cot"], r["long_frac"])
+    print("✓ STaR raises the long share from every p_cot")
+
+# %% [markdown]
+# **What this simulation does and does not show.** STaR raises the long share from every
+# $p_{cot}$, and where it reaches 95% greedy accuracy, rarer chains take more rounds. But with
+# our round budget (`scale.linear_star_steps` AdamW steps per round on the kept samples) the
+# linear model's rounds *lag* the map $p \mapsto 2p/(1+p)$ — the printout above gives the
+# gap — so from $p_{cot} \le 0.1$ it does not reach 95% greedy accuracy within the rounds we
+# allow, and the $O(\log\frac{1-p}{p})$ count of Theorem 2 is **not reproduced by this
+# simulation at this scale**. Theorem 2 assumes that each round fits its kept data; ours do not
+# quite (we have not yet found why the linear model fits a round more slowly than the
+# transformer, which follows the map within 0.05 a round in chapter 4). Greedy accuracy also
+# rises gradually rather than in one step: the learned continue probability varies a little
+# from prompt to prompt, so prompts cross $1/2$ at different rounds.
+
+# %% [markdown]
+# ### The cost of learning, against $d$
+#
+# With full chains ($p_{cot} = 1$), SGD steps until greedy accuracy reaches 95%, for growing
+# $d$, on log–log axes (a polynomial is a straight line). With bare answers ($p_{cot} = 0$), the
+# linear model cannot even represent the target: its greedy accuracy is at chance at every
+# $d$, however long it trains.
+
+# %%
+ch, sh = lin["chain"], lin["short"]
+ds = np.array([r["d"] for r in ch])
+steps = np.array([r["steps"] if r["steps"] else np.nan for r in ch], dtype=float)
+fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.4))
+ax1.loglog(ds, steps, "o-", color=plots.COLORS["chain"], base=2)
+ok = ~np.isnan(steps)
+slope = np.polyfit(np.log(ds[ok]), np.log(steps[ok]), 1)[0] if ok.sum() >= 2 else float("nan")
+ax1.set(xlabel="d", ylabel="steps to 95% (full chains)", title=f"poly(d): fitted exponent {slope:.2f}")
+ax2.plot([r["d"] for r in sh], [r["final"]["greedy_acc"] for r in sh], "o-", color=plots.COLORS["short"])
+ax2.axhline(0.5, ls="--", color=plots.COLORS["theory"])
+ax2.set(xlabel="d", ylabel="greedy accuracy", ylim=(0.3, 1.0), title="Short-only training: chance at every d")
+fig.tight_layout()
+print("steps to learn the chain:", dict(zip(ds.tolist(), steps.tolist())))
+print("short-only greedy accuracy:", {r["d"]: round(r["final"]["greedy_acc"], 3) for r in sh})
+
+# %%
+if scale.checks_claims:
+    assert ok.all(), "the chain was not learned within the budget at some d"
+    assert 0 < slope <= 3, slope
+    assert all(abs(r["final"]["greedy_acc"] - 0.5) <= 0.04 for r in sh), [r["final"]["greedy_acc"] for r in sh]
+    print(f"✓ the chain is learned at every d with steps growing like d^{slope:.2f}; short-only stays at chance")
+
+# %% [markdown]
+# ## The linear model and the transformer, side by side
+#
+# How much of the transformer's behaviour does the theory predict? Below, the same NTP → STaR
+# recipe on the GPT of chapter 4 (the same checkpoint: NTP at $p_{cot}$ = `scale.rl_p_cot`, the
+# STaR run with the chapter's settings), next to the linear model at the same $p_{cot}$ and the
+# formulas.
+
+# %%
+task = ParityTask(scale.d, scale.rl_p_cot)
+state, _ = pretrain(task, scale, scale.rl_ntp_steps, 0, early_step=scale.rl_early_step)
+gpt = measure(load_model(task, scale, state, 0), task, scale, 0)
+gpt_star = rl_run(task, scale, state, "star", 0, False, eval_every=1, stop_when=lambda r: r["greedy_acc"] >= 0.95)
+gpt_rounds = next((r["step"] for r in gpt_star["history"] if r.get("greedy_acc", 0) >= 0.95), None)
+p = scale.rl_p_cot
+linp = min(th, key=lambda r: abs(r["p_cot"] - p))["final"]
+lin_star = min(st, key=lambda r: abs(r["p_cot"] - p))
+rows = [("P(first token = x1)", theory.first_token_prob(p), linp["first_token"], gpt["first_token"]),
+        ("P(continue | x1)", theory.continue_prob(p), linp["continue"], gpt["continue"]),
+        ("sampled long fraction", p, linp["sampled_long_frac"], gpt["sampled_long_frac"]),
+        ("sampled accuracy", theory.accuracy(p), linp["sampled_acc"], gpt["sampled_acc"]),
+        ("greedy accuracy", theory.greedy_accuracy(p), linp["greedy_acc"], gpt["greedy_acc"]),
+        ("STaR rounds to 95%", theory.star_rounds_to_threshold(p) + 1, lin_star["rounds"], gpt_rounds)]
+print(f"p_cot = {p} (linear model at d = {lin['d']}, GPT at d = {scale.d})")
+print(f"{'quantity':24s} {'theory':>8s} {'linear':>8s} {'GPT':>8s}")
+for name, a, b, c in rows:
+    fmt = lambda v: f"{v:8.3f}" if isinstance(v, float) else f"{str(v):>8s}"
+    print(f"{name:24s} {fmt(a)} {fmt(b)} {fmt(c)}")
+
+# %% [markdown]
+# After NTP, the linear model follows the formulas almost exactly — it is the setting in which
+# they are theorems — and the transformer, which the proofs do not cover, lands close to the
+# same numbers. Under STaR the roles swap in our runs: the transformer's rounds follow the map,
+# the linear model's lag it (see above). That is the paper's bet, half confirmed here: the
+# linear model captures *why* NTP leaves the long route unused, and the map says how fast RL
+# can bring it back when each round is fitted.
+
+# %% [markdown]
+# ## Exercises
+#
+# :::{exercise}
+# :label: ex3-star-map
+# Prove the STaR map by computing it: write `star_round(p)`, the long share after one STaR
+# round that keeps correct samples from a model that writes the (always correct) chain with
+# probability $p$ and otherwise a coin-flip short answer, and fits the kept samples exactly.
+# :::
+#
+# :::{solution-start} ex3-star-map
+# :class: dropdown
+# :::
+
+# %% tags=["solution"]
+def star_round(p):
+    """Kept: all long (p) and the lucky half of the short ((1-p)/2); long share among kept."""
+    return p / (p + (1 - p) / 2)
+
+# %% [markdown]
+# :::{solution-end}
+# :::
+
+# %%
+checks.check(star_round, theory.star_map, [0.001, 0.01, 0.1, 0.25, 1 / 3, 0.5, 0.9, 1.0])
+
+# %% [markdown]
+# :::{exercise}
+# :label: ex3-feature
+# Which feature does a chain step need? For the chain token $s_i$ ($2 \le i \le d$), return
+# the pair of 0-based sequence positions `(a, b)`, `a < b`, with `b` in the response
+# (`b >= d`), whose sign product $v_a v_b$ equals the sign of $s_i$ on every sequence. (The
+# prompt occupies positions $0 \dots d-1$ and $s_j$ sits at position $d + j - 1$. For $i = 2$
+# the prompt pair $x_1 x_2$ works too — but only the pair that uses the previous chain token
+# generalises to every step.) The check finds the pair by brute force on samples.
+# :::
+#
+# :::{solution-start} ex3-feature
+# :class: dropdown
+# :::
+
+# %% tags=["solution"]
+def chain_feature(d, i):
+    """s_i = s_{i-1} XOR x_i: x_i at position i - 1, s_{i-1} at position d + i - 2."""
+    return (i - 1, d + i - 2)
+
+# %% [markdown]
+# :::{solution-end}
+# :::
+
+# %%
+def brute_force_feature(d, i):
+    seq = ParityTask(d, 1.0).sample(512, torch.Generator().manual_seed(0))
+    v, target = signs(seq), signs(seq[:, d + i - 1])
+    for a in range(d + i - 1):
+        for b in range(max(a + 1, d), d + i - 1):
+            if torch.equal(v[:, a] * v[:, b], target):
+                return (a, b)
+
+
+checks.check(chain_feature, brute_force_feature, [(4, 2), (6, 3), (8, 8), (12, 5)])
+
+# %% [markdown]
+# :::{exercise}
+# :label: ex3-epsilon
+# How many perfect STaR rounds take the long share from $p$ to at least $1 - \epsilon$? Write
+# `rounds_to(p, eps)`. Compare `rounds_to(0.01, 0.01)` with `rounds_to(0.2, 0.01)`: the two
+# terms of $O(\log\frac{1-p}{p} + \log\frac{1}{\epsilon})$.
+# :::
+#
+# :::{solution-start} ex3-epsilon
+# :class: dropdown
+# :::
+
+# %% tags=["solution"]
+def rounds_to(p, eps):
+    """Iterate p -> 2p/(1+p) (odds double) until p >= 1 - eps."""
+    n = 0
+    while p < 1 - eps:
+        p, n = 2 * p / (1 + p), n + 1
+    return n
+
+# %% [markdown]
+# :::{solution-end}
+# :::
+
+# %%
+def reference_rounds(p, eps):
+    odds, target = p / (1 - p), (1 - eps) / eps
+    return max(0, math.ceil(math.log2(target / odds) - 1e-12))
+
+
+checks.check(rounds_to, reference_rounds, [(0.01, 0.01), (0.2, 0.01), (0.05, 0.1), (0.5, 0.001), (0.3, 0.2)])
+print("rounds_to(0.01, 0.01) =", rounds_to(0.01, 0.01), "; rounds_to(0.2, 0.01) =", rounds_to(0.2, 0.01))
+
+# %% [markdown]
+# ## Summary
+#
+# - In the autoregressive linear model, every chain step and the continue decision are single
+#   features, and the short answer is orthogonal to all of them.
+# - NTP therefore converges to a calibrated predictor (Theorem 1): long with probability
+#   $p_{cot}$, at chance under greedy decoding below $1/3$ — measured to within a few hundredths.
+# - STaR doubles the odds of the long route each round if each round fits its data
+#   (Theorem 2); in our linear simulation the rounds lag that map, while the transformer of
+#   chapter 4 follows it.
+# - The transformer of chapters 2 and 4 lands close to the same numbers.
