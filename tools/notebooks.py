@@ -5,6 +5,8 @@
     python tools/notebooks.py check     # exit 1 if any committed notebook is stale
 
 The sources are jupytext "percent" files (``# %%`` cells), the reviewable form of a chapter.
+Every ``github.com/OWNER/REPO`` (and Colab's ``.../github/OWNER/REPO``) in them is rewritten to the repository URL of ``_config.yml``,
+so that URL is written in one place.
 The .ipynb files are what the book, nbval and Colab read; they are written without outputs and
 with clean metadata. In a student copy every code cell tagged ``solution`` becomes a stub:
 functions keep their signature and docstring and raise ``NotImplementedError``; assignments
@@ -20,9 +22,12 @@ import sys
 
 import jupytext
 import nbformat
+import yaml
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SRC, CHAPTERS, STUDENT = ROOT / "chapters/src", ROOT / "chapters", ROOT / "chapters/student"
+REPO = yaml.safe_load((ROOT / "_config.yml").read_text())["repository"]["url"].rstrip("/")
+GITHUB = re.compile(r"(github\.com|colab\.research\.google\.com/github)/[\w.-]+/[\w.-]+?(?=[/@\"\s)]|\.git)")
 KERNEL = {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
           "language_info": {"name": "python"}}
 
@@ -30,10 +35,12 @@ KERNEL = {"kernelspec": {"display_name": "Python 3", "language": "python", "name
 def build_notebook(src: pathlib.Path) -> nbformat.NotebookNode:
     nb = jupytext.read(src)
     nb.metadata = dict(KERNEL)
+    owner_repo = REPO.removeprefix("https://github.com/")  # the one repository URL, from _config.yml
     for i, cell in enumerate(nb.cells):
         tags = cell.metadata.get("tags", [])
         cell.metadata = {"tags": tags} if tags else {}
         cell.id = f"{src.stem[:2]}-{i:03d}"
+        cell.source = GITHUB.sub(lambda m: f"{m.group(1)}/{owner_repo}", cell.source)
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
     return nb

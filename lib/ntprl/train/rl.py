@@ -274,7 +274,7 @@ def train(model, task, algo: str, steps: int, *, lr: float = 3e-4,
                 lp = logp_all.gather(-1, tokens[:, 1:, None]).squeeze(-1)
                 if old_lp is None:
                     old_lp = lp.detach()
-                    rec["entropy"] = (-(logp_all.exp() * logp_all).sum(-1) * mask[:, 1:]).sum().item() / mask[:, 1:].sum().clamp(min=1).item()
+                    rec["entropy"] = _mean_entropy(logp_all, mask[:, 1:])
                 ratio = torch.exp(lp - old_lp)
                 a = adv[:, None]
                 surrogate = torch.minimum(ratio * a, ratio.clamp(1 - clip_eps, 1 + clip_eps) * a)
@@ -306,9 +306,13 @@ def _step(opt, loss, model, grad_clip):
     opt.step()
 
 
+def _mean_entropy(logp: torch.Tensor, mask: torch.Tensor) -> float:
+    """Mean entropy of the next-token distributions ``logp`` (B, T, V) at the ``mask``ed targets."""
+    ent = -(logp.exp() * logp).sum(-1)
+    return (ent * mask).sum().item() / mask.sum().clamp(min=1).item()
+
+
 @torch.no_grad()
 def _entropy(model, tokens, mask) -> float:
-    logp = F.log_softmax(model(tokens)[:, :-1].float(), -1)
-    ent = -(logp.exp() * logp).sum(-1)
-    m = mask[:, 1:]
-    return (ent * m).sum().item() / m.sum().clamp(min=1).item()
+    """Mean entropy of the sampling policy over the response tokens of ``tokens``."""
+    return _mean_entropy(F.log_softmax(model(tokens)[:, :-1].float(), -1), mask[:, 1:])
