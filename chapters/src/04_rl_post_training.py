@@ -256,6 +256,16 @@ for t in temps:
     last_long = [r["long_frac"] for r in st if "long_frac" in r][-1]
     table[t] = (g["greedy_acc"], st[-1]["greedy_acc"], last_long)
     print(f"{t:11.2f}  {table[t][0]:15.3f}  {table[t][1]:15.3f}  {last_long:27.3f}")
+fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.4))
+for t in temps:
+    for a, ax in (("grpo", ax1), ("star", ax2)):
+        run = runs[f"{a}-e2e"] if t == 1.0 else runs[f"{a}-e2e-T{t}"]
+        x, lf = [r["step"] for r in run["history"] if "long_frac" in r], [r["long_frac"] for r in run["history"] if "long_frac" in r]
+        ax.plot(x, lf, "o-", ms=3, label=f"T = {t}")
+for ax, a in ((ax1, "GRPO"), (ax2, "STaR")):
+    ax.set(xlabel="RL step (STaR: round)", ylabel="long fraction of samples", title=f"{a}, e2e reward", ylim=(0, 1.03))
+    ax.legend(fontsize=7)
+fig.tight_layout()
 hot = max(temps)
 verdict = "fails to generalise" if table[hot][1] < 0.95 else "still generalises under greedy decoding"
 print(f"\nSTaR with the e2e reward at temperature {hot} {verdict} here (greedy accuracy {table[hot][1]:.3f}); "
@@ -280,6 +290,17 @@ if "grpo-early" in runs:
           f"sampled acc {e0['sampled_acc']:.3f}, greedy length {e0['greedy_len_mean']:.2f}")
     print("during GRPO (step, greedy acc, greedy length):",
           [(r["step"], round(r["greedy_acc"], 3), round(r["greedy_len_mean"], 1)) for r in e_hist if "greedy_acc" in r])
+    fig, ax1 = plt.subplots(figsize=(6, 3.4))
+    ax2 = ax1.twinx()
+    for run, name, style in ((runs["grpo-e2e"], "from the trained checkpoint", "-"), (runs["grpo-early"], "from the early checkpoint", "--")):
+        x, acc = series(run, "greedy_acc")
+        ax1.plot(x, acc, "o" + style, color=plots.COLORS["rl"], label=f"greedy accuracy, {name}")
+        x, length = series(run, "greedy_len_mean")
+        ax2.plot(x, length, "s" + style, color=plots.COLORS["ntp"], label=f"greedy length, {name}")
+    ax1.set(xlabel="GRPO step", ylabel="greedy accuracy", ylim=(0.3, 1.03))
+    ax2.set(ylabel="greedy length", ylim=(0, d + 1))
+    ax2.grid(False)
+    fig.legend(fontsize=7, loc="lower right", bbox_to_anchor=(0.9, 0.2))
     if scale.checks_claims:
         assert e1["greedy_acc"] <= 0.6, e1["greedy_acc"]
         print("✓ RL from the early checkpoint does not generalise within the same budget")
@@ -305,6 +326,15 @@ for r in lp["runs"]:
     print(f"{r['chain']:5s} chain, p_cot = {p:.2f}: greedy acc {f['greedy_acc']:.3f}, greedy length "
           f"{f['greedy_len_median']:.0f}, sampled long fraction {f['sampled_long_frac']:.3f}, sampled acc "
           f"{f['sampled_acc']:.3f} -> chain {'learned' if learned else 'NOT learned'}")
+fig, ax = plt.subplots(figsize=(6, 3.2))
+labels = [f"{r['chain']}, p={r['p_cot']:.2f}" for r in lp["runs"]]
+xs = np.arange(len(labels))
+ax.bar(xs - 0.2, [r["final"]["greedy_acc"] for r in lp["runs"]], 0.4, color=plots.COLORS["ntp"], label="greedy accuracy")
+ax.bar(xs + 0.2, [r["final"]["sampled_acc"] for r in lp["runs"]], 0.4, color=plots.COLORS["chain"], label="sampled accuracy")
+ax.axhline(0.5, ls=":", color="0.5")
+ax.set_xticks(xs, labels)
+ax.set(ylabel="accuracy", ylim=(0, 1.05), title="NTP alone: full vs leap-2 chains")
+ax.legend(fontsize=7)
 
 # %% [markdown]
 # Read the last column first. A leap-2 step is a three-way XOR, harder than a full-chain step,
