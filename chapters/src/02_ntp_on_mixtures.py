@@ -163,14 +163,15 @@ fig.suptitle(f"NTP on $\\mathcal{{D}}(p_{{cot}})$, d = {sweep['d']} ({scale.name
 fig.tight_layout()
 
 # %% [markdown]
-# Every panel follows its formula. The models write long answers about as often as their
+# The panels follow their formulas. The models write long answers about as often as their
 # data did (top right: the points sit on the diagonal), they are right whenever they go long
 # (bottom left: $(1+p)/2$), and their own probabilities at the two decisions are the ones of
 # the derivation (bottom right). Greedy decoding turns that calibrated uncertainty into a hard
 # choice: it goes short, and is at chance, whenever $p_{cot} < 1/3$, and goes long, and is
 # right, above it (top left).
 #
-# The claims, checked on these numbers (at every scale but `smoke`):
+# The claims, checked on these numbers (at every scale but `smoke`; the sampled accuracy and
+# first-token panels are shown, not asserted):
 
 # %%
 if scale.checks_claims:

@@ -232,6 +232,9 @@ ax.legend(fontsize=7, ncol=2)
 same = [a for a in ("star", "reinforce", "grpo")
         if [r.get("reward") for r in runs[f"{a}-e2e"]["history"]] == [r.get("reward") for r in runs[f"{a}-cot"]["history"]]]
 print("algorithms whose e2e and cot runs earned identical rewards at every step:", same or "none")
+if scale.checks_claims:
+    assert all(runs[n]["history"][-1]["greedy_acc"] >= 0.95 for n in names), {n: runs[n]["history"][-1]["greedy_acc"] for n in names}
+    print("✓ every algorithm, with either reward, reaches >= 95% greedy accuracy")
 
 # %% [markdown]
 # Every algorithm generalises from this checkpoint. The two rewards differ only on answers
