@@ -22,7 +22,7 @@
 # | scale | where | this chapter |
 # | --- | --- | --- |
 # | `smoke` | CI | < 1 minute (numbers meaningless) |
-# | `fast` | 2-core laptop CPU | about 9 minutes (5 of them for the transformer comparison) |
+# | `fast` | 2-core laptop CPU | about 5 minutes (2–3 of them for the transformer comparison) |
 # | `gpu` | a Colab T4 | about 10 minutes (estimated) |
 # | `paper` | one large GPU | under an hour (estimated) |
 
