@@ -93,7 +93,7 @@ def test_student_copy_has_stubs_not_solutions(path):
     sol = [c for c in full["cells"] if "solution" in c["metadata"].get("tags", [])]
     stubs = [c for c in student["cells"] if "stub" in c["metadata"].get("tags", [])]
     assert len(sol) == len(stubs) > 0
-    for s, st in zip(sol, stubs):
+    for st in stubs:
         body = "".join(st["source"])
         assert "NotImplementedError" in body or "= None  # your answer" in body
         namespace = {}

@@ -6,7 +6,7 @@ import torch
 from ntprl.models import LinearAR, LinearARConfig
 from ntprl.models.linear import signs
 from ntprl.sampling import generate
-from ntprl.tasks import EOS, PAD, ParityTask
+from ntprl.tasks import PAD, ParityTask
 from ntprl.train import ntp
 
 
@@ -67,7 +67,7 @@ def test_parity_is_orthogonal_to_every_feature():
     assert all(abs((f * parity_sign).mean()) < 1e-9 for f in feats)
 
 
-def test_continue_decision_is_the_feature_r1_x1(oracle):
+def test_continue_decision_is_the_feature_r1_x1():
     """After training, the continue-vs-EOS logit at the first response token depends on r_1 x_1."""
     d, p = 8, 0.2
     task = ParityTask(d, p)

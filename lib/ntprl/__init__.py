@@ -16,5 +16,5 @@ Reinforcement Learning After Next-Token Prediction Facilitates Learning*. One id
 
 __version__ = "0.1.0"
 
-from . import checks, experiments, metrics, models, plots, sampling, scale, tasks  # noqa: E402
+from . import checks, experiments, metrics, models, plots, sampling, scale, tasks  # noqa: E402,F401
 from .train import ntp  # noqa: E402,F401

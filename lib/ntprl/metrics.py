@@ -12,7 +12,8 @@ import torch
 from .sampling import generate
 
 
-def _check_room(task, max_new_tokens: int):
+def require_room(task, max_new_tokens: int):
+    """Raise ValueError when ``max_new_tokens`` cannot hold ``task``'s long response and EOS."""
     if max_new_tokens < task.max_response_len:
         raise ValueError(f"max_new_tokens={max_new_tokens} is not allowed: the long response needs "
                          f"{task.max_response_len} tokens (long_len={task.long_len} plus EOS)")
@@ -58,7 +59,7 @@ def evaluate(model, task, n: int = 1000, generator: torch.Generator | None = Non
     if not temperature > 0:
         raise ValueError(f"temperature={temperature!r} is not allowed: sampling needs temperature > 0")
     max_new_tokens = task.max_response_len if max_new_tokens is None else max_new_tokens
-    _check_room(task, max_new_tokens)
+    require_room(task, max_new_tokens)
     bad = [m for m in modes if m not in ("greedy", "sampled")] or not modes
     if bad:
         raise ValueError(f"modes={modes!r} is not allowed: use 'greedy' and/or 'sampled'")

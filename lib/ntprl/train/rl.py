@@ -51,6 +51,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from ..metrics import require_room
 from ..sampling import generate
 from .ntp import _atomic_save, _positive, sequence_loss
 
@@ -175,9 +176,7 @@ def train(model, task, algo: str, steps: int, *, lr: float = 3e-4,
     if eval_every and eval_fn is None:
         raise ValueError("eval_every > 0 needs an eval_fn")
     max_new_tokens = task.max_response_len if max_new_tokens is None else max_new_tokens
-    if max_new_tokens < task.max_response_len:
-        raise ValueError(f"max_new_tokens={max_new_tokens} is not allowed: the long response needs "
-                         f"{task.max_response_len} tokens (long_len={task.long_len} plus EOS)")
+    require_room(task, max_new_tokens)
     reward_fn = _reward_fn(task, reward)
 
     device = next(model.parameters()).device
