@@ -192,7 +192,7 @@ if scale.checks_claims:
 # training; the book makes no claim there, and neither does the paper.
 
 # %% [markdown]
-# ### A stored run at the paper's scale
+# ### A stored GPU run
 #
 # When the library ships a stored result of this experiment from a GPU run (`gpu` or `paper`
 # scale, kept in `ntprl/runs/`), it is plotted here next to the live run, labelled with where

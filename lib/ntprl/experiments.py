@@ -334,37 +334,45 @@ def linear_ntp(task, scale: Scale, seed: int = 0, steps: int | None = None) -> L
 def linear_theory(scale: Scale, seed: int = 0, progress: bool = True, workdir=None) -> dict:
     """Chapter 3: the theorems, simulated on the autoregressive linear model. (1) NTP over the
     p_cot grid: calibration, the two decision probabilities, greedy accuracy. (2) STaR rounds to
-    95% greedy accuracy for small p_cot. (3) plain-SGD steps to learn the chain (p_cot = 1)
-    against d, and greedy accuracy after short-only training (p_cot = 0) at each d. NTP and STaR
-    use AdamW, which fits the chain and the calibration faster here; the scaling uses SGD, the
-    optimiser of the theorem."""
+    95% greedy accuracy for small p_cot, and, from ``linear_contrast_p``, a fixed number of rounds
+    with few (``linear_contrast_samples``) and with many (``linear_star_samples``) samples per
+    round. (3) plain-SGD steps to learn the chain (p_cot = 1) against d, and greedy accuracy after
+    short-only training (p_cot = 0) at each d. NTP uses AdamW with a decaying lr, which fits the
+    chain and the calibration fast; STaR rounds and the scaling use plain SGD, the optimiser of
+    the theorem (Adam's per-weight normalisation turns gradient noise on the many idle pairwise
+    weights into a prompt-to-prompt spread of the decision probabilities)."""
     out = {"experiment": "linear_theory", "scale": scale.name, "d": scale.linear_d,
            "steps": scale.linear_steps, "batch_size": scale.linear_batch, "threshold": [],
-           "star": [], "chain": [], "short": []}
-    bar = tqdm(total=len(scale.threshold_p_grid) + len(scale.linear_rounds_p) + 2 * len(scale.linear_ds),
+           "star": [], "star_samples": [], "chain": [], "short": []}
+    bar = tqdm(total=len(scale.threshold_p_grid) + len(scale.linear_rounds_p) + 2 + 2 * len(scale.linear_ds),
                desc="linear_theory", disable=not progress)
     for p in scale.threshold_p_grid:
         task = ParityTask(scale.linear_d, p)
         out["threshold"].append(_resumable(workdir, f"lin-th-p{p:.4f}-s{seed}", lambda ck: {
             "p_cot": p, "final": measure(linear_ntp(task, scale, seed), task, scale, seed)}))
         bar.update()
+    def star(task, samples, rounds, stop):
+        model = linear_ntp(task, scale, seed)
+        start = measure(model, task, scale, seed)
+        hist = rl.train(model, task, "star", rounds, lr=scale.linear_sgd_lr, optimizer="sgd",
+                        star_samples=samples, star_steps=scale.linear_star_steps,
+                        star_batch=scale.linear_star_batch, seed=seed, progress=False, eval_every=1,
+                        eval_fn=_rl_eval(task, scale, seed),
+                        stop_when=(lambda r: r["greedy_acc"] >= 0.95) if stop else None)
+        hit = [r["step"] for r in hist if r.get("greedy_acc", 0) >= 0.95]
+        return {"p_cot": task.p_cot, "samples": samples, "start": start,
+                "rounds": hit[0] if hit else None,
+                "long_frac": [r["long_frac"] for r in hist if "long_frac" in r], "history": hist}
+
     for p in scale.linear_rounds_p:
         task = ParityTask(scale.linear_d, p)
-
-        def star_run(_ck):
-            model = linear_ntp(task, scale, seed)
-            start = measure(model, task, scale, seed)
-            hist = rl.train(model, task, "star", scale.rounds_max * 2, lr=scale.linear_lr,
-                            star_samples=scale.star_samples,
-                            star_steps=scale.linear_star_steps,
-                            star_batch=scale.linear_batch, seed=seed, progress=False, eval_every=1,
-                            eval_fn=_rl_eval(task, scale, seed),
-                            stop_when=lambda r: r["greedy_acc"] >= 0.95)
-            hit = [r["step"] for r in hist if r.get("greedy_acc", 0) >= 0.95]
-            return {"p_cot": p, "start": start, "rounds": hit[0] if hit else None,
-                    "long_frac": [r["long_frac"] for r in hist if "long_frac" in r], "history": hist}
-
-        out["star"].append(_resumable(workdir, f"lin-star-p{p:.4f}-s{seed}", star_run))
+        out["star"].append(_resumable(workdir, f"lin-star-p{p:.4f}-s{seed}", lambda ck: star(
+            task, scale.linear_star_samples, 2 * scale.rounds_max, stop=True)))
+        bar.update()
+    task = ParityTask(scale.linear_d, scale.linear_contrast_p)
+    for n in (scale.linear_contrast_samples, scale.linear_star_samples):
+        out["star_samples"].append(_resumable(workdir, f"lin-star-n{n}-s{seed}", lambda ck: star(
+            task, n, scale.linear_contrast_rounds, stop=False)))
         bar.update()
     for d in scale.linear_ds:
         chain, short = ParityTask(d, 1.0), ParityTask(d, 0.0)
@@ -382,6 +390,17 @@ def linear_theory(scale: Scale, seed: int = 0, progress: bool = True, workdir=No
     return out
 
 
+# ---- chapter 6: an LLM on GSM8K ------------------------------------------------------------------
+def llama_gsm8k(scale: Scale, seed: int = 0, progress: bool = True, workdir=None) -> dict:
+    """Chapter 6: SFT of a Llama on a GSM8K long/short mixture, then GRPO (``ntprl.llm``; needs
+    the ``llm`` extra). The scale names the ``ntprl.llm`` preset: smoke and fast run a tiny random
+    Llama on the CPU, gpu and paper a pre-trained model. Not resumable: an interrupted run
+    starts again."""
+    from . import llm
+
+    return llm.run(llm.config(scale.name, seed=seed), progress=progress)
+
+
 EXPERIMENTS = {"parity_hardness": parity_hardness, "threshold": threshold, "more_data": more_data,
                "rl_post_training": rl_post_training, "rounds_vs_p": rounds_vs_p, "leap2": leap2,
-               "linear_theory": linear_theory}
+               "linear_theory": linear_theory, "llama_gsm8k": llama_gsm8k}

@@ -27,11 +27,12 @@ FIELDS = ("schema", "experiment", "scale", "seed", "config", "ntprl_version", "g
 
 
 def git_commit(path: str | os.PathLike | None = None) -> str | None:
-    """The git commit of the checkout holding ``path`` (default: this package), if any."""
+    """The git commit of the checkout holding ``path`` (default: this package), if any, with
+    ``-dirty`` appended when tracked files differ from it."""
     where = pathlib.Path(path) if path else pathlib.Path(__file__).resolve().parent
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=where, capture_output=True,
-                             text=True, timeout=5)
+        out = subprocess.run(["git", "describe", "--always", "--dirty", "--abbrev=40"], cwd=where,
+                             capture_output=True, text=True, timeout=5)
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() or None if out.returncode == 0 else None

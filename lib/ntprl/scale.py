@@ -71,9 +71,14 @@ class Scale:
     linear_d: int = 16          # d of the calibration/threshold and STaR simulations
     linear_steps: int = 2000    # NTP steps (batch linear_batch) per linear model
     linear_batch: int = 256
-    linear_lr: float = 0.02     # AdamW for NTP and STaR; the lr decays over the last half of NTP
-    linear_star_steps: int = 100     # fine-tuning steps per STaR round (a round must fit its kept data)
-    linear_sgd_lr: float = 1.0  # plain SGD, as in the theorem, for the steps-vs-d scaling
+    linear_lr: float = 0.02     # AdamW for NTP; the lr decays over the last half of NTP
+    linear_star_samples: int = 65536  # samples per STaR round (fewer: the round fits noise and lags)
+    linear_star_batch: int = 2048    # sequences per SGD step of a STaR round
+    linear_star_steps: int = 100     # SGD steps per STaR round (lr linear_sgd_lr)
+    linear_contrast_p: float = 0.1   # STaR from this p_cot with few and with many samples per round
+    linear_contrast_samples: int = 2048
+    linear_contrast_rounds: int = 5
+    linear_sgd_lr: float = 1.0  # plain SGD, as in the theorem: the steps-vs-d scaling and STaR
     linear_rounds_p: tuple[float, ...] = (0.01, 0.02, 0.05, 0.1, 0.2)
     linear_ds: tuple[int, ...] = (8, 16, 32, 64)
     linear_max_steps: int = 1000     # budget of SGD steps to learn the chain at each d
@@ -97,7 +102,8 @@ PRESETS = {
         star_samples=32, star_steps=2, star_rounds=2, rl_temperatures=(1.0, 1.5),
         rounds_p_grid=(0.1, 0.2), recal_steps=5, rounds_max=2, leap2_p_grid=(0.2,),
         linear_d=6, linear_steps=20, linear_batch=32, linear_rounds_p=(0.1, 0.2), linear_ds=(4, 6),
-        linear_max_steps=20, linear_eval_every=10, linear_short_steps=5, linear_star_steps=2),
+        linear_max_steps=20, linear_eval_every=10, linear_short_steps=5, linear_star_steps=2, linear_star_samples=64, linear_star_batch=32,
+        linear_contrast_samples=32, linear_contrast_rounds=2),
     "fast": Scale(
         name="fast", checks_claims=True,
         description="2-core laptop CPU: <= 10 minutes per chapter; d around 16-24.",
