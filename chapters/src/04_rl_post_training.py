@@ -305,6 +305,9 @@ if "grpo-early" in runs:
     ax2.grid(False)
     fig.legend(fontsize=7, loc="lower right", bbox_to_anchor=(0.9, 0.2))
     if scale.checks_claims:
+        assert e0["sampled_acc"] <= 0.55, (
+            f"the checkpoint of NTP step {scale.rl_early_step} is not early: its sampled accuracy "
+            f"{e0['sampled_acc']:.3f} shows the chain is already learned; lower scale.rl_early_step")
         assert e1["greedy_acc"] <= 0.6, e1["greedy_acc"]
         print("✓ RL from the early checkpoint does not generalise within the same budget")
 
@@ -313,6 +316,14 @@ if "grpo-early" in runs:
 # rewarding correct answers cannot single out the chain. Whether its answers lengthen anyway
 # depends on the run (the paper's point is that they *can*: length growth alone is no evidence
 # of learning); the printout above shows what happened here.
+#
+# What counts as *early* depends on the scale. At `gpu` ($d = 25$, batch 256) NTP has already
+# learned the chain by step 200: our first `gpu` preset took that checkpoint, and GRPO from it
+# reached 100% greedy accuracy in 5 steps (a run on an H200, confirmed on a CPU), because its
+# long answers were already right (sampled accuracy 0.59 at long share 0.19). The presets now
+# take step 50 at `gpu` and `paper`, and the cell above first asserts that the checkpoint's
+# sampled accuracy is still at chance, so a too-late checkpoint fails loudly instead of
+# seeming to refute the claim.
 #
 # ### Partial chains (leap-2)
 #

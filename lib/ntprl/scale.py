@@ -53,7 +53,8 @@ class Scale:
     # -- chapter 4: RL after NTP -------------------------------------------------------------
     rl_p_cot: float = 0.2       # p_cot of the NTP checkpoint RL starts from (below 1/3)
     rl_ntp_steps: int = 1500    # NTP steps before RL
-    rl_early_step: int = 100    # an early NTP checkpoint, before the chain is learned
+    rl_early_step: int = 100    # an early NTP checkpoint, before the chain is learned (its
+                                # sampled accuracy still at chance; chapter 4 checks this)
     rl_lr: float = 3e-4         # RL learning rate
     rl_prompts: int = 32        # prompts per RL step
     rl_samples: int = 8         # samples per prompt (GRPO group size)
@@ -116,7 +117,7 @@ PRESETS = {
         hardness_max_steps=5000, hardness_eval_every=100,
         d=25, threshold_p_grid=(0.1, 0.2, 0.25, 0.3, 0.33, 0.37, 0.4, 0.5, 0.7),
         threshold_steps=1500, more_data_d=25, more_data_steps=6000, more_data_eval_every=500,
-        rl_p_cot=0.25, rl_ntp_steps=3000, rl_early_step=200, rl_prompts=64, rl_steps=40,
+        rl_p_cot=0.25, rl_ntp_steps=3000, rl_early_step=50, rl_prompts=64, rl_steps=40,
         star_samples=2048, star_steps=60, star_rounds=10, recal_steps=500, rounds_max=15,
         leap2_p_grid=(0.1, 0.2)),
     "paper": Scale(
@@ -127,7 +128,7 @@ PRESETS = {
         hardness_max_steps=50_000, hardness_eval_every=250,
         d=25, threshold_p_grid=(0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.33, 0.36, 0.4, 0.45, 0.5, 0.7, 0.9),
         threshold_steps=10_000, more_data_d=50, more_data_steps=50_000, more_data_eval_every=2500,
-        rl_p_cot=0.25, rl_ntp_steps=20_000, rl_early_step=500, rl_prompts=64, rl_samples=8,
+        rl_p_cot=0.25, rl_ntp_steps=20_000, rl_early_step=50, rl_prompts=64, rl_samples=8,
         rl_steps=100, rl_eval_every=5, star_samples=4096, star_steps=200, star_rounds=20,
         rounds_p_grid=(0.01, 0.02, 0.05, 0.1, 0.2), recal_steps=2000, rounds_max=30,
         leap2_p_grid=(0.05, 0.1, 0.15, 0.2, 0.25, 0.3)),
