@@ -112,6 +112,11 @@ def test_config_presets_and_errors():
             config("smoke", **{field: value})
     with pytest.raises(ValueError, match="name"):
         config("huge")
+    import importlib.util
+
+    if importlib.util.find_spec("vllm") is None:
+        with pytest.raises(ValueError, match="use_vllm"):
+            config("smoke", use_vllm=True)
 
 
 def test_gpu_preset_refuses_cpu_and_gated_model_needs_token(monkeypatch):

@@ -20,6 +20,7 @@ fine-tuning on small GPUs, and the tiny random model of :mod:`ntprl.llm.tiny` on
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import os
 import tempfile
 import time
@@ -127,6 +128,8 @@ def validate(cfg: LLMConfig) -> LLMConfig:
         bad("scale_rewards", "use 'group', 'batch' or 'none'")
     if cfg.dtype not in ("auto", "bf16", "fp16", "fp32"):
         bad("dtype", "use 'auto', 'bf16', 'fp16' or 'fp32'")
+    if cfg.use_vllm and importlib.util.find_spec("vllm") is None:
+        bad("use_vllm", "vLLM is not installed (pip install vllm), or set use_vllm=False")
     return cfg
 
 
@@ -189,7 +192,10 @@ def load_model(cfg: LLMConfig):
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "left"
     prec = _precision(cfg)
-    dtype = torch.bfloat16 if prec["bf16"] else torch.float16 if prec["fp16"] else torch.float32
+    # fp16 weights only under LoRA (the adapters stay fp32); full fine-tuning in fp16 keeps fp32
+    # master weights, as mixed precision requires
+    half = torch.float16 if use_lora(cfg) else torch.float32
+    dtype = torch.bfloat16 if prec["bf16"] else half if prec["fp16"] else torch.float32
     model = AutoModelForCausalLM.from_pretrained(cfg.model, dtype=dtype)
     return model, tokenizer
 
