@@ -34,6 +34,11 @@
 # | `smoke`, `fast` | tiny random Llama (0.1M parameters) | any CPU | under a minute |
 # | `gpu` | `HuggingFaceTB/SmolLM2-360M` (Llama architecture, ungated), LoRA, fp16 | a Colab T4 | about 15 minutes, ~10 GB |
 # | `paper` | `meta-llama/Llama-3.2-3B` (gated), full fine-tuning, bf16 | one A100/H100 80 GB | a few hours, ~60 GB |
+#
+# What has been run: the whole path on CPUs (CI runs it), and on an NVIDIA H200 with the tiny
+# model in bf16 with and without LoRA and in fp16. The `gpu` and `paper` presets with their
+# real models have **not** been run yet: the GPU machine available to us could not download
+# models, so their times and memory are estimates and no stored run ships.
 
 # %% tags=["hide-output"]
 # Setup. In Colab this installs the book's library with its LLM extra (transformers, TRL, PEFT,
@@ -43,6 +48,7 @@ import sys
 if "google.colab" in sys.modules:
     %pip install -q "ntprl[llm] @ git+https://github.com/ntprl/rl-after-ntp-book@main#subdirectory=lib"
 
+import re
 import subprocess
 
 import matplotlib.pyplot as plt
@@ -57,11 +63,12 @@ cfg = llm.config(scale.name)
 print(f"LLM preset {cfg.name!r}: {cfg.model} — {cfg.expected}")
 
 # %% [markdown]
-# On a GPU, first see what you have. The `gpu` preset fits a 16 GB T4 with LoRA; the `paper`
-# preset wants an 80 GB card. (For the gated `meta-llama` models, accept the licence on the
+# On a GPU, first see what you have. The `gpu` preset is sized for a 16 GB T4 with LoRA; the
+# `paper` preset for an 80 GB card (both estimates: neither has run on such a card yet). (For the gated `meta-llama` models, accept the licence on the
 # model's page on huggingface.co, then log in: in Colab,
 # `from huggingface_hub import login; login()`. `ntprl.llm.load_model` stops with a clear
-# message if you have no token.)
+# message if you have no token.) To train Meta's own small Llama instead of SmolLM2 on a T4,
+# use `cfg = llm.config("gpu", model="meta-llama/Llama-3.2-1B")` after logging in.
 
 # %%
 if torch.cuda.is_available():
@@ -133,7 +140,7 @@ for name, ev in [("before SFT", before), ("after SFT", after_sft)]:
 # | --- | --- | --- |
 # | `loss_type` (`"dr_grpo"`) | `loss_type` | `"grpo"` averages within each answer, so a long wrong answer is penalised less per token than a short one (a length bias); `"dr_grpo"` divides by a constant and `"dapo"` by the token count of the batch, neither biased |
 # | `scale_rewards` (`"group"`) | `scale_rewards` | dividing by the group's std up-weights prompts that are almost always solved or almost never |
-# | `beta` (`0.0`) | `beta` | a KL penalty to the SFT model holds the answers near their SFT lengths |
+# | `beta` (`0.0`) | `beta` | a KL penalty to the SFT model pulls the answers back towards the SFT model's, lengths included |
 # | `temperature` (`1.0`) | `temperature` | hotter sampling explores the long route more often, and breaks it more often |
 #
 # A second reward function with weight 0 logs the long fraction of the samples at every step.
@@ -209,9 +216,6 @@ else:
 # :::
 
 # %% tags=["solution"]
-import re
-
-
 def my_extract(text):
     """The last '#### N' if any, else the last number; normalised."""
     number = r"-?\$?\d[\d,]*(?:\.\d+)?|-?\$?\.\d+"
@@ -236,44 +240,33 @@ checks.check(my_extract, gsm8k.extract_answer,
 
 # %% [markdown]
 # :::{exercise}
-# :label: ex6-advantages
-# GRPO's advantage of a sample is its reward minus the mean reward of its group, divided by the
-# group's standard deviation (`scale_rewards="group"`; a group whose rewards are all equal gets
-# 0). Write `advantages(rewards, group_size)` for a flat list of rewards with each group's
-# samples adjacent, using the population standard deviation. It is checked against
-# `ntprl.train.rl.group_advantages`, the function our own GRPO uses. (TRL divides by the
-# sample standard deviation instead: a constant factor per group size.)
+# :label: ex6-target
+# Build the long training target yourself: write `my_long_target(solution)` that takes a GSM8K
+# solution, removes every calculator note `<<…>>`, and ends with a newline and `#### N` (the
+# solution's answer without commas, as `gsm8k.gold_answer` gives it). It is checked against
+# `gsm8k.long_target` on the problems of this run and on a few tricky solutions.
 # :::
 #
-# :::{solution-start} ex6-advantages
+# :::{solution-start} ex6-target
 # :class: dropdown
 # :::
 
 # %% tags=["solution"]
-def advantages(rewards, group_size):
-    out = []
-    for i in range(0, len(rewards), group_size):
-        g = rewards[i: i + group_size]
-        mean = sum(g) / len(g)
-        std = (sum((r - mean) ** 2 for r in g) / len(g)) ** 0.5
-        out += [(r - mean) / (std + 1e-6) for r in g]
-    return out
+def my_long_target(solution):
+    """Reasoning without <<...>> notes, then '\n#### N'."""
+    reasoning, answer = solution.rsplit("####", 1)
+    reasoning = re.sub(r"<<[^<>]*>>", "", reasoning).rstrip()
+    return f"{reasoning}\n#### {gsm8k.normalize_number(answer)}"
 
 # %% [markdown]
 # :::{solution-end}
 # :::
 
 # %%
-from ntprl.train.rl import group_advantages
-
-
-def reference_advantages(rewards, group_size):
-    return group_advantages(torch.tensor(rewards), group_size, "group_std").tolist()
-
-
-checks.check(advantages, reference_advantages,
-             [([1, 0, 0, 1], 2), ([1, 1, 1, 1], 4), ([0, 0, 1, 0, 1, 1, 1, 1], 4), ([1, 0, 0, 0], 4)],
-             tol=1e-4)
+tricky = ["She pays 3 * $4 = $<<3*4=12>>12.\n#### 12",
+          "It is 1,000 + 200 = <<1000+200=1200>>1,200 m.\nThen 1200/4=<<1200/4=300>>300\n#### 1,200",
+          "No notes here.\n#### -7"]
+checks.check(my_long_target, gsm8k.long_target, tricky + [p["answer"] for p in sft_problems[:20]])
 
 # %% [markdown]
 # **Going further (on a GPU, open-ended).** Chapter 2 says NTP on a mixture is calibrated: the
