@@ -23,7 +23,7 @@
 # | --- | --- | --- |
 # | `smoke` | CI | < 1 minute (numbers meaningless, code paths only) |
 # | `fast` | 2-core laptop CPU | about 6 minutes |
-# | `gpu` | a Colab T4 | about 10 minutes |
+# | `gpu` | a Colab T4 | about 10 minutes on a T4 (estimated); 5 minutes measured on an H200 |
 # | `paper` | one large GPU | about an hour |
 
 # %% tags=["hide-output"]

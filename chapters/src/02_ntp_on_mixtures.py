@@ -23,7 +23,7 @@
 # | --- | --- | --- |
 # | `smoke` | CI | < 1 minute (numbers meaningless) |
 # | `fast` | 2-core laptop CPU, $d = 16$, one seed | about 9 minutes |
-# | `gpu` | a Colab T4, $d = 25$, two seeds | about 15 minutes (estimated) |
+# | `gpu` | a Colab T4, $d = 25$, two seeds | about 15 minutes on a T4 (estimated); 6 minutes measured on an H200 |
 # | `paper` | one large GPU: the paper's $d = 25$ sweep and the $d = 50$ long run | hours; use the CLI |
 
 # %% tags=["hide-output"]
