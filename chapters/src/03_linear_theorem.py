@@ -41,7 +41,7 @@ import torch
 
 import ntprl
 from ntprl import checks, plots, results, theory
-from ntprl.experiments import linear_theory, measure, pretrain, rl_run, load_model
+from ntprl.experiments import first_step, linear_theory, load_model, measure, pretrain, rl_run
 from ntprl.models import LinearAR, LinearARConfig
 from ntprl.models.linear import signs
 from ntprl.tasks import ParityTask
@@ -348,7 +348,7 @@ task = ParityTask(scale.d, scale.rl_p_cot)
 state, _ = pretrain(task, scale, scale.rl_ntp_steps, 0, early_step=scale.rl_early_step)
 gpt = measure(load_model(task, scale, state, 0), task, scale, 0)
 gpt_star = rl_run(task, scale, state, "star", 0, False, eval_every=1, stop_when=lambda r: r["greedy_acc"] >= 0.95)
-gpt_rounds = next((r["step"] for r in gpt_star["history"] if r.get("greedy_acc", 0) >= 0.95), None)
+gpt_rounds = first_step(gpt_star["history"])
 p = scale.rl_p_cot
 linp = min(th, key=lambda r: abs(r["p_cot"] - p))["final"]
 lin_star = min(st, key=lambda r: abs(r["p_cot"] - p))

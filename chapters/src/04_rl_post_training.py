@@ -377,7 +377,7 @@ ax.legend(fontsize=7)
 
 # %%
 def final(run, key):
-    return [r for r in run["history"] if key in r][-1][key]
+    return series(run, key)[1][-1]
 
 
 stored_rl = results.stored("rl_post_training", "gpu")
@@ -399,6 +399,15 @@ if stored_leap is not None:
     print(f"leap2 ({stored_leap['scale']}, {stored_leap['device']}): (chain, p_cot, greedy acc, sampled acc)",
           [(r["chain"], r["p_cot"], round(r["final"]["greedy_acc"], 3), round(r["final"]["sampled_acc"], 3))
            for r in stored_leap["result"]["runs"]])
+
+# the paragraph below, checked against the stored numbers it describes
+if stored_rl is not None:
+    stored_acc = {name: final(run, "greedy_acc") for name, run in stored_rl["result"]["runs"].items()}
+    failing = {"ntp", "star-e2e-T1.5", "grpo-early"}
+    assert all(a >= 0.95 for name, a in stored_acc.items() if name not in failing), stored_acc
+    assert all(stored_acc[name] <= 0.6 for name in failing), stored_acc
+if stored_leap is not None:
+    assert all(r["final"]["sampled_acc"] <= 0.55 for r in stored_leap["result"]["runs"] if r["chain"] == "leap2")
 
 # %% [markdown]
 # At `gpu` as on a CPU, every algorithm with either reward takes the model from chance to

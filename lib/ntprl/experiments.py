@@ -282,12 +282,16 @@ def rounds_vs_p(scale: Scale, seed: int = 0, progress: bool = True, workdir=None
             run = rl_run(task, scale, state, "star", seed, False, steps=scale.rounds_max,
                          eval_every=1, stop_when=lambda rec: rec["greedy_acc"] >= 0.95)
             hist = run["history"]
-            hit = [r["step"] for r in hist if r.get("greedy_acc", 0) >= 0.95]
-            return {"p_cot": p, "start": start, "rounds": hit[0] if hit else None,
+            return {"p_cot": p, "start": start, "rounds": first_step(hist),
                     "max_rounds": scale.rounds_max, "history": hist}
 
         out["runs"].append(_resumable(workdir, f"rounds-p{p:.4f}-s{seed}", one))
     return out
+
+
+def first_step(history: list[dict], target: float = 0.95, key: str = "greedy_acc") -> int | None:
+    """The first step of a training history whose ``key`` reaches ``target`` (None if none)."""
+    return next((r["step"] for r in history if r.get(key, float("-inf")) >= target), None)
 
 
 def measure(model, task, scale: Scale, seed: int = 0) -> dict:
@@ -351,6 +355,7 @@ def linear_theory(scale: Scale, seed: int = 0, progress: bool = True, workdir=No
         out["threshold"].append(_resumable(workdir, f"lin-th-p{p:.4f}-s{seed}", lambda ck: {
             "p_cot": p, "final": measure(linear_ntp(task, scale, seed), task, scale, seed)}))
         bar.update()
+
     def star(task, samples, rounds, stop):
         model = linear_ntp(task, scale, seed)
         start = measure(model, task, scale, seed)
@@ -359,9 +364,7 @@ def linear_theory(scale: Scale, seed: int = 0, progress: bool = True, workdir=No
                         star_batch=scale.linear_star_batch, seed=seed, progress=False, eval_every=1,
                         eval_fn=_rl_eval(task, scale, seed),
                         stop_when=(lambda r: r["greedy_acc"] >= 0.95) if stop else None)
-        hit = [r["step"] for r in hist if r.get("greedy_acc", 0) >= 0.95]
-        return {"p_cot": task.p_cot, "samples": samples, "start": start,
-                "rounds": hit[0] if hit else None,
+        return {"p_cot": task.p_cot, "samples": samples, "start": start, "rounds": first_step(hist),
                 "long_frac": [r["long_frac"] for r in hist if "long_frac" in r], "history": hist}
 
     for p in scale.linear_rounds_p:

@@ -103,8 +103,9 @@ PRESETS = {
         star_samples=32, star_steps=2, star_rounds=2, rl_temperatures=(1.0, 1.5),
         rounds_p_grid=(0.1, 0.2), recal_steps=5, rounds_max=2, leap2_p_grid=(0.2,),
         linear_d=6, linear_steps=20, linear_batch=32, linear_rounds_p=(0.1, 0.2), linear_ds=(4, 6),
-        linear_max_steps=20, linear_eval_every=10, linear_short_steps=5, linear_star_steps=2, linear_star_samples=64, linear_star_batch=32,
-        linear_contrast_samples=32, linear_contrast_rounds=2),
+        linear_max_steps=20, linear_eval_every=10, linear_short_steps=5, linear_star_steps=2,
+        linear_star_samples=64, linear_star_batch=32, linear_contrast_samples=32,
+        linear_contrast_rounds=2),
     "fast": Scale(
         name="fast", checks_claims=True,
         description="2-core laptop CPU: <= 10 minutes per chapter; d around 16-24.",

@@ -48,6 +48,19 @@ def _positive(name, value, kind=int):
                          f"{'integer' if kind is int else 'number'}")
 
 
+OPTIMIZERS = ("adamw", "sgd")
+
+
+def make_optimizer(model, optimizer: str, lr: float, betas: tuple[float, float] = (0.9, 0.95),
+                   weight_decay: float = 0.0) -> torch.optim.Optimizer:
+    """The trainers' optimiser: ``"adamw"`` (with ``betas``) or ``"sgd"`` (plain, no momentum)."""
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"optimizer={optimizer!r} is not allowed: choose one of {OPTIMIZERS}")
+    if optimizer == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=lr, weight_decay=weight_decay)
+    return torch.optim.AdamW(model.parameters(), lr=lr, betas=betas, weight_decay=weight_decay)
+
+
 def lr_at(step: int, steps: int, lr: float, warmup_steps: int, decay_frac: float) -> float:
     """Learning rate for ``step`` (0-based): linear warm-up, constant, then a linear decay to 0
     over the last ``decay_frac`` of the run."""
@@ -105,8 +118,8 @@ def train(model, task, steps: int, batch_size: int, lr: float, *, seed: int = 0,
         raise ValueError(f"eval_every={eval_every!r} is not allowed: it must be an integer >= 0")
     if eval_every and eval_fn is None:
         raise ValueError("eval_every > 0 needs an eval_fn")
-    if optimizer not in ("adamw", "sgd"):
-        raise ValueError(f"optimizer={optimizer!r} is not allowed: choose 'adamw' or 'sgd'")
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"optimizer={optimizer!r} is not allowed: choose one of {OPTIMIZERS}")
     if not 0.0 <= decay_frac <= 1.0:
         raise ValueError(f"decay_frac={decay_frac!r} is not allowed: it must lie in [0, 1]")
     block = getattr(getattr(model, "config", None), "block_size", None)
@@ -115,10 +128,7 @@ def train(model, task, steps: int, batch_size: int, lr: float, *, seed: int = 0,
                          f"the task's longest sequence ({task.seq_len} tokens)")
 
     device = next(model.parameters()).device
-    if optimizer == "sgd":
-        opt = torch.optim.SGD(model.parameters(), lr=lr, weight_decay=weight_decay)
-    else:
-        opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=betas, weight_decay=weight_decay)
+    opt = make_optimizer(model, optimizer, lr, betas=betas, weight_decay=weight_decay)
     gen = torch.Generator().manual_seed(seed)
     history: list[dict] = []
     start, loss_sum, loss_n, stopped = 0, 0.0, 0, False

@@ -53,7 +53,7 @@ from tqdm.auto import tqdm
 
 from ..metrics import require_room
 from ..sampling import generate
-from .ntp import _atomic_save, _positive, sequence_loss
+from .ntp import OPTIMIZERS, _atomic_save, _positive, make_optimizer, sequence_loss
 
 ALGOS = ("star", "reinforce", "grpo")
 LOSS_AGGS = ("token_mean", "seq_mean", "constant")
@@ -167,8 +167,8 @@ def train(model, task, algo: str, steps: int, *, lr: float = 3e-4,
     adv_norm = adv_norm or ("group_std" if algo == "grpo" else "none")
     if adv_norm not in ADV_NORMS:
         raise ValueError(f"adv_norm={adv_norm!r} is not allowed: choose one of {ADV_NORMS}")
-    if optimizer not in ("adamw", "sgd"):
-        raise ValueError(f"optimizer={optimizer!r} is not allowed: choose 'adamw' or 'sgd'")
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"optimizer={optimizer!r} is not allowed: choose one of {OPTIMIZERS}")
     if kl_coef < 0:
         raise ValueError(f"kl_coef={kl_coef!r} is not allowed: it must be >= 0")
     if not isinstance(eval_every, int) or eval_every < 0:
@@ -180,13 +180,7 @@ def train(model, task, algo: str, steps: int, *, lr: float = 3e-4,
     reward_fn = _reward_fn(task, reward)
 
     device = next(model.parameters()).device
-
-    def make_opt():
-        if optimizer == "sgd":
-            return torch.optim.SGD(model.parameters(), lr=lr)
-        return torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.0)
-
-    opt = make_opt()
+    opt = make_optimizer(model, optimizer, lr)
     gen = torch.Generator().manual_seed(seed)
     start_weights = copy.deepcopy(model.state_dict())  # KL reference and STaR restarts
     history: list[dict] = []
@@ -248,7 +242,7 @@ def train(model, task, algo: str, steps: int, *, lr: float = 3e-4,
             rec["kept"] = int(keep.sum())
             if star_restart:
                 model.load_state_dict(start_weights)
-                opt = make_opt()
+                opt = make_optimizer(model, optimizer, lr)
             with torch.no_grad():
                 rec["entropy"] = _entropy(model, tokens, mask)
             if rec["kept"]:
