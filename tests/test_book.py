@@ -109,3 +109,27 @@ def test_no_machine_paths_in_tracked_files():
         p = ROOT / f
         if p.suffix in {".py", ".md", ".yml", ".ipynb", ".txt", ".toml", ".cfg", ".ini", ""} and p.is_file():
             assert not pattern.search(p.read_text(errors="ignore")), f
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name)
+def test_student_copy_leaks_no_line_of_a_solution(path):
+    """No line of a solution — its code, its docstring, the gated prose under it — appears in
+    the student copy."""
+    full, student = load(path), load(ROOT / "chapters/student" / path.name)
+    student_text = "\n".join("".join(c["source"]) for c in student["cells"])
+    solution_lines, inside = [], False
+    for cell in full["cells"]:
+        src = "".join(cell["source"])
+        if "solution" in cell["metadata"].get("tags", []):
+            body = src.split("\n")
+            solution_lines += [ln for ln in body if not ln.lstrip().startswith(("def ", "import ", "from "))]
+        elif cell["cell_type"] == "markdown":
+            for line in src.split("\n"):
+                if line.startswith(":::{solution-start}"):
+                    inside = True
+                elif line.startswith(":::{solution-end}"):
+                    inside = False
+                elif inside and not line.startswith(":"):
+                    solution_lines.append(line)
+    leaked = [ln for ln in solution_lines if len(ln.strip()) > 12 and ln.strip() in student_text]
+    assert not leaked, leaked[:3]

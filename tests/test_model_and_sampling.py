@@ -144,3 +144,21 @@ def test_bad_generate_inputs():
         generate(m, p, 3, temperature=-1.0)
     with pytest.raises(ValueError, match="block_size"):
         m(torch.zeros(1, 41, dtype=torch.long))
+
+
+def test_inverse_cdf_never_falls_off_the_end(monkeypatch):
+    """The float CDF can sum to just below 1; a uniform draw above its last value must still
+    land on a token with probability > 0, never on the impossible last token (PAD)."""
+    from ntprl import sampling
+
+    u = torch.tensor([[1.0 - 2.0 ** -24]])  # the largest float32 below 1
+    for seed in range(200):  # find logits whose float CDF ends below u
+        logits = torch.randn(1, 5000, generator=torch.Generator().manual_seed(seed)) * 3
+        logits[0, -1] = float("-inf")
+        if float(torch.softmax(logits, -1).cumsum(-1)[0, -1]) < float(u):
+            break
+    else:
+        pytest.skip("no float CDF below 1 found")
+    monkeypatch.setattr(sampling.torch, "rand", lambda *a, **k: u.clone())
+    idx = sampling._next_token(logits, 1.0, None)
+    assert int(idx) != logits.shape[-1] - 1 and torch.isfinite(logits[0, idx])

@@ -9,8 +9,9 @@ Every ``github.com/OWNER/REPO`` (and Colab's ``.../github/OWNER/REPO``) in them 
 so that URL is written in one place.
 The .ipynb files are what the book, nbval and Colab read; they are written without outputs and
 with clean metadata. In a student copy every code cell tagged ``solution`` becomes a stub:
-functions keep their signature and docstring and raise ``NotImplementedError``; assignments
-become ``name = None``. The gated solution markers are dropped.
+functions keep their signature (not their docstring, which tells the answer) and raise
+``NotImplementedError``; assignments become ``name = None``. The gated solutions' prose is
+dropped with their markers.
 """
 
 from __future__ import annotations
@@ -53,9 +54,9 @@ def stub(source: str) -> str:
     for node in tree.body:
         if isinstance(node, ast.FunctionDef):
             body0 = node.body[0]
-            has_doc = isinstance(body0, ast.Expr) and isinstance(getattr(body0, "value", None), ast.Constant)
-            head_end = body0.end_lineno if has_doc else node.body[0].lineno - 1
-            out += lines[(node.decorator_list[0].lineno if node.decorator_list else node.lineno) - 1 : head_end]
+            # the signature only: a solution's docstring tells the answer, so it is dropped
+            out += lines[(node.decorator_list[0].lineno if node.decorator_list else node.lineno) - 1
+                         : body0.lineno - 1]
             indent = " " * (body0.col_offset)
             out.append(f'{indent}raise NotImplementedError("your code here")')
             out.append("")
@@ -72,12 +73,26 @@ def stub(source: str) -> str:
 GATE = re.compile(r"^:::\{solution-(?:start|end)\}[^\n]*\n(?::[^\n]*\n)*:::[ \t]*$\n?", re.M)
 
 
+def _outside_gates(text: str, inside: bool) -> tuple[str, bool]:
+    """The parts of a markdown ``text`` outside gated solutions, and whether its end is inside
+    one (``inside``: whether its start is). Gated prose is a solution too: it is dropped."""
+    kept, pos = [], 0
+    for m in GATE.finditer(text):
+        if not inside:
+            kept.append(text[pos: m.start()])
+        inside, pos = m.group(0).startswith(":::{solution-start}"), m.end()
+    if not inside:
+        kept.append(text[pos:])
+    return "".join(kept), inside
+
+
 def student_notebook(nb: nbformat.NotebookNode, name: str) -> nbformat.NotebookNode:
     nb = nbformat.from_dict(nb)
-    cells = []
+    cells, inside = [], False
     for cell in nb.cells:
         if cell.cell_type == "markdown":
-            cell.source = GATE.sub("", cell.source).strip()
+            text, inside = _outside_gates(cell.source, inside)
+            cell.source = text.strip()
             if not cell.source:
                 continue
         if cell.cell_type == "code" and "solution" in cell.metadata.get("tags", []):

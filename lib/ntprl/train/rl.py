@@ -187,7 +187,9 @@ def train(model, task, algo: str, steps: int, *, lr: float = 3e-4,
     start = 0
     run_id = {"algo": algo, "lr": lr, "seed": seed, "task": repr(task), "optimizer": optimizer}
     if checkpoint is not None and os.path.exists(checkpoint):
-        ck = torch.load(checkpoint, map_location=device, weights_only=False)
+        # on the CPU (the generator state must stay a CPU tensor; load_state_dict moves the
+        # weights and optimiser state to the model's device), and tensors/plain Python only
+        ck = torch.load(checkpoint, map_location="cpu", weights_only=True)
         if ck["run"] != run_id:
             raise ValueError(f"checkpoint={str(checkpoint)!r} belongs to another run: {ck['run']} != {run_id}")
         model.load_state_dict(ck["model"])
