@@ -94,3 +94,18 @@ def test_stored_runs_are_valid():
     for p in results.stored_runs():
         rec = results.load(p)
         assert rec["scale"] in ("gpu", "paper") and p.name.startswith(rec["experiment"] + "-")
+
+
+def test_corrupt_results_file_is_named_and_skipped(tmp_path, monkeypatch):
+    from ntprl import results
+
+    bad = tmp_path / "threshold-gpu-seed9.json"
+    bad.write_text('{"schema": 1, "experi')  # truncated
+    with pytest.raises(ValueError, match="threshold-gpu-seed9.json"):
+        results.load(bad)
+    good = results.save(tmp_path / "threshold-gpu-seed0.json", {"x": 1}, experiment="threshold",
+                        scale="gpu", seed=0, config={}, wall_s=1.0)
+    monkeypatch.setattr(results, "RUNS_DIR", tmp_path)
+    with pytest.warns(UserWarning, match="seed9"):
+        run = results.stored("threshold")
+    assert run is not None and run["result"] == {"x": 1} and good.exists()

@@ -378,3 +378,21 @@ def test_accelerate_launch_two_cpu_processes(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     record = json.loads(out.read_text())
     assert record["experiment"] == "llama_gsm8k" and record["result"]["grpo"]["eval"]["n"] == 4
+
+
+def test_calibration_then_grpo_on_tiny_model():
+    """Chapter 6's experiment end to end on the tiny model: one SFT per p_cot (fresh copies of
+    the base model), then GRPO from the one at cfg.p_cot; a p_cot outside the grid is refused."""
+    pytest.importorskip("trl")
+    from ntprl.llm import calibration_then_grpo, sums_config
+
+    cfg = sums_config("smoke", sft_steps=1, grpo_steps=1)
+    out = calibration_then_grpo(cfg, p_cots=(0.25, 0.75), progress=False)
+    assert [q["p_cot"] for q in out["sft"]] == [0.25, 0.75] and out["grpo"]["from_p_cot"] == 0.25
+    for q in out["sft"]:
+        ev = q["eval"]
+        assert abs(q["mixture_long_frac"] - q["p_cot"]) <= 0.125 and ev["sampled"]["n"] == 8
+        assert 0 <= ev["p_first_long"] <= 1 and 0 <= ev["p_first_short"] <= 1
+        assert ev["p_first_long"] + ev["p_first_short"] <= 1 + 1e-6
+    with pytest.raises(ValueError, match="p_cot"):
+        calibration_then_grpo(cfg, p_cots=(0.5,), progress=False)

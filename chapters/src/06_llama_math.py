@@ -321,7 +321,7 @@ if scale.checks_claims:
 # ran on (the `gpu` preset of `llm_sums`, five mixtures and a longer GRPO run, has not finished
 # on a GPU yet):
 #
-# %%
+# %% tags=["hide-input"]
 stored = results.stored("llm_sums")
 if stored is None:
     print("This version of ntprl ships no stored run of `llm_sums`.")
@@ -342,11 +342,15 @@ else:
     ax1.set(xlabel="p_cot of the SFT mixture", ylabel="long fraction")
     ax1.legend(fontsize=7)
     plots.label_run(ax1, stored)
-    grpo_curves(res["grpo"]["log"], next(q["eval"] for q in pts
-                                         if q["p_cot"] == res["grpo"]["from_p_cot"]),
-                [ax2, ax2.twinx(), plt.figure().gca()])
-    plt.close()
-    ax2.set(ylabel="greedy accuracy (circles)")
+    held = [(0, next(q["eval"] for q in pts if q["p_cot"] == res["grpo"]["from_p_cot"]))]
+    held += [(r["step"], r["heldout"]) for r in res["grpo"]["log"] if "heldout" in r]
+    ax2.plot([x for x, _ in held], [e["greedy_acc"] for _, e in held], "o-",
+             color=plots.COLORS["rl"], label="greedy accuracy")
+    ax2.plot([x for x, _ in held], [e["long_frac"] for _, e in held], "s--",
+             color=plots.COLORS["chain"], label="greedy long fraction")
+    ax2.set(xlabel="GRPO step", ylabel="held-out, greedy", ylim=(0, 1.03),
+            title=f"GRPO from p_cot = {res['grpo']['from_p_cot']}")
+    ax2.legend(fontsize=7)
     fig.tight_layout()
     print(f"stored run: {stored['device']}, {stored['date']}, commit {stored['git_commit']}, "
           f"{stored['wall_s']:.0f} s")
@@ -361,22 +365,46 @@ else:
     print(f"GRPO from p_cot = {res['grpo']['from_p_cot']}: greedy accuracy "
           f"{g['greedy_acc']:.3f}, long fraction {g['long_frac']:.2f}, length {g['len_mean']:.1f}")
 
+# %% [markdown]
+# What the stored run shows, point by point (each statement is asserted below):
+#
+# - **The greedy switch sits between 0.35 and 0.65, as $p^\ast = 1/2$ predicts.** Greedy
+#   decoding answers short at $p_{cot} = 0.2$ and $0.35$, long at $0.8$ on every problem, and at
+#   $0.65$ on most problems (not all: there the model's long first token is not far above the
+#   tie for some prompts).
+# - **Calibration holds far from the threshold and not near it.** At $p_{cot} = 0.2$ and $0.8$
+#   the sampled long fraction is $p_{cot}$ within noise. At $0.35$ and $0.65$ it lags $p_{cot}$
+#   by about a tenth, well beyond noise, and the exact probe P(long first token) lags too: 120
+#   SFT steps leave the first-token decision short of the mixture's share, most visibly where
+#   the two routes are balanced. Calibration is a property of converged next-token prediction;
+#   this CPU budget does not converge it, so here **it does not reproduce near the threshold**.
+# - **GRPO from $p_{cot} = 0.2$** moves greedy decoding to the long route on every problem and
+#   raises greedy accuracy by about 0.4, then levels off near the accuracy of the long route
+#   itself: unlike parity's chain, which NTP learns perfectly, this model's additions are right
+#   only about half the time, and 20 GRPO steps improve them little.
+
 # %%
 if stored is not None:
-    for q in pts:
-        e, s = q["eval"], q["eval"]["sampled"]
-        if q["p_cot"] > threshold:
-            assert e["long_frac"] >= 0.9, (q["p_cot"], e["long_frac"])
-        else:
-            assert e["long_frac"] <= 0.1, (q["p_cot"], e["long_frac"])
-        assert abs(s["long_frac"] - q["p_cot"]) <= max(3 * s["long_frac_se"], 0.05), \
-            (q["p_cot"], s["long_frac"], s["long_frac_se"])
-    start = next(q["eval"] for q in pts if q["p_cot"] == res["grpo"]["from_p_cot"])
-    assert res["grpo"]["eval"]["greedy_acc"] > start["greedy_acc"] + 0.2
-    assert res["grpo"]["eval"]["long_frac"] >= 0.5
-    print("✓ stored run: greedy short below 1/2 and long above; the sampled long fraction within "
-          "3 s.e. (at least 0.05) of p_cot at every point; GRPO from p_cot = 0.2 raised greedy "
-          "accuracy by more than 0.2 and moved greedy decoding to the long route")
+    by_p = {q["p_cot"]: q["eval"] for q in pts}
+    below, above = [p for p in ps if p < threshold], [p for p in ps if p > threshold]
+    assert all(by_p[p]["long_frac"] <= 0.1 for p in below), [by_p[p]["long_frac"] for p in below]
+    assert all(by_p[p]["long_frac"] >= 0.5 for p in above), [by_p[p]["long_frac"] for p in above]
+    assert by_p[max(ps)]["long_frac"] >= 0.9
+    sampled = [by_p[p]["sampled"]["long_frac"] for p in ps]
+    assert sampled == sorted(sampled), sampled  # the long share grows with p_cot
+    for p in ps:
+        s = by_p[p]["sampled"]
+        gap = p - s["long_frac"]
+        if p in (min(ps), max(ps)):  # far from the threshold: calibrated within noise
+            assert abs(gap) <= max(3 * s["long_frac_se"], 0.05), (p, s["long_frac"])
+        else:  # near it: the long share lags p_cot beyond noise (not reproduced here)
+            assert gap > 2 * s["long_frac_se"], (p, s["long_frac"], s["long_frac_se"])
+    start = by_p[res["grpo"]["from_p_cot"]]
+    g = res["grpo"]["eval"]
+    assert g["greedy_acc"] > start["greedy_acc"] + 0.2 and g["long_frac"] >= 0.9
+    print("✓ stored run: the greedy switch lies between 0.35 and 0.65; calibrated within noise "
+          "at 0.2 and 0.8, lagging beyond noise at 0.35 and 0.65; GRPO from 0.2 went long and "
+          "gained more than 0.2 in greedy accuracy")
 
 # %% [markdown]
 # ## The paper's data: GSM8K (on a GPU)
@@ -581,8 +609,11 @@ checks.check(my_long_target, gsm8k.long_target, tricky + [p["answer"] for p in s
 # - On a real pre-trained model (SmolLM2-135M-Instruct, offline), SFT on a running-sums
 #   mixture leaves the long route rare, greedy decoding on the short route, and long answers
 #   far more accurate than short ones; the greedy threshold of this format is $1/2$, derived
-#   from its first tokens.
+#   from its first tokens, and the measured switch lies between 0.35 and 0.65.
+# - Length calibration holds within noise far from the threshold ($p_{cot}$ = 0.2, 0.8); near
+#   it, a CPU-sized SFT run leaves the long share about a tenth short of $p_{cot}$.
 # - GRPO with a correctness reward moves the model to the long route: greedy accuracy rises
-#   with response length, as the paper reports for Llama on GSM8K.
+#   with response length, as the paper reports for Llama on GSM8K — up to the accuracy of the
+#   model's own additions. On GSM8K a 135M model earns too few rewards for this to happen.
 # - The task, the hyperparameters and the use of GRPO with an answer-only reward are this
 #   book's choices; the paper's GSM8K experiment runs here only at the GPU scales.

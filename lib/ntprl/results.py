@@ -17,6 +17,7 @@ import os
 import pathlib
 import subprocess
 import tempfile
+import warnings
 
 from . import __version__
 
@@ -77,7 +78,12 @@ def save(path, result: dict, *, experiment: str, scale: str, seed: int, config: 
 
 def load(path) -> dict:
     """Read a results file, checking its schema and fields."""
-    record = json.loads(pathlib.Path(path).read_text())
+    try:
+        record = json.loads(pathlib.Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path} is not a readable ntprl results file: {e}") from None
+    if not isinstance(record, dict):
+        raise ValueError(f"{path} is not an ntprl results file: it holds no JSON object")
     missing = [f for f in FIELDS if f not in record]
     if missing or record.get("schema") != SCHEMA:
         raise ValueError(f"{path} is not an ntprl results file of schema {SCHEMA} "
@@ -94,7 +100,12 @@ def stored_runs(experiment: str | None = None) -> list[pathlib.Path]:
 def stored(experiment: str, scale: str | None = None) -> dict | None:
     """The stored run of ``experiment`` (at ``scale``, preferring ``paper`` then ``gpu``), or
     None when the package holds none."""
-    runs = [load(p) for p in stored_runs(experiment)]
+    runs = []
+    for p in stored_runs(experiment):
+        try:
+            runs.append(load(p))
+        except ValueError as e:  # one broken file must not hide the others from every chapter
+            warnings.warn(f"skipping a stored run: {e}", stacklevel=2)
     if scale is not None:
         runs = [r for r in runs if r["scale"] == scale]
     order = {"paper": 0, "gpu": 1}

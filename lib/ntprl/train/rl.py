@@ -37,7 +37,17 @@ Choices that change *length dynamics*, named so every chapter can state them:
   "Dr. GRPO"). STaR's fine-tuning always uses ``"token_mean"`` (plain NTP).
 - ``adv_norm`` — ``"none"`` or ``"group_std"`` (GRPO only).
 - ``kl_coef`` — weight of a per-token KL estimate (k3) to the weights the run started from.
-- ``temperature`` — sampling temperature of rollouts.
+- ``temperature`` — sampling temperature T of the rollouts. The policy being optimised is the
+  one that sampled, softmax(z / T): REINFORCE's and GRPO's log-probabilities, the PPO ratio,
+  the KL to the reference (taken at the same T) and the logged entropy all use z / T, as TRL's
+  ``GRPOTrainer`` does. At T = 1 this is the model's own distribution; at T != 1 it keeps the
+  update on the distribution the samples came from, so a temperature ablation measures one
+  effect. STaR's fine-tuning is plain NTP on the kept samples (T does not enter it).
+- GRPO's std is the population std of the group (``unbiased=False``) plus ``eps = 1e-6``: a
+  group with rewards {0, 1, 1, 1} gets advantages (-1.73, 0.58, 0.58, 0.58). TRL divides by the
+  Bessel-corrected std plus 1e-4 (its ``nanstd``), which scales every advantage by
+  sqrt((G - 1) / G) relative to ours (0.935 at G = 8): the same direction, a slightly smaller
+  step at the same learning rate.
 """
 
 from __future__ import annotations
@@ -242,11 +252,10 @@ def train(model, task, algo: str, steps: int, *, lr: float = 3e-4,
         if algo == "star":
             keep = rewards > 0
             rec["kept"] = int(keep.sum())
+            rec["entropy"] = _entropy(model, tokens, mask, temperature)  # the policy that sampled
             if star_restart:
                 model.load_state_dict(start_weights)
                 opt = make_optimizer(model, optimizer, lr)
-            with torch.no_grad():
-                rec["entropy"] = _entropy(model, tokens, mask)
             if rec["kept"]:
                 kept_tok, kept_mask = tokens[keep.to(tokens.device)], mask[keep.to(mask.device)]
                 for _ in range(star_steps):
@@ -264,7 +273,7 @@ def train(model, task, algo: str, steps: int, *, lr: float = 3e-4,
             w = token_weights(mask[:, 1:], loss_agg, max_new_tokens)
             old_lp = None
             for _ in range(ppo_epochs):
-                logits = model(tokens)[:, :-1].float()
+                logits = model(tokens)[:, :-1].float() / temperature  # the sampling policy
                 logp_all = F.log_softmax(logits, -1)
                 lp = logp_all.gather(-1, tokens[:, 1:, None]).squeeze(-1)
                 if old_lp is None:
@@ -276,7 +285,8 @@ def train(model, task, algo: str, steps: int, *, lr: float = 3e-4,
                 per_token = -surrogate
                 if ref is not None:
                     with torch.no_grad():
-                        ref_lp = F.log_softmax(ref(tokens)[:, :-1].float(), -1).gather(-1, tokens[:, 1:, None]).squeeze(-1)
+                        ref_logits = ref(tokens)[:, :-1].float() / temperature
+                        ref_lp = F.log_softmax(ref_logits, -1).gather(-1, tokens[:, 1:, None]).squeeze(-1)
                     per_token = per_token + kl_coef * (torch.exp(ref_lp - lp) - (ref_lp - lp) - 1)
                 loss = (per_token * w).sum()
                 _step(opt, loss, model, grad_clip)
@@ -308,6 +318,7 @@ def _mean_entropy(logp: torch.Tensor, mask: torch.Tensor) -> float:
 
 
 @torch.no_grad()
-def _entropy(model, tokens, mask) -> float:
-    """Mean entropy of the sampling policy over the response tokens of ``tokens``."""
-    return _mean_entropy(F.log_softmax(model(tokens)[:, :-1].float(), -1), mask[:, 1:])
+def _entropy(model, tokens, mask, temperature: float = 1.0) -> float:
+    """Mean entropy of the sampling policy softmax(z / T) over the response tokens of ``tokens``."""
+    logits = model(tokens)[:, :-1].float() / temperature
+    return _mean_entropy(F.log_softmax(logits, -1), mask[:, 1:])
