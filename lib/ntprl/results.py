@@ -5,7 +5,8 @@ A results file is ``{"schema", "experiment", "scale", "seed", "config", "ntprl_v
 returned. Files are written to a temporary name in the same folder and renamed into place, so
 a killed process never leaves a partial file behind.
 
-*Stored runs* are results of ``gpu``/``paper`` runs made on a GPU and kept in ``ntprl/runs/``
+*Stored runs* are results of runs too long for a chapter — ``gpu``/``paper`` runs made on a GPU,
+or a longer CPU run — kept with the machine they ran on in ``ntprl/runs/``
 (package data, so a Colab install has them too), named ``EXPERIMENT-SCALE-seedN.json``.
 """
 
