@@ -57,18 +57,22 @@ scale = ntprl.scale.setup(seed=0)  # $NTPRL_SCALE, else "gpu" with CUDA, else "f
 # **Step 1 — the first response token.** A long response starts with $s_1 = x_1$. A short
 # response is the parity, which (to a model that cannot compute it) is a fair coin, so it
 # equals $x_1$ half the time. Hence
-# $$P(\text{first token} = x_1) = p + \tfrac{1-p}{2} = \tfrac{1+p}{2}, \qquad
-#   P(\text{first token} = 1 - x_1) = \tfrac{1-p}{2}.$$
+#
+# $$P(\text{first token} = x_1) = p + \tfrac{1-p}{2} = \tfrac{1+p}{2}, \qquad P(\text{first token} = 1 - x_1) = \tfrac{1-p}{2}.$$
 #
 # **Step 2 — continue or stop.** Having written $x_1$, the model is either inside a long
 # response (weight $p$) or has just written a short answer that happened to be $x_1$
 # (weight $\tfrac{1-p}{2}$). It continues the chain with probability
+#
 # $$P(\text{continue} \mid x_1) = \frac{p}{p + \frac{1-p}{2}} = \frac{2p}{1+p},$$
+#
 # and writes EOS otherwise.
 #
 # **Step 3 — greedy decoding.** Greedy decoding picks $x_1$ first (since $\tfrac{1+p}{2} > \tfrac12$
 # for any $p > 0$), then continues only if $\tfrac{2p}{1+p} > \tfrac{1-p}{1+p}$, i.e.
+#
 # $$\boxed{\,p > 1/3\,}.$$
+#
 # Below the threshold, greedy writes $x_1$, then EOS: a one-token answer that is right half
 # the time.
 #

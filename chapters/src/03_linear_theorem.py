@@ -53,7 +53,9 @@ scale = ntprl.scale.setup(seed=0)  # $NTPRL_SCALE, else "gpu" with CUDA, else "f
 #
 # Write bits as signs, $0 \mapsto +1$ and $1 \mapsto -1$, so that XOR becomes a product; EOS
 # and PAD become $0$. At position $t$ the features of the prefix $v_1, \dots, v_t$ are
+#
 # $$\phi_t = \big(1,\; v_1, \dots, v_t,\; (v_i v_j)_{i < j \le t}\big),$$
+#
 # fixed once and for all (frozen), and each position has its own linear head $W_t$ from
 # $\phi_t$ to logits over $\{0, 1, \text{EOS}\}$:
 # $$P(\text{next} = k \mid \text{prefix}) = \operatorname{softmax}_k(W_t \phi_t).$$

@@ -147,7 +147,9 @@ fig.colorbar(im, ax=ax, label="fraction of samples");
 # One STaR round keeps the correct samples: all the long ones (share $p$, all correct once
 # the chain is learned) and half of the short ones (share $(1-p)/2$). Fine-tuning on them
 # moves the long share to
+#
 # $$p' = \frac{p}{p + (1-p)/2} = \frac{2p}{1+p}, \qquad \frac{p'}{1-p'} = 2\,\frac{p}{1-p}:$$
+#
 # each round doubles the odds of a long answer. Below we compare the long fraction the STaR
 # run measured before each round with the map applied to the previous measurement (one round
 # of prediction), and with the map iterated from the start.

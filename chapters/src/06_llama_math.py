@@ -126,9 +126,7 @@ for route, target in [("long", gsm8k.long_target), ("short", gsm8k.short_target)
 # token each route is determined. Greedy decoding picks the larger, so it goes long iff
 # $p_{cot} > 1 - p_{cot}$:
 #
-# $$
-# p^\ast = \tfrac12 .
-# $$
+# $$p^\ast = \tfrac12 .$$
 #
 # In general, if the short answers' most likely first token carries a share $m$ of them,
 # greedy goes long iff $p > m(1-p)$, i.e. $p^\ast = m/(1+m)$ — $1/3$ for a marker before a
