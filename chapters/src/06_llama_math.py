@@ -101,9 +101,10 @@ print(f"{len(sft_problems)} SFT problems, {len(rl_problems)} GRPO prompts, "
 # experiment uses. Why this task, and not GSM8K, on a CPU? It keeps what matters of parity in
 # an LLM's native medium: each chain step is easy for a pre-trained model, while adding three
 # numbers in one go, with no intermediate results, is hard for a small one. The two-digit,
-# three-term size is a measured compromise: with one-digit numbers the short route was too
-# easy (greedy accuracy 0.39 after SFT), with more terms the chain needs more SFT than a CPU
-# chapter can afford.
+# three-term size is a compromise, from runs made while this chapter was written (not re-run
+# or asserted here): with five one-digit numbers the short route was too easy (greedy
+# accuracy 0.39 after SFT at $p_{cot} = 0.2$); more terms make the chain need more SFT than a
+# CPU chapter can afford.
 #
 # ## Where greedy decoding switches: 1/2 for this format
 #

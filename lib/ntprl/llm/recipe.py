@@ -295,6 +295,11 @@ def load_splits(cfg: LLMConfig) -> tuple[list[dict], list[dict], list[dict]]:
     return train[: cfg.n_train], train[cfg.n_train:], test
 
 
+def prompt(problem: dict, tokenizer, cfg: LLMConfig) -> str:
+    """The prompt of ``problem`` in ``cfg.prompt_style`` (:func:`~ntprl.llm.gsm8k.format_prompt`)."""
+    return gsm8k.format_prompt(problem["question"], tokenizer, cfg.prompt_style)
+
+
 def mixture(problems: list[dict], cfg: LLMConfig, tokenizer, p_cot: float | None = None):
     """The SFT mixture of ``problems`` at ``p_cot`` (default ``cfg.p_cot``), prompts in
     ``cfg.prompt_style``: :func:`ntprl.llm.gsm8k.make_mixture`."""
@@ -332,9 +337,9 @@ def generate(model, tokenizer, prompts: list[str], cfg: LLMConfig, sample: bool 
         for row in rows[:, enc["input_ids"].shape[1]:].tolist():
             end = next((j for j, t in enumerate(row) if t in stop_ids), None)
             text = tokenizer.decode(row if end is None else row[:end], skip_special_tokens=True)
-            out.append({"text": gsm8k.cut_response(text),
-                        "tokens": len(row) if end is None else end + 1,
-                        "truncated": end is None and gsm8k.cut_response(text) == text})
+            cut = gsm8k.cut_response(text)
+            out.append({"text": cut, "tokens": len(row) if end is None else end + 1,
+                        "truncated": end is None and cut == text})
     return out
 
 
@@ -349,14 +354,14 @@ def first_token_probs(model, tokenizer, problems: list[dict], cfg: LLMConfig) ->
     sums_ = {"long": 0.0, "short": 0.0}
     for i in range(0, len(problems), cfg.eval_batch):
         chunk = problems[i: i + cfg.eval_batch]
-        prompts = [gsm8k.format_prompt(p["question"], tokenizer, cfg.prompt_style) for p in chunk]
+        prompts = [prompt(p, tokenizer, cfg) for p in chunk]
         enc = tokenizer(prompts, return_tensors="pt", padding=True).to(device)
         with torch.no_grad():
             probs = model(**enc).logits[:, -1].float().softmax(-1)
-        for j, (prompt, p) in enumerate(zip(prompts, chunk)):
-            n = len(tokenizer(prompt)["input_ids"])
+        for j, (text, p) in enumerate(zip(prompts, chunk)):
+            n = len(tokenizer(text)["input_ids"])
             for route, target in (("long", gsm8k.long_target), ("short", gsm8k.short_target)):
-                first = tokenizer(prompt + " " + target(p["answer"]))["input_ids"][n]
+                first = tokenizer(text + " " + target(p["answer"]))["input_ids"][n]
                 sums_[route] += float(probs[j, first])
     return {k: v / len(problems) for k, v in sums_.items()}
 
@@ -379,7 +384,7 @@ def evaluate(model, tokenizer, problems: list[dict], cfg: LLMConfig, samples: in
     problem: ``result["sampled"]`` with sampled accuracy, long fraction and the accuracy of each
     route (standard errors clustered by problem)."""
     samples = cfg.eval_samples if samples is None else samples
-    prompts = [gsm8k.format_prompt(p["question"], tokenizer, cfg.prompt_style) for p in problems]
+    prompts = [prompt(p, tokenizer, cfg) for p in problems]
     golds = [gsm8k.gold_answer(p["answer"]) for p in problems]
     routes = first_token_probs(model, tokenizer, problems, cfg)
     greedy = generate(model, tokenizer, prompts, cfg)
@@ -482,8 +487,7 @@ def grpo(model, tokenizer, problems: list[dict], cfg: LLMConfig, progress: bool 
     from transformers import TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
 
-    data = Dataset.from_list([{"prompt": gsm8k.format_prompt(p["question"], tokenizer,
-                                                             cfg.prompt_style),
+    data = Dataset.from_list([{"prompt": prompt(p, tokenizer, cfg),
                                "gold": gsm8k.gold_answer(p["answer"])} for p in problems])
 
     def correctness(prompts, completions, gold, **_):
