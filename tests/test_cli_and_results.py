@@ -47,26 +47,65 @@ def test_run_at_smoke_writes_a_results_file(tmp_path):
 
 def test_killed_run_resumes_to_the_same_result(tmp_path):
     ref, cut = tmp_path / "ref.json", tmp_path / "cut.json"
-    assert cli("run", "threshold", "--scale", "smoke", "--out", str(ref), "--no-progress").returncode == 0
+    assert cli("run", "threshold", "--scale", "smoke", "--out", str(ref),
+               "--no-progress").returncode == 0
     proc = subprocess.Popen(CLI + ["run", "threshold", "--scale", "smoke", "--out", str(cut),
-                                   "--no-progress"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                   "--no-progress"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     work = tmp_path / "cut.json.work"
     deadline = time.time() + 120
-    while not list(work.glob("*.json")) and time.time() < deadline and proc.poll() is None:
+    while (not list(work.glob("threshold-*.json")) and time.time() < deadline
+           and proc.poll() is None):
         time.sleep(0.01)
     os.kill(proc.pid, signal.SIGKILL)  # after the first grid point, before the second
     proc.wait()
     assert not cut.exists(), "the run finished before it could be killed"
-    assert len(list(work.glob("*.json"))) == 1
+    assert len(list(work.glob("threshold-*.json"))) == 1
+    # the same --out with another scale or seed is refused in one line, and mixes nothing
+    for other in (["--scale", "fast"], ["--scale", "smoke", "--seed", "1"]):
+        out = cli("run", "threshold", *other, "--out", str(cut), "--no-progress")
+        assert out.returncode == 2 and "belongs to another run" in out.stderr, out.stderr
+        assert len(out.stderr.strip().splitlines()) == 1 and "Traceback" not in out.stderr
+    assert len(list(work.glob("threshold-*.json"))) == 1
     out = cli("run", "threshold", "--scale", "smoke", "--out", str(cut), "--no-progress")
     assert out.returncode == 0, out.stderr
     assert results.load(cut)["result"] == results.load(ref)["result"]
+    # a finished file is not returned under another label
+    out = cli("run", "threshold", "--scale", "fast", "--out", str(cut))
+    assert (out.returncode == 2 and "scale smoke" in out.stderr
+            and "not threshold at scale fast" in out.stderr)
+
+
+def test_a_part_of_another_scale_is_refused(tmp_path):
+    """A part file left in a workdir by a run at another scale is never read as this run's."""
+    import dataclasses
+
+    from ntprl import experiments, scale as scales
+    smoke = scales.get("smoke")
+    other = dataclasses.replace(smoke, threshold_steps=smoke.threshold_steps + 1)
+    experiments.more_data(smoke, progress=False, workdir=tmp_path)
+    with pytest.raises(ValueError, match=r"belongs to another run \(scale.threshold_steps"):
+        experiments.more_data(other, progress=False, workdir=tmp_path)
+
+
+def test_corrupt_results_file_and_part_are_named(tmp_path):
+    bad = tmp_path / "x.json"
+    bad.write_text('{"schema": 1, "experi')
+    out = cli("run", "threshold", "--scale", "smoke", "--out", str(bad))
+    assert out.returncode == 2 and str(bad) in out.stderr and "Traceback" not in out.stderr
+    work = tmp_path / "y.json.work"
+    work.mkdir()
+    (work / "more_data-s0.json").write_text("{trunc")
+    out = cli("run", "more_data", "--scale", "smoke", "--out", str(tmp_path / "y.json"))
+    assert (out.returncode == 2 and "more_data-s0.json" in out.stderr
+            and "Traceback" not in out.stderr)
 
 
 def test_results_round_trip_and_atomic_write(tmp_path, monkeypatch):
     path = tmp_path / "r.json"
     res = {"runs": [{"p_cot": 0.2, "acc": 0.5}], "note": "ü"}
-    results.save(path, res, experiment="threshold", scale="fast", seed=3, config={"d": 16}, wall_s=1.5)
+    results.save(path, res, experiment="threshold", scale="fast", seed=3, config={"d": 16},
+                 wall_s=1.5)
     rec = results.load(path)
     assert rec["result"] == res and rec["seed"] == 3 and rec["config"] == {"d": 16}
     assert rec["wall_s"] == 1.5 and rec["schema"] == results.SCHEMA

@@ -6,7 +6,7 @@ import torch
 from ntprl.models import LinearAR, LinearARConfig
 from ntprl.models.linear import signs
 from ntprl.sampling import generate
-from ntprl.tasks import PAD, ParityTask
+from ntprl.tasks import EOS, PAD, ParityTask
 from ntprl.train import ntp
 
 
@@ -22,7 +22,8 @@ def test_logits_are_a_quadratic_form_of_the_prefix():
     v = signs(x)
     t, k = 7, 1
     want = m.bias[t, k] + sum(m.lin[t, k, i] * v[:, i] for i in range(t + 1))
-    want = want + sum(m.quad[t, k, i, j] * v[:, i] * v[:, j] for i in range(t + 1) for j in range(i + 1, t + 1))
+    want = want + sum(m.quad[t, k, i, j] * v[:, i] * v[:, j]
+                      for i in range(t + 1) for j in range(i + 1, t + 1))
     assert torch.allclose(out[:, t, k], want, atol=1e-5)
     assert (out[..., PAD] < -1e3).all()
     # causal: changing a later token leaves earlier logits alone
@@ -34,8 +35,9 @@ def test_logits_are_a_quadratic_form_of_the_prefix():
 def test_cached_sampling_equals_recompute():
     m = model(T=20)
     prompts = torch.randint(0, 2, (32, 8), generator=torch.Generator().manual_seed(0))
-    a = generate(m, prompts, 12, 1.0, torch.Generator().manual_seed(1))
-    b = generate(m, prompts, 12, 1.0, torch.Generator().manual_seed(1), use_cache=False)
+    a = generate(m, prompts, 12, 1.0, torch.Generator().manual_seed(1), eos_id=EOS, pad_id=PAD)
+    b = generate(m, prompts, 12, 1.0, torch.Generator().manual_seed(1), eos_id=EOS,
+                 pad_id=PAD, use_cache=False)
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
 
 
@@ -53,7 +55,7 @@ def test_chain_step_is_one_pairwise_feature():
         m.lin[d - 1, 1, 0] = -10.0
         m.bias[2 * d - 1, 2] = 10.0     # EOS after d chain tokens
     seq = task.sample(64, torch.Generator().manual_seed(0))
-    tok, _ = generate(m, seq[:, :d], task.max_response_len)
+    tok, _ = generate(m, seq[:, :d], task.max_response_len, eos_id=EOS, pad_id=PAD)
     assert torch.equal(tok, seq)
 
 
@@ -75,11 +77,13 @@ def test_continue_decision_is_the_feature_r1_x1():
     ntp.train(m, task, 600, 256, 0.02, decay_frac=0.5, progress=False)
     t = d  # position of r_1: its logits decide the second response token
     eos_vs_bits = m.quad[t, 2, 0, t] - 0.5 * (m.quad[t, 0, 0, t] + m.quad[t, 1, 0, t])
-    others = (m.quad[t, 2, 1:d, t] - 0.5 * (m.quad[t, 0, 1:d, t] + m.quad[t, 1, 1:d, t])).abs().max()
+    others = (m.quad[t, 2, 1:d, t]
+              - 0.5 * (m.quad[t, 0, 1:d, t] + m.quad[t, 1, 1:d, t])).abs().max()
     assert eos_vs_bits.abs() > 5 * others
 
 
-@pytest.mark.parametrize("kwargs, field", [(dict(block_size=0), "block_size"), (dict(n_out=4), "n_out")])
+@pytest.mark.parametrize("kwargs, field",
+                         [(dict(block_size=0), "block_size"), (dict(n_out=4), "n_out")])
 def test_bad_linear_config(kwargs, field):
     with pytest.raises(ValueError, match=field):
         LinearARConfig(**kwargs)

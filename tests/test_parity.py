@@ -32,7 +32,8 @@ def test_exact_sequences_for_d4():
     x = torch.tensor([[0, 1, 1, 1]])
     assert ParityTask(4, 1.0).chain_of(x).tolist() == [[0, 1, 0, 1]]
     assert ParityTask(4, 1.0, "leap2").chain_of(x).tolist() == [[1, 1]]      # s2, s4
-    assert ParityTask(5, 1.0, "leap2").chain_of(torch.tensor([[1, 1, 0, 1, 1]])).tolist() == [[0, 1, 0]]  # s2, s4, s5
+    assert ParityTask(5, 1.0, "leap2").chain_of(
+        torch.tensor([[1, 1, 0, 1, 1]])).tolist() == [[0, 1, 0]]  # s2, s4, s5
     assert ParityTask.parity(x).tolist() == [1]
 
 

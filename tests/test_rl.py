@@ -3,22 +3,25 @@ import torch
 
 import ntprl.scale
 from ntprl.experiments import make_model
+from ntprl.metrics import evaluate
 from ntprl.tasks import EOS, PAD, ParityTask
 from ntprl.train import rl
 
 TINY = ntprl.scale.get("smoke")
 
 
-def tiny(task, seed=0):
-    return make_model(task, TINY, seed).cpu()
+def tiny(task, seed=0, **overrides):
+    return make_model(task, TINY, seed, **overrides).cpu()
 
 
 def test_group_advantages_are_per_group():
     r = torch.tensor([1.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0, 0.0, 1.0, 0.0, 1.0])
     adv = rl.group_advantages(r, 4)
-    assert adv.tolist() == pytest.approx([0.75, -0.25, -0.25, -0.25, 0, 0, 0, 0, -0.5, 0.5, -0.5, 0.5])
+    assert adv.tolist() == pytest.approx([0.75, -0.25, -0.25, -0.25, 0, 0, 0, 0,
+                                          -0.5, 0.5, -0.5, 0.5])
     std = rl.group_advantages(r, 4, "group_std")
-    assert std[:4].tolist() == pytest.approx([0.75 / 0.4330127, -0.25 / 0.4330127, -0.25 / 0.4330127, -0.25 / 0.4330127], rel=1e-4)
+    assert std[:4].tolist() == pytest.approx([0.75 / 0.4330127, -0.25 / 0.4330127,
+                                              -0.25 / 0.4330127, -0.25 / 0.4330127], rel=1e-4)
     assert std[4:8].abs().max() == 0  # an all-equal group carries no signal
     # not the same as one big group
     assert not torch.allclose(adv, r - r.mean())
@@ -41,8 +44,9 @@ def test_eos_is_in_the_policy_loss():
     t = ParityTask(4, 0.2)
     m = tiny(t)
     from ntprl.sampling import generate
-    tokens, mask = generate(m, t.prompts(16, torch.Generator().manual_seed(0)), t.max_response_len, 1.0,
-                            torch.Generator().manual_seed(0))
+    tokens, mask = generate(m, t.prompts(16, torch.Generator().manual_seed(0)),
+                            t.max_response_len, 1.0,
+                            torch.Generator().manual_seed(0), eos_id=t.EOS, pad_id=t.PAD)
     w = rl.token_weights(mask[:, 1:], "token_mean", t.max_response_len)
     targets = tokens[:, 1:]
     assert (targets == EOS).any()
@@ -60,7 +64,8 @@ def test_star_trains_only_on_rewarded_samples(monkeypatch):
         return real(logits, tokens, mask)
 
     monkeypatch.setattr(rl, "sequence_loss", spy)
-    only_ones = lambda prompts, responses: (responses[:, 0] == 1).float()
+    def only_ones(prompts, responses):
+        return (responses[:, 0] == 1).float()
     hist = rl.train(tiny(t), t, "star", 2, reward=only_ones, star_samples=64, star_steps=3,
                     star_batch=16, progress=False)
     assert seen and all((s == 1).all() for s in seen)
@@ -82,7 +87,8 @@ def test_same_seed_same_numbers(algo):
     t = ParityTask(5, 0.3)
     kw = dict(prompts_per_step=4, samples_per_prompt=4, star_samples=32, star_steps=2, star_batch=8,
               seed=3, progress=False)
-    strip = lambda h: [{k: v for k, v in r.items() if not k.endswith("_s")} for r in h]
+    def strip(h):
+        return [{k: v for k, v in r.items() if not k.endswith("_s")} for r in h]
     a = strip(rl.train(tiny(t), t, algo, 3, **kw))
     b = strip(rl.train(tiny(t), t, algo, 3, **kw))
     assert a == b and len(a) == 3
@@ -90,19 +96,57 @@ def test_same_seed_same_numbers(algo):
         assert key in a[0]
 
 
+class Interrupt(Exception):
+    pass
+
+
+def interrupting(eval_fn, at_step):
+    """``eval_fn`` that raises :class:`Interrupt` once, at ``at_step`` (a killed run)."""
+    def fn(m, step):
+        if step == at_step and not fn.fired:
+            fn.fired = True
+            raise Interrupt
+        return eval_fn(m, step)
+    fn.fired = False
+    return fn
+
+
 def test_rl_resume_equals_uninterrupted(tmp_path):
     t = ParityTask(5, 0.3)
-    kw = dict(prompts_per_step=4, samples_per_prompt=4, seed=1, checkpoint_every=2, progress=False,
-              kl_coef=0.1)
-    strip = lambda h: [{k: v for k, v in r.items() if not k.endswith("_s")} for r in h]
+    def ev(m, step):
+        return evaluate(m, t, 16, modes=("greedy",))
+    kw = dict(prompts_per_step=4, samples_per_prompt=4, seed=1, checkpoint_every=2,
+              progress=False, kl_coef=0.1, eval_every=1)
+    def strip(h):
+        return [{k: v for k, v in r.items() if not k.endswith("_s")} for r in h]
     m_ref = tiny(t)
-    ref = rl.train(m_ref, t, "grpo", 6, checkpoint=tmp_path / "a.pt", **kw)
-    m = tiny(t)
-    rl.train(m, t, "grpo", 4, checkpoint=tmp_path / "b.pt", **kw)  # "interrupted" after 4 steps
-    m2 = tiny(t, seed=9)
-    resumed = rl.train(m2, t, "grpo", 6, checkpoint=tmp_path / "b.pt", **kw)
+    ref = rl.train(m_ref, t, "grpo", 6, checkpoint=tmp_path / "a.pt", eval_fn=ev, **kw)
+    flaky = interrupting(ev, 5)  # killed after the checkpoint of step 4
+    with pytest.raises(Interrupt):
+        rl.train(tiny(t), t, "grpo", 6, checkpoint=tmp_path / "b.pt", eval_fn=flaky, **kw)
+    m2 = tiny(t)
+    resumed = rl.train(m2, t, "grpo", 6, checkpoint=tmp_path / "b.pt", eval_fn=flaky, **kw)
     assert strip(resumed) == strip(ref)
-    assert all(torch.equal(a, b) for a, b in zip(m_ref.state_dict().values(), m2.state_dict().values()))
+    assert all(torch.equal(a, b) for a, b in zip(m_ref.state_dict().values(),
+                                                 m2.state_dict().values()))
+
+
+@pytest.mark.parametrize("change, field", [
+    (dict(samples_per_prompt=2), "samples_per_prompt"), (dict(loss_agg="seq_mean"), "loss_agg"),
+    (dict(adv_norm="none"), "adv_norm"), (dict(temperature=0.5), "temperature"),
+    (dict(kl_coef=0.2), "kl_coef"), (dict(steps=5), "steps"), (dict(seed=2), "seed"),
+    (dict(init_seed=9), "start_weights"), (dict(n_layer=2), "model.config.n_layer"),
+])
+def test_rl_checkpoint_of_another_run_is_refused(tmp_path, change, field):
+    t = ParityTask(5, 0.3)
+    kw = dict(prompts_per_step=4, samples_per_prompt=4, seed=1, temperature=1.0, kl_coef=0.0,
+              loss_agg="token_mean", adv_norm="group_std", steps=2, progress=False)
+    rl.train(tiny(t), t, "grpo", checkpoint=tmp_path / "c.pt", **kw)
+    init_seed, n_layer = change.pop("init_seed", 0), change.pop("n_layer", 1)
+    kw.update(change)
+    with pytest.raises(ValueError, match=rf"belongs to another run \({field}: [^;]* there"):
+        rl.train(tiny(t, seed=init_seed, n_layer=n_layer), t, "grpo",
+                 checkpoint=tmp_path / "c.pt", **kw)
 
 
 @pytest.mark.parametrize("kwargs, field", [

@@ -8,13 +8,6 @@ from ntprl.metrics import branch_probs, decoding_tree, format_tree
 from ntprl.tasks import ParityTask
 
 
-@pytest.mark.parametrize("p", [0.05, 0.2, 1 / 3, 0.5, 0.9])
-def test_formulas_agree_with_each_other(p):
-    assert theory.long_prob(p, 1.0) == pytest.approx(p)  # length calibration
-    assert theory.accuracy(p, 1.0) == pytest.approx((1 + p) / 2)
-    assert theory.first_token_prob(p) * theory.continue_prob(p) == pytest.approx(p)
-
-
 def test_greedy_threshold_is_one_third():
     assert theory.greedy_accuracy(0.33) == 0.5 and theory.greedy_accuracy(0.34) == 1.0
     assert theory.long_prob(0.3, 0.0) == 0 and theory.long_prob(0.36, 0.0) == 1

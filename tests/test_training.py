@@ -14,8 +14,8 @@ from ntprl.train import ntp
 TINY = ntprl.scale.get("smoke")
 
 
-def tiny(task, seed=0):
-    return make_model(task, TINY, seed).cpu()
+def tiny(task, seed=0, **overrides):
+    return make_model(task, TINY, seed, **overrides).cpu()
 
 
 def test_response_mask_covers_eos_not_prompt_or_pad():
@@ -46,7 +46,8 @@ def test_lr_schedule():
 
 def test_same_seed_same_numbers():
     t = ParityTask(5, 0.3)
-    runs = [ntp.train(tiny(t), t, 15, 16, 1e-3, seed=7, log_every=5, progress=False) for _ in range(2)]
+    runs = [ntp.train(tiny(t), t, 15, 16, 1e-3, seed=7, log_every=5, progress=False)
+            for _ in range(2)]
     assert runs[0] == runs[1]
     other = ntp.train(tiny(t), t, 15, 16, 1e-3, seed=8, log_every=5, progress=False)
     assert other != runs[0]
@@ -54,7 +55,8 @@ def test_same_seed_same_numbers():
 
 def test_resume_equals_uninterrupted(tmp_path):
     t = ParityTask(5, 0.3)
-    ev = lambda m, step: evaluate(m, t, 32, modes=("greedy",))
+    def ev(m, step):
+        return evaluate(m, t, 32, modes=("greedy",))
     kw = dict(seed=1, log_every=5, eval_every=5, eval_fn=ev, checkpoint_every=10, progress=False)
 
     class Interrupt(Exception):
@@ -71,11 +73,38 @@ def test_resume_equals_uninterrupted(tmp_path):
     ref = ntp.train(ref_model, t, 40, 16, 1e-3, checkpoint=tmp_path / "a.pt", **kw)
     with pytest.raises(Interrupt):
         ntp.train(tiny(t), t, 40, 16, 1e-3, checkpoint=tmp_path / "b.pt", **kw2)
-    resumed_model = tiny(t, seed=99)  # different init: everything must come from the checkpoint
+    resumed_model = tiny(t)
     resumed = ntp.train(resumed_model, t, 40, 16, 1e-3, checkpoint=tmp_path / "b.pt", **kw2)
     assert resumed == ref
     for a, b in zip(ref_model.state_dict().values(), resumed_model.state_dict().values()):
         assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("change, field", [
+    (dict(steps=30), "steps"), (dict(batch_size=8), "batch_size"), (dict(lr=2e-3), "lr"),
+    (dict(seed=2), "seed"), (dict(warmup_steps=5), "warmup_steps"),
+    (dict(decay_frac=0.2), "decay_frac"), (dict(weight_decay=0.1), "weight_decay"),
+    (dict(betas=(0.9, 0.99)), "betas"), (dict(grad_clip=None), "grad_clip"),
+    (dict(optimizer="sgd"), "optimizer"), (dict(task=ParityTask(5, 0.5)), "task"),
+    (dict(init_seed=9), "start_weights"), (dict(n_embd=48), "model.config.n_embd"),
+])
+def test_ntp_checkpoint_of_another_run_is_refused(tmp_path, change, field):
+    t = ParityTask(5, 0.3)
+    kw = dict(steps=20, batch_size=16, lr=1e-3, seed=1, checkpoint_every=10, progress=False)
+    ntp.train(tiny(t), t, checkpoint=tmp_path / "c.pt", **kw)
+    task, init_seed = change.pop("task", t), change.pop("init_seed", 0)
+    model = tiny(task, init_seed, **change) if "n_embd" in change else tiny(task, init_seed)
+    kw.update({k: v for k, v in change.items() if k != "n_embd"})
+    with pytest.raises(ValueError, match=rf"belongs to another run \({field}: [^;]* there"):
+        ntp.train(model, task, checkpoint=tmp_path / "c.pt", **kw)
+
+
+def test_unreadable_checkpoint_is_named(tmp_path):
+    t = ParityTask(5, 0.3)
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="checkpoint=.*bad.pt.* cannot be read"):
+        ntp.train(tiny(t), t, 5, 8, 1e-3, checkpoint=bad, progress=False)
 
 
 def test_checkpoint_of_another_run_is_refused(tmp_path):
@@ -159,7 +188,8 @@ def test_parity_hardness_smoke_is_json():
 
 
 def test_checks_verdicts(capsys):
-    ref = lambda x: x * 2
+    def ref(x):
+        return x * 2
     assert checks.check(lambda x: x + x, ref, range(5))
     assert "✅" in capsys.readouterr().out
     with pytest.raises(AssertionError, match="input \\(3,\\)"):
@@ -173,7 +203,8 @@ def test_checks_verdicts(capsys):
         checks.check_value(0.4, 0.5, tol=0.01)
 
 
-@pytest.mark.parametrize("name", ["threshold", "more_data", "rl_post_training", "rounds_vs_p", "leap2", "linear_theory"])
+@pytest.mark.parametrize("name", ["threshold", "more_data", "rl_post_training", "rounds_vs_p",
+                                  "leap2", "linear_theory"])
 def test_every_experiment_runs_at_smoke_and_is_json(name):
     from ntprl import experiments
     r = experiments.run(name, TINY, progress=False)

@@ -2,7 +2,9 @@
 # The GPU check of the book, in one go (for a maintainer with one CUDA GPU):
 #   1. every chapter at NTPRL_SCALE=gpu under nbval, all four at once (one log each);
 #   2. experiments run by the CLI, saved as results files with provenance, ready to be copied to
-#      lib/ntprl/runs/ as stored runs.
+#      lib/ntprl/runs/ as stored runs;
+#   3. resume on CUDA: the kill -9 tests of NTP and GRPO on the GPU, and a CLI experiment killed
+#      with SIGKILL after its first part and run again, compared with an uninterrupted run.
 #
 #   OUT=some/folder BUDGET_S=480 CHAPTERS="01 02 03 04" tools/gpu_check.sh linear_theory:paper threshold:gpu
 #
@@ -35,6 +37,11 @@ for job in "$@"; do
       --no-progress --force --out "$OUT/$exp-$sc.json" ) > "$OUT/$exp-$sc.log" 2>&1 &
   pids+=($!); names+=("$exp-$sc")
 done
+# 3. resume on CUDA (checkpoints saved on the GPU, loaded back after a kill -9)
+( timeout "$BUDGET_S" python3 -m pytest -p no:cacheprovider -q tests/test_rl_updates.py -k kill
+  NTPRL_SCALE=smoke timeout "$BUDGET_S" python3 tools/resume_check.py "$OUT/resume"
+) > "$OUT/resume.log" 2>&1 &
+pids+=($!); names+=("resume")
 for i in "${!pids[@]}"; do
   wait "${pids[$i]}"; rc=$?
   echo "${names[$i]}: rc=$rc $( [ $rc = 124 ] && echo '(stopped at the budget)')" >> "$OUT/summary.txt"

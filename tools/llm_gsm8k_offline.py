@@ -1,5 +1,6 @@
-"""The GSM8K recipe's `gpu` code path on a machine without the hub: the offline SmolLM2-135M-Instruct
-and local GSM8K files (python tools/llm_gsm8k_offline.py DATA_DIR OUT.json [grpo_steps])."""
+"""The GSM8K recipe's `gpu` code path on a machine without the hub: the offline
+SmolLM2-135M-Instruct and local GSM8K files
+(python tools/llm_gsm8k_offline.py DATA_DIR OUT.json [grpo_steps])."""
 import sys
 import time
 

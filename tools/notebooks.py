@@ -5,8 +5,8 @@
     python tools/notebooks.py check     # exit 1 if any committed notebook is stale
 
 The sources are jupytext "percent" files (``# %%`` cells), the reviewable form of a chapter.
-Every ``github.com/OWNER/REPO`` (and Colab's ``.../github/OWNER/REPO``) in them is rewritten to the repository URL of ``_config.yml``,
-so that URL is written in one place.
+Every ``github.com/OWNER/REPO`` (and Colab's ``.../github/OWNER/REPO``) in them is rewritten to
+the repository URL of ``_config.yml``, so that URL is written in one place.
 The .ipynb files are what the book, nbval and Colab read; they are written without outputs and
 with clean metadata. In a student copy every code cell tagged ``solution`` becomes a stub:
 functions keep their signature (not their docstring, which tells the answer) and raise
@@ -28,7 +28,8 @@ import yaml
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SRC, CHAPTERS, STUDENT = ROOT / "chapters/src", ROOT / "chapters", ROOT / "chapters/student"
 REPO = yaml.safe_load((ROOT / "_config.yml").read_text())["repository"]["url"].rstrip("/")
-GITHUB = re.compile(r"(github\.com|colab\.research\.google\.com/github)/[\w.-]+/[\w.-]+?(?=[/@\"\s)]|\.git)")
+GITHUB = re.compile(r"(github\.com|colab\.research\.google\.com/github)"
+                    r"/[\w.-]+/[\w.-]+?(?=[/@\"\s)]|\.git)")
 KERNEL = {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
           "language_info": {"name": "python"}}
 
@@ -36,7 +37,8 @@ KERNEL = {"kernelspec": {"display_name": "Python 3", "language": "python", "name
 def build_notebook(src: pathlib.Path) -> nbformat.NotebookNode:
     nb = jupytext.read(src)
     nb.metadata = dict(KERNEL)
-    owner_repo = REPO.removeprefix("https://github.com/")  # the one repository URL, from _config.yml
+    # the one repository URL, from _config.yml
+    owner_repo = REPO.removeprefix("https://github.com/")
     for i, cell in enumerate(nb.cells):
         tags = cell.metadata.get("tags", [])
         cell.metadata = {"tags": tags} if tags else {}
@@ -122,7 +124,8 @@ def main(cmd: str) -> int:
         if cmd == "check":
             if not path.exists() or path.read_text() != text:
                 stale.append(str(path.relative_to(ROOT)))
-        elif cmd == "build" and path.parent == CHAPTERS or cmd == "student" and path.parent == STUDENT:
+        elif (cmd == "build" and path.parent == CHAPTERS
+              or cmd == "student" and path.parent == STUDENT):
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text)
             print(f"wrote {path.relative_to(ROOT)}")

@@ -74,6 +74,18 @@ scale = ntprl.scale.setup(seed=0)  # $NTPRL_SCALE, else "gpu" with CUDA, else "f
 #
 # The starting point is the model of chapter 2: NTP on $\mathcal{D}(p_{cot})$ with
 # $p_{cot}$ below $1/3$.
+#
+# Here is the whole policy update of REINFORCE and GRPO, as the library runs it. `logp` are
+# the log-probabilities of the sampled tokens under the sampling policy, `weights` spread each
+# sequence over its tokens as `loss_agg` says, and on the first pass over a batch the ratio is
+# exactly 1, so the gradient is $-\sum_t w_t A \nabla \log \pi(y_t \mid x, y_{<t})$:
+
+# %%
+import inspect
+
+from IPython.display import Code
+
+Code(inspect.getsource(rl.policy_loss), language="python")
 
 # %%
 res = rl_post_training(scale, seed=0)

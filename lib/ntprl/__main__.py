@@ -5,13 +5,20 @@
 
 A run keeps its checkpoints in ``OUT.work/`` while it goes; the same command after an
 interruption (Ctrl-C, a killed process, a lost Colab session) resumes from them and ends with
-the same result as an uninterrupted run. The folder is removed when the run is complete.
+the same result as an uninterrupted run. The folder is removed when the run is complete. The
+folder and every part in it carry the run's identity (experiment, seed and the whole scale):
+the same ``--out`` with another scale or seed is refused, never mixed.
+
+Errors a user can cause (a bad name or value, a corrupt file, a run of another scale) are
+printed as one line starting with ``error:`` and exit with status 2; set ``NTPRL_DEBUG=1`` for
+the traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import os
 import pathlib
 import shutil
@@ -19,6 +26,7 @@ import sys
 import time
 
 from . import experiments, results, scale as scales
+from .train.common import refuse_mismatch
 
 
 def _list() -> int:
@@ -37,10 +45,27 @@ def _run(args) -> int:
                          f"{tuple(experiments.EXPERIMENTS)} (see `python -m ntprl list`)")
     out = pathlib.Path(args.out or f"results/{args.experiment}-{scale.name}-seed{args.seed}.json")
     if out.exists() and not args.force:
+        old = results.load(out)  # a corrupt file is named in a one-line error
+        asked = (args.experiment, scale.name, args.seed)
+        if (old["experiment"], old["scale"], old["seed"]) != asked:
+            raise ValueError(f"{out} holds {old['experiment']} at scale {old['scale']} seed "
+                             f"{old['seed']}, not {asked[0]} at scale {asked[1]} seed {asked[2]}:"
+                             " use another --out (or --force to replace it)")
         print(f"{out} exists: nothing to do (use --force to run again)")
         return 0
     workdir = out.with_name(out.name + ".work")
     workdir.mkdir(parents=True, exist_ok=True)
+    identity = experiments.part_identity(scale, args.seed, experiment=args.experiment)
+    marker = workdir / "run.json"
+    if marker.exists():
+        try:
+            stored = json.loads(marker.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ValueError(f"{marker} cannot be read ({e}): remove {workdir} to start "
+                             "again") from None
+        refuse_mismatch(f"{workdir}", stored, identity)
+    else:
+        results.write_json_atomic(identity, marker)
     t0 = time.perf_counter()
     result = experiments.run(args.experiment, scale, seed=args.seed,
                              progress=not args.no_progress, workdir=workdir)
@@ -61,14 +86,17 @@ def main(argv=None) -> int:
     r.add_argument("experiment")
     r.add_argument("--scale", default=None, help=f"one of {', '.join(scales.NAMES)}")
     r.add_argument("--seed", type=int, default=0)
-    r.add_argument("--out", default=None, help="results file (default results/EXP-SCALE-seedN.json)")
+    r.add_argument("--out", default=None,
+                   help="results file (default results/EXP-SCALE-seedN.json)")
     r.add_argument("--force", action="store_true", help="run even if the results file exists")
     r.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = ap.parse_args(argv)
     try:
         return _list() if args.command == "list" else _run(args)
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
+    except (ValueError, OSError, RuntimeError) as e:
+        if os.environ.get("NTPRL_DEBUG"):
+            raise
+        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2
 
 

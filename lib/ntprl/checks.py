@@ -40,7 +40,8 @@ def check(fn: Callable, reference: Callable, inputs: Iterable, name: str | None 
         try:
             got = fn(*args)
         except NotImplementedError:
-            raise AssertionError(f"❌ {name} is not written yet (it raised NotImplementedError)") from None
+            raise AssertionError(f"❌ {name} is not written yet "
+                                 "(it raised NotImplementedError)") from None
         if not _same(got, want, tol):
             raise AssertionError(f"❌ {name} differs from the reference on input {args}: "
                                  f"expected {want}, got {got}")

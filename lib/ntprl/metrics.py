@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 
 from .sampling import generate
+from .train.common import evaluating
 
 
 def require_room(task, max_new_tokens: int):
@@ -57,7 +58,8 @@ def evaluate(model, task, n: int = 1000, generator: torch.Generator | None = Non
     if not isinstance(n, int) or n < 1:
         raise ValueError(f"n={n!r} is not allowed: n must be a positive integer")
     if not temperature > 0:
-        raise ValueError(f"temperature={temperature!r} is not allowed: sampling needs temperature > 0")
+        raise ValueError(f"temperature={temperature!r} is not allowed: "
+                         "sampling needs temperature > 0")
     max_new_tokens = task.max_response_len if max_new_tokens is None else max_new_tokens
     require_room(task, max_new_tokens)
     bad = [m for m in modes if m not in ("greedy", "sampled")] or not modes
@@ -99,14 +101,12 @@ def branch_probs(model, task, n: int = 1000, generator: torch.Generator | None =
     if generator is None:
         generator = torch.Generator().manual_seed(seed)
     device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
     x = task.prompts(n, generator).to(device)
     first = x[:, :1]  # s_1 = x_1
-    logits = model(torch.cat([x, first], dim=1))
+    with evaluating(model):
+        logits = model(torch.cat([x, first], dim=1))
     p_first = torch.softmax(logits[:, task.prompt_len - 1].float(), -1).gather(1, first).squeeze(1)
     p_eos = torch.softmax(logits[:, task.prompt_len].float(), -1)[:, task.EOS]
-    model.train(was_training)
     return {"first_token": p_first.mean().item(), "continue": (1 - p_eos).mean().item()}
 
 
@@ -120,8 +120,6 @@ def decoding_tree(model, task, prompt, min_prob: float = 0.01, max_branch_depth:
     the leaf records ``"completion"`` (the rest of the response), ``"answer"`` and ``"correct"``.
     """
     device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
     prompt = torch.as_tensor(prompt, dtype=torch.long).reshape(1, -1)
     parity = task.parity(prompt).item()
 
@@ -142,7 +140,8 @@ def decoding_tree(model, task, prompt, min_prob: float = 0.01, max_branch_depth:
                 node["children"] = expand(seq, depth + 1)
             else:
                 room = task.max_response_len - n_resp
-                out, _ = generate(model, torch.tensor([seq]), room, eos_id=task.EOS, pad_id=task.PAD)  # greedy
+                out, _ = generate(model, torch.tensor([seq]), room,  # greedy
+                                  eos_id=task.EOS, pad_id=task.PAD)
                 seq = out[0].tolist()
                 node["completion"] = [t for t in seq[len(prefix) + 1 :] if t != task.PAD]
                 node["children"] = []
@@ -153,10 +152,9 @@ def decoding_tree(model, task, prompt, min_prob: float = 0.01, max_branch_depth:
             kids.append(node)
         return kids
 
-    tree = {"prompt": prompt[0].tolist(), "parity": parity,
-            "children": expand(prompt[0].tolist(), 0)}
-    model.train(was_training)
-    return tree
+    with evaluating(model):
+        children = expand(prompt[0].tolist(), 0)
+    return {"prompt": prompt[0].tolist(), "parity": parity, "children": children}
 
 
 def format_tree(tree: dict) -> str:

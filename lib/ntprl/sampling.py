@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from .tasks import EOS, PAD
+from .train.common import evaluating
 
 
 def _next_token(logits: torch.Tensor, temperature: float, generator) -> torch.Tensor:
@@ -32,8 +32,8 @@ def _next_token(logits: torch.Tensor, temperature: float, generator) -> torch.Te
 
 @torch.no_grad()
 def generate(model, prompts: torch.Tensor, max_new_tokens: int, temperature: float = 0.0,
-             generator: torch.Generator | None = None, *, eos_id: int | None = EOS,
-             pad_id: int = PAD, use_cache: bool | None = None):
+             generator: torch.Generator | None = None, *, eos_id: int | None, pad_id: int,
+             use_cache: bool | None = None):
     """Continue ``prompts`` for up to ``max_new_tokens`` tokens.
 
     Args:
@@ -43,9 +43,9 @@ def generate(model, prompts: torch.Tensor, max_new_tokens: int, temperature: flo
         max_new_tokens: most tokens to write per row, EOS included.
         temperature: 0 for greedy decoding (argmax), else sample from softmax(logits / T).
         generator: CPU ``torch.Generator`` for sampling; the same state gives the same samples.
-        eos_id: token that ends a row (the parity tasks' EOS by default); ``None`` never stops
-            early (every row writes exactly ``max_new_tokens`` tokens; used by benchmarks).
-        pad_id: token written after a row's EOS; it is never sampled.
+        eos_id: token that ends a row (a task's ``EOS``); ``None`` never stops early (every
+            row writes exactly ``max_new_tokens`` tokens; used by benchmarks).
+        pad_id: token written after a row's EOS (a task's ``PAD``); it is never sampled.
         use_cache: ``None`` uses the KV cache when the model has one; ``False`` recomputes the
             full prefix at every step.
 
@@ -58,7 +58,8 @@ def generate(model, prompts: torch.Tensor, max_new_tokens: int, temperature: flo
     if not isinstance(prompts, torch.Tensor) or prompts.dim() != 2 or prompts.shape[1] < 1:
         raise ValueError("prompts must be a non-empty 2-D LongTensor (batch, prompt_len)")
     if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
-        raise ValueError(f"max_new_tokens={max_new_tokens!r} is not allowed: it must be a positive integer")
+        raise ValueError(f"max_new_tokens={max_new_tokens!r} is not allowed: it must be a positive "
+                         "integer")
     if not temperature >= 0.0:
         raise ValueError(f"temperature={temperature!r} is not allowed: it must be >= 0")
     block = getattr(getattr(model, "config", None), "block_size", None)
@@ -67,9 +68,7 @@ def generate(model, prompts: torch.Tensor, max_new_tokens: int, temperature: flo
         raise ValueError(f"max_new_tokens={max_new_tokens} is not allowed: prompt ({P}) plus "
                          f"max_new_tokens exceeds the model's block_size={block}")
     device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    try:
+    with evaluating(model):
         if use_cache is None:
             use_cache = hasattr(model, "make_cache")
         tokens = torch.empty(B, P + max_new_tokens, dtype=torch.long, device=device)
@@ -93,6 +92,4 @@ def generate(model, prompts: torch.Tensor, max_new_tokens: int, temperature: flo
             if bool(done.all()):
                 break
         tokens, mask = tokens[:, :t], mask[:, :t]
-    finally:
-        model.train(was_training)
     return tokens, mask

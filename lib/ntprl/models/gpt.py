@@ -42,7 +42,8 @@ class GPTConfig:
             raise ValueError(f"n_embd={self.n_embd} is not allowed: it must be divisible by "
                              f"n_head={self.n_head}")
         if self.positions not in POSITIONS:
-            raise ValueError(f"positions={self.positions!r} is not allowed: choose one of {POSITIONS}")
+            raise ValueError(f"positions={self.positions!r} is not allowed: "
+                             f"choose one of {POSITIONS}")
         if self.positions == "rope" and (self.n_embd // self.n_head) % 2:
             raise ValueError(f"n_embd // n_head = {self.n_embd // self.n_head} is not allowed with "
                              "positions='rope': the head size must be even")
@@ -66,7 +67,8 @@ class KVCache:
         """Store the new keys/values of ``layer``; return all keys/values so far."""
         t0, t1 = self.pos, self.pos + k.shape[2]
         if t1 > self.kv.shape[4]:
-            raise ValueError(f"the cache holds {self.kv.shape[4]} positions; cannot write up to {t1}")
+            raise ValueError(f"the cache holds {self.kv.shape[4]} positions; "
+                             f"cannot write up to {t1}")
         self.kv[layer, 0, :, :, t0:t1] = k
         self.kv[layer, 1, :, :, t0:t1] = v
         return self.kv[layer, 0, :, :, :t1], self.kv[layer, 1, :, :, :t1]
@@ -80,7 +82,8 @@ def rope_tables(head_size: int, length: int, base: float, device=None):
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate pairs (x1, x2) of the two halves of the head dimension by position-dependent angles."""
+    """Rotate pairs (x1, x2) of the two halves of the head dimension by
+    position-dependent angles."""
     x1, x2 = x.chunk(2, dim=-1)
     return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
 
@@ -147,12 +150,14 @@ class GPT(nn.Module):
         super().__init__()
         self.config = config
         self.tok_emb = nn.Embedding(config.vocab_size, config.n_embd)
-        self.pos_emb = nn.Embedding(config.block_size, config.n_embd) if config.positions == "learned" else None
+        self.pos_emb = (nn.Embedding(config.block_size, config.n_embd)
+                        if config.positions == "learned" else None)
         self.blocks = nn.ModuleList(Block(config, i) for i in range(config.n_layer))
         self.ln_f = nn.LayerNorm(config.n_embd, bias=config.bias)
         self.head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         if config.positions == "rope":
-            cos, sin = rope_tables(config.n_embd // config.n_head, config.block_size, config.rope_base)
+            cos, sin = rope_tables(config.n_embd // config.n_head, config.block_size,
+                                   config.rope_base)
             self.register_buffer("rope_cos", cos, persistent=False)
             self.register_buffer("rope_sin", sin, persistent=False)
         self.apply(self._init_weights)

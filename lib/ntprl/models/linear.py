@@ -45,7 +45,8 @@ class LinearARConfig:
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ValueError(f"{name}={v!r} is not allowed: it must be a positive integer")
         if self.n_out >= self.vocab_size:
-            raise ValueError(f"n_out={self.n_out} is not allowed: it must be below vocab_size={self.vocab_size}")
+            raise ValueError(f"n_out={self.n_out} is not allowed: "
+                             f"it must be below vocab_size={self.vocab_size}")
 
 
 def signs(tokens: torch.Tensor) -> torch.Tensor:
@@ -65,7 +66,8 @@ class PrefixCache:
 
 
 class LinearAR(nn.Module):
-    """``logits[b, t] = c_t + L_t v_{<=t} + sum_{i<j<=t} Q_t[i, j] v_i v_j`` for tokens 0, 1, EOS."""
+    """``logits[b, t] = c_t + L_t v_{<=t} + sum_{i<j<=t} Q_t[i, j] v_i v_j``
+    for tokens 0, 1, EOS."""
 
     def __init__(self, config: LinearARConfig):
         super().__init__()
@@ -81,7 +83,8 @@ class LinearAR(nn.Module):
         # position t sees values 0..t; pairwise products only for i < j <= t
         self.register_buffer("lin_mask", (t[None, :] <= t[:, None]).float(), persistent=False)
         upper = torch.triu(torch.ones(T, T), diagonal=1)
-        self.register_buffer("quad_mask", upper[None] * (t[None, None, :] <= t[:, None, None]).float(),
+        self.register_buffer("quad_mask",
+                             upper[None] * (t[None, None, :] <= t[:, None, None]).float(),
                              persistent=False)
 
     def num_params(self) -> int:
@@ -91,7 +94,8 @@ class LinearAR(nn.Module):
 
     def make_cache(self, batch_size: int, max_len: int) -> PrefixCache:
         if max_len > self.config.block_size:
-            raise ValueError(f"max_len={max_len} is not allowed: the model's block_size is {self.config.block_size}")
+            raise ValueError(f"max_len={max_len} is not allowed: "
+                             f"the model's block_size is {self.config.block_size}")
         return PrefixCache(batch_size, max_len, self.bias.device)
 
     def forward(self, tokens: torch.Tensor, cache: PrefixCache | None = None) -> torch.Tensor:
@@ -99,17 +103,20 @@ class LinearAR(nn.Module):
         start = 0 if cache is None else cache.pos
         L = start + T  # prefix length after these tokens
         if L > self.config.block_size:
-            raise ValueError(f"sequence of length {L} is longer than block_size={self.config.block_size}")
+            raise ValueError(f"sequence of length {L} is longer than "
+                             f"block_size={self.config.block_size}")
         if cache is not None:
             cache.tokens[:, start:L] = tokens
             tokens = cache.tokens[:, :L]
             cache.pos = L
         v = signs(tokens)                                                    # (B, L)
-        rows = slice(start, L)                                               # positions to predict from
+        # positions to predict from
+        rows = slice(start, L)
         lin = self.lin[rows, :, :L] * self.lin_mask[rows, None, :L]          # (T, K, L)
         quad = self.quad[rows, :, :L, :L] * self.quad_mask[rows, None, :L, :L]
         out = self.bias[rows] + torch.einsum("tki,bi->btk", lin, v)
         qv = torch.einsum("tkij,bj->btki", quad, v)                          # (B, T, K, L)
         out = out + (qv * v[:, None, None, :]).sum(-1)
-        pad = torch.full((B, T, self.config.vocab_size - self.config.n_out), -1e4, device=tokens.device)
+        pad = torch.full((B, T, self.config.vocab_size - self.config.n_out), -1e4,
+                         device=tokens.device)
         return torch.cat([out, pad], dim=-1)

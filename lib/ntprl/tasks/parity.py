@@ -35,8 +35,9 @@ CHAINS = ("full", "leap2")
 
 def _check_bits(name: str, x: torch.Tensor, width: int | None = None) -> None:
     if not isinstance(x, torch.Tensor) or x.dim() != 2:
-        raise ValueError(f"{name} must be a 2-D LongTensor (batch, length), got {type(x).__name__}"
-                         f"{'' if not isinstance(x, torch.Tensor) else ' of shape ' + str(tuple(x.shape))}")
+        raise ValueError(
+            f"{name} must be a 2-D LongTensor (batch, length), got {type(x).__name__}"
+            f"{'' if not isinstance(x, torch.Tensor) else ' of shape ' + str(tuple(x.shape))}")
     if width is not None and x.shape[1] != width:
         raise ValueError(f"{name} must have {width} columns, got shape {tuple(x.shape)}")
 
@@ -187,7 +188,8 @@ class ParityTask:
             ok_long = ok_long & (responses[:, :L] == chain).all(dim=1)
         else:
             ok_long = torch.zeros(n, dtype=torch.bool)
-        ok_short = closed & (length == 1) & (responses[:, 0] == chain[:, -1]) if width else closed & False
+        ok_short = (closed & (length == 1) & (responses[:, 0] == chain[:, -1]) if width
+                    else closed & False)
         return (ok_long | ok_short).float()
 
     def is_long(self, responses: torch.Tensor) -> torch.Tensor:
@@ -201,5 +203,6 @@ class ParityTask:
         if len(seq) < self.d:
             raise ValueError(f"seq has {len(seq)} tokens, fewer than the prompt length d={self.d}")
         names = {0: "0", 1: "1", EOS: "<eos>", PAD: ""}
-        words = lambda toks: " ".join(names.get(t, f"<{t}>") for t in toks if t != PAD)
+        def words(toks):
+            return " ".join(names.get(t, f"<{t}>") for t in toks if t != PAD)
         return f"{words(seq[: self.d])} | {words(seq[self.d :])}".rstrip()

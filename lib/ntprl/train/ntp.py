@@ -19,6 +19,9 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from .common import (OPTIMIZERS, atomic_save, check_context, check_eval, load_checkpoint,
+                     make_optimizer, one_of, optimizer_step, positive, run_identity)
+
 
 def response_mask(tokens: torch.Tensor, prompt_len: int, pad_id: int) -> torch.Tensor:
     """True on response tokens (EOS included), False on the prompt and on PAD. Shape of tokens."""
@@ -39,28 +42,6 @@ def sequence_loss(logits: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor
     return (lp * target_mask.reshape(-1)).sum() / target_mask.sum().clamp(min=1)
 
 
-def _positive(name, value, kind=int):
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
-    if kind is int:
-        ok = ok and isinstance(value, int)
-    if not ok:
-        raise ValueError(f"{name}={value!r} is not allowed: it must be a positive "
-                         f"{'integer' if kind is int else 'number'}")
-
-
-OPTIMIZERS = ("adamw", "sgd")
-
-
-def make_optimizer(model, optimizer: str, lr: float, betas: tuple[float, float] = (0.9, 0.95),
-                   weight_decay: float = 0.0) -> torch.optim.Optimizer:
-    """The trainers' optimiser: ``"adamw"`` (with ``betas``) or ``"sgd"`` (plain, no momentum)."""
-    if optimizer not in OPTIMIZERS:
-        raise ValueError(f"optimizer={optimizer!r} is not allowed: choose one of {OPTIMIZERS}")
-    if optimizer == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=lr, weight_decay=weight_decay)
-    return torch.optim.AdamW(model.parameters(), lr=lr, betas=betas, weight_decay=weight_decay)
-
-
 def lr_at(step: int, steps: int, lr: float, warmup_steps: int, decay_frac: float) -> float:
     """Learning rate for ``step`` (0-based): linear warm-up, constant, then a linear decay to 0
     over the last ``decay_frac`` of the run."""
@@ -72,18 +53,14 @@ def lr_at(step: int, steps: int, lr: float, warmup_steps: int, decay_frac: float
     return lr
 
 
-def _atomic_save(obj, path):
-    tmp = f"{path}.tmp{os.getpid()}"
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
 def train(model, task, steps: int, batch_size: int, lr: float, *, seed: int = 0,
-          optimizer: str = "adamw", weight_decay: float = 0.0, betas: tuple[float, float] = (0.9, 0.95),
-          grad_clip: float | None = 1.0, warmup_steps: int = 0, decay_frac: float = 0.0,
-          log_every: int = 50, eval_every: int = 0, eval_fn: Callable | None = None,
-          stop_when: Callable[[dict], bool] | None = None, checkpoint: str | os.PathLike | None = None,
-          checkpoint_every: int = 500, progress: bool = True, desc: str = "NTP") -> list[dict]:
+          optimizer: str = "adamw", weight_decay: float = 0.0,
+          betas: tuple[float, float] = (0.9, 0.95), grad_clip: float | None = 1.0,
+          warmup_steps: int = 0, decay_frac: float = 0.0, log_every: int = 50,
+          eval_every: int = 0, eval_fn: Callable | None = None,
+          stop_when: Callable[[dict], bool] | None = None,
+          checkpoint: str | os.PathLike | None = None, checkpoint_every: int = 500,
+          progress: bool = True, desc: str = "NTP") -> list[dict]:
     """Train ``model`` by next-token prediction on fresh batches of ``task``.
 
     Args:
@@ -102,44 +79,41 @@ def train(model, task, steps: int, batch_size: int, lr: float, *, seed: int = 0,
         eval_every: call ``eval_fn(model, step)`` every this many steps (and at steps 0 and
             ``steps``); 0 disables evaluation. Its dict is merged into that step's record.
         stop_when: called with each evaluated record; returning True ends training early.
-        checkpoint: path of a checkpoint file. When it exists the run resumes from it; it is
-            written every ``checkpoint_every`` steps and at the end.
+        checkpoint: path of a checkpoint file. When it exists the run resumes from it (refused,
+            naming the difference, when it holds a run with other settings, task, model or
+            starting weights); it is written every ``checkpoint_every`` steps and at the end.
         progress: show a tqdm progress bar.
 
     Returns:
         The history: a list of records ``{"step", "samples", "loss", "lr", **eval metrics}``.
     """
-    _positive("steps", steps)
-    _positive("batch_size", batch_size)
-    _positive("lr", lr, float)
-    _positive("log_every", log_every)
-    _positive("checkpoint_every", checkpoint_every)
-    if not isinstance(eval_every, int) or eval_every < 0:
-        raise ValueError(f"eval_every={eval_every!r} is not allowed: it must be an integer >= 0")
-    if eval_every and eval_fn is None:
-        raise ValueError("eval_every > 0 needs an eval_fn")
-    if optimizer not in OPTIMIZERS:
-        raise ValueError(f"optimizer={optimizer!r} is not allowed: choose one of {OPTIMIZERS}")
+    positive("steps", steps)
+    positive("batch_size", batch_size)
+    positive("lr", lr, float)
+    positive("log_every", log_every)
+    positive("checkpoint_every", checkpoint_every)
+    check_eval(eval_every, eval_fn)
+    one_of("optimizer", optimizer, OPTIMIZERS)
+    if not isinstance(warmup_steps, int) or warmup_steps < 0:
+        raise ValueError(f"warmup_steps={warmup_steps!r} is not allowed: "
+                         "it must be an integer >= 0")
     if not 0.0 <= decay_frac <= 1.0:
         raise ValueError(f"decay_frac={decay_frac!r} is not allowed: it must lie in [0, 1]")
-    block = getattr(getattr(model, "config", None), "block_size", None)
-    if block is not None and block < task.seq_len:
-        raise ValueError(f"block_size={block} is not allowed: the model's context is shorter than "
-                         f"the task's longest sequence ({task.seq_len} tokens)")
+    if grad_clip is not None:
+        positive("grad_clip", grad_clip, float)
+    check_context(model, task)
 
     device = next(model.parameters()).device
     opt = make_optimizer(model, optimizer, lr, betas=betas, weight_decay=weight_decay)
     gen = torch.Generator().manual_seed(seed)
     history: list[dict] = []
     start, loss_sum, loss_n, stopped = 0, 0.0, 0, False
-    run_id = {"batch_size": batch_size, "lr": lr, "seed": seed, "task": repr(task), "optimizer": optimizer}
-    if checkpoint is not None and os.path.exists(checkpoint):
-        # on the CPU (the generator state must stay a CPU tensor; load_state_dict moves the
-        # weights and optimiser state to the model's device), and tensors/plain Python only
-        ck = torch.load(checkpoint, map_location="cpu", weights_only=True)
-        if ck["run"] != run_id:
-            raise ValueError(f"checkpoint={str(checkpoint)!r} belongs to another run: {ck['run']} "
-                             f"!= {run_id}")
+    identity = run_identity(model, task, trainer="ntp", steps=steps, batch_size=batch_size, lr=lr,
+                            seed=seed, optimizer=optimizer, weight_decay=weight_decay,
+                            betas=betas, grad_clip=grad_clip, warmup_steps=warmup_steps,
+                            decay_frac=decay_frac, log_every=log_every, eval_every=eval_every)
+    ck = load_checkpoint(checkpoint, identity)
+    if ck is not None:  # weights and optimiser state move to the model's device on loading
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["opt"])
         gen.set_state(ck["gen"])
@@ -148,9 +122,10 @@ def train(model, task, steps: int, batch_size: int, lr: float, *, seed: int = 0,
 
     def save(step):
         if checkpoint is not None:
-            _atomic_save({"run": run_id, "model": model.state_dict(), "opt": opt.state_dict(),
-                          "gen": gen.get_state(), "step": step, "history": history,
-                          "loss_sum": loss_sum, "loss_n": loss_n, "stopped": stopped}, checkpoint)
+            atomic_save({"identity": identity, "model": model.state_dict(),
+                         "opt": opt.state_dict(), "gen": gen.get_state(), "step": step,
+                         "history": history, "loss_sum": loss_sum, "loss_n": loss_n,
+                         "stopped": stopped}, checkpoint)
 
     def evaluate_into(record, step):
         if eval_fn is not None and eval_every:
@@ -159,7 +134,8 @@ def train(model, task, steps: int, batch_size: int, lr: float, *, seed: int = 0,
         return False
 
     if start == 0 and eval_every:
-        rec = {"step": 0, "samples": 0, "loss": None, "lr": lr_at(0, steps, lr, warmup_steps, decay_frac)}
+        rec = {"step": 0, "samples": 0, "loss": None,
+               "lr": lr_at(0, steps, lr, warmup_steps, decay_frac)}
         stopped = evaluate_into(rec, 0)
         history.append(rec)
     model.train()
@@ -170,12 +146,9 @@ def train(model, task, steps: int, batch_size: int, lr: float, *, seed: int = 0,
         for group in opt.param_groups:
             group["lr"] = cur_lr
         tokens = task.sample(batch_size, gen).to(device)
-        loss = sequence_loss(model(tokens), tokens, response_mask(tokens, task.prompt_len, task.PAD))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if grad_clip is not None:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-        opt.step()
+        loss = sequence_loss(model(tokens), tokens,
+                             response_mask(tokens, task.prompt_len, task.PAD))
+        optimizer_step(opt, loss, model, grad_clip)
         step += 1
         loss_sum, loss_n = loss_sum + loss.item(), loss_n + 1
         do_log = step % log_every == 0 or step == steps

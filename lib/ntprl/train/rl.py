@@ -55,6 +55,7 @@ from __future__ import annotations
 import copy
 import os
 import time
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
@@ -63,7 +64,10 @@ from tqdm.auto import tqdm
 
 from ..metrics import require_room
 from ..sampling import generate
-from .ntp import OPTIMIZERS, _atomic_save, _positive, make_optimizer, sequence_loss
+from .common import (OPTIMIZERS, atomic_save, check_context, check_eval, evaluating,
+                     load_checkpoint, make_optimizer, one_of, optimizer_step, positive,
+                     run_identity)
+from .ntp import sequence_loss
 
 ALGOS = ("star", "reinforce", "grpo")
 LOSS_AGGS = ("token_mean", "seq_mean", "constant")
@@ -90,7 +94,8 @@ def token_weights(mask: torch.Tensor, loss_agg: str, max_new_tokens: int) -> tor
     """Per-token weights (B, T) that turn per-token terms into one loss, per ``loss_agg``.
 
     ``mask`` marks the tokens that count (response tokens, EOS included). The weights sum to 1
-    for ``token_mean`` and ``seq_mean``; for ``constant`` they sum to (tokens / (N * max_new_tokens)).
+    for ``token_mean`` and ``seq_mean``; for ``constant`` they sum to
+    (tokens / (N * max_new_tokens)).
     """
     if loss_agg not in LOSS_AGGS:
         raise ValueError(f"loss_agg={loss_agg!r} is not allowed: choose one of {LOSS_AGGS}")
@@ -113,17 +118,121 @@ def _reward_fn(task, reward):
     raise ValueError(f"reward={reward!r} is not allowed: use 'e2e', 'cot' or a callable")
 
 
-def train(model, task, algo: str, steps: int, *, lr: float = 3e-4,
-          prompts_per_step: int = 32, samples_per_prompt: int = 8, temperature: float = 1.0,
-          reward: str | Callable = "e2e", loss_agg: str = "token_mean", adv_norm: str | None = None,
-          clip_eps: float = 0.2, ppo_epochs: int = 1, kl_coef: float = 0.0,
-          star_samples: int = 512, star_steps: int = 50, star_batch: int = 128,
-          star_restart: bool = False, optimizer: str = "adamw", max_new_tokens: int | None = None,
-          grad_clip: float | None = 1.0,
-          seed: int = 0, eval_every: int = 0, eval_fn: Callable | None = None,
-          stop_when: Callable[[dict], bool] | None = None, checkpoint: str | os.PathLike | None = None, checkpoint_every: int = 10,
+@dataclass
+class Rollout:
+    """One batch of the model's own answers: ``group_size`` samples of each prompt, adjacent."""
+
+    tokens: torch.Tensor     # (N, P + L) prompts and responses, on the model's device
+    mask: torch.Tensor       # (N, P + L) True on response tokens up to and including EOS
+    prompts: torch.Tensor    # (N, P) the prompt of each row (CPU)
+    responses: torch.Tensor  # (N, L) the responses, PAD after EOS (CPU)
+    rewards: torch.Tensor    # (N,) float rewards (CPU)
+    group_size: int
+
+
+def rollout(model, task, n_prompts: int, group_size: int, max_new_tokens: int,
+            temperature: float, reward_fn: Callable, generator: torch.Generator) -> Rollout:
+    """Sample ``group_size`` answers to each of ``n_prompts`` fresh prompts and score them."""
+    prompts = task.prompts(n_prompts, generator).repeat_interleave(group_size, dim=0)
+    tokens, mask = generate(model, prompts, max_new_tokens, temperature, generator,
+                            eos_id=task.EOS, pad_id=task.PAD)
+    responses = tokens[:, task.prompt_len:].cpu()
+    return Rollout(tokens, mask, prompts, responses, reward_fn(prompts, responses).float(),
+                   group_size)
+
+
+def rollout_stats(task, ro: Rollout, max_new_tokens: int) -> dict:
+    """What a step's rollouts looked like: reward, length, long and truncated fractions, the
+    length histogram and the share of groups whose rewards are all equal (no GRPO signal)."""
+    lengths = task.response_length(ro.responses)
+    grouped = ro.rewards.view(-1, ro.group_size)
+    return {"reward": ro.rewards.mean().item(), "len_mean": lengths.float().mean().item(),
+            "long_frac": task.is_long(ro.responses).float().mean().item(),
+            "truncated_frac": (~task.has_eos(ro.responses)).float().mean().item(),
+            "zero_var_frac": (grouped.max(1).values == grouped.min(1).values).float().mean().item(),
+            "len_hist": torch.bincount(lengths, minlength=max_new_tokens + 1).tolist()}
+
+
+def policy_logprobs(model, tokens: torch.Tensor, temperature: float):
+    """Log-probabilities under the sampling policy softmax(z / T): of each next token of
+    ``tokens`` (B, T - 1), and of the whole vocabulary at each position (B, T - 1, V)."""
+    logp_all = F.log_softmax(model(tokens)[:, :-1].float() / temperature, -1)
+    return logp_all.gather(-1, tokens[:, 1:, None]).squeeze(-1), logp_all
+
+
+def policy_loss(logp: torch.Tensor, old_logp: torch.Tensor, adv: torch.Tensor,
+                weights: torch.Tensor, clip_eps: float, ref_logp: torch.Tensor | None = None,
+                kl_coef: float = 0.0) -> torch.Tensor:
+    """The policy-gradient loss of REINFORCE and GRPO, for per-token log-probabilities ``logp``
+    (B, T) of the sampled tokens, their values ``old_logp`` when sampled, one advantage per
+    sequence ``adv`` (B,) and the ``weights`` (B, T) of :func:`token_weights`:
+
+        sum_t w_t * [ -min(r_t * A, clip(r_t, 1 - eps, 1 + eps) * A) + kl_coef * k3_t ],
+
+    where r_t = exp(logp - old_logp) (1 on the first pass: then the gradient is exactly
+    -A * grad logp) and k3_t = exp(ref - logp) - (ref - logp) - 1 >= 0 estimates the KL to the
+    reference policy (its log-probabilities ``ref_logp``)."""
+    ratio = torch.exp(logp - old_logp)
+    a = adv[:, None]
+    per_token = -torch.minimum(ratio * a, ratio.clamp(1 - clip_eps, 1 + clip_eps) * a)
+    if ref_logp is not None and kl_coef:
+        per_token = per_token + kl_coef * (torch.exp(ref_logp - logp) - (ref_logp - logp) - 1)
+    return (per_token * weights).sum()
+
+
+def policy_gradient_update(model, opt, ro: Rollout, adv: torch.Tensor, *, temperature: float,
+                           loss_agg: str, max_new_tokens: int, clip_eps: float, ppo_epochs: int,
+                           grad_clip: float | None, ref=None, kl_coef: float = 0.0) -> float:
+    """``ppo_epochs`` optimiser steps of :func:`policy_loss` on one rollout (REINFORCE, GRPO).
+    Returns the mean entropy of the sampling policy over the response tokens."""
+    device = ro.tokens.device
+    adv, targets = adv.to(device), ro.mask[:, 1:]
+    w = token_weights(targets, loss_agg, max_new_tokens)
+    ref_logp = None
+    if ref is not None and kl_coef:
+        with torch.no_grad():
+            ref_logp, _ = policy_logprobs(ref, ro.tokens, temperature)
+    old_logp, entropy = None, None
+    for _ in range(ppo_epochs):
+        logp, logp_all = policy_logprobs(model, ro.tokens, temperature)
+        if old_logp is None:
+            old_logp = logp.detach()
+            entropy = _mean_entropy(logp_all.detach(), targets)
+        loss = policy_loss(logp, old_logp, adv, w, clip_eps, ref_logp, kl_coef)
+        optimizer_step(opt, loss, model, grad_clip)
+    return entropy
+
+
+def star_update(model, opt, ro: Rollout, *, star_steps: int, star_batch: int,
+                grad_clip: float | None, generator: torch.Generator) -> int:
+    """STaR's fine-tuning: NTP on the rewarded samples (``star_steps`` batches of
+    ``star_batch`` drawn with replacement). Returns how many samples were kept."""
+    keep = (ro.rewards > 0).to(ro.tokens.device)
+    kept_tok, kept_mask = ro.tokens[keep], ro.mask[keep]
+    for _ in range(star_steps if len(kept_tok) else 0):
+        idx = torch.randint(0, len(kept_tok), (star_batch,), generator=generator)
+        idx = idx.to(kept_tok.device)
+        loss = sequence_loss(model(kept_tok[idx]), kept_tok[idx], kept_mask[idx])
+        optimizer_step(opt, loss, model, grad_clip)
+    return len(kept_tok)
+
+
+def train(model, task, algo: str, steps: int, *, lr: float = 3e-4, prompts_per_step: int = 32,
+          samples_per_prompt: int = 8, temperature: float = 1.0,
+          reward: str | Callable = "e2e", loss_agg: str = "token_mean",
+          adv_norm: str | None = None, clip_eps: float = 0.2, ppo_epochs: int = 1,
+          kl_coef: float = 0.0, star_samples: int = 512, star_steps: int = 50,
+          star_batch: int = 128, star_restart: bool = False, optimizer: str = "adamw",
+          max_new_tokens: int | None = None, grad_clip: float | None = 1.0, seed: int = 0,
+          eval_every: int = 0, eval_fn: Callable | None = None,
+          stop_when: Callable[[dict], bool] | None = None,
+          checkpoint: str | os.PathLike | None = None, checkpoint_every: int = 10,
           progress: bool = True, desc: str | None = None) -> list[dict]:
     """RL post-training of ``model`` on ``task`` (see the module docstring for each algorithm).
+
+    Each step is: :func:`rollout` (sample and score), then the algorithm's update
+    (:func:`policy_gradient_update` for REINFORCE and GRPO, :func:`star_update` for STaR),
+    then, every ``eval_every`` steps, ``eval_fn``.
 
     Args:
         algo: ``"star"``, ``"reinforce"`` or ``"grpo"``.
@@ -143,11 +252,13 @@ def train(model, task, algo: str, steps: int, *, lr: float = 3e-4,
         kl_coef: weight of the KL penalty to the starting weights (0: off).
         star_samples, star_steps, star_batch, star_restart: STaR's round (module docstring).
         max_new_tokens: generation budget; default ``task.max_response_len``. Shorter raises.
+        grad_clip: clip the global gradient norm to this value (None: no clipping).
         seed: seeds prompts and sampling.
         eval_every, eval_fn: call ``eval_fn(model, step)`` every ``eval_every`` steps (and at
             steps 0 and ``steps``); its dict is merged into that step's record.
         stop_when: called with each evaluated record; returning True ends the run early.
-        checkpoint, checkpoint_every: save/resume as in :func:`ntprl.train.ntp.train`.
+        checkpoint, checkpoint_every: save/resume as in :func:`ntprl.train.ntp.train` (a
+            checkpoint of a run with any other setting is refused).
 
     Returns:
         The history: one record per step with ``step``, ``reward`` (mean rollout reward),
@@ -156,56 +267,53 @@ def train(model, task, algo: str, steps: int, *, lr: float = 3e-4,
         ``gen_s`` and ``update_s`` (wall time split), ``len_hist`` (response-length histogram)
         and, for STaR, ``kept`` (samples that passed the filter); plus ``eval_fn``'s metrics.
     """
-    if algo not in ALGOS:
-        raise ValueError(f"algo={algo!r} is not allowed: choose one of {ALGOS}")
-    _positive("steps", steps)
-    _positive("lr", lr, float)
-    _positive("prompts_per_step", prompts_per_step)
-    _positive("samples_per_prompt", samples_per_prompt)
-    _positive("star_samples", star_samples)
-    _positive("star_steps", star_steps)
-    _positive("star_batch", star_batch)
-    _positive("ppo_epochs", ppo_epochs)
-    _positive("checkpoint_every", checkpoint_every)
+    one_of("algo", algo, ALGOS)
+    for name, value in (("steps", steps), ("prompts_per_step", prompts_per_step),
+                        ("samples_per_prompt", samples_per_prompt),
+                        ("star_samples", star_samples), ("star_steps", star_steps),
+                        ("star_batch", star_batch), ("ppo_epochs", ppo_epochs),
+                        ("checkpoint_every", checkpoint_every)):
+        positive(name, value)
+    positive("lr", lr, float)
+    positive("clip_eps", clip_eps, float)
+    if grad_clip is not None:
+        positive("grad_clip", grad_clip, float)
     if algo == "grpo" and samples_per_prompt < 2:
         raise ValueError(f"samples_per_prompt={samples_per_prompt} is not allowed for GRPO: a "
                          "group needs at least 2 samples")
-    if not temperature > 0:
-        raise ValueError(f"temperature={temperature!r} is not allowed: RL samples need temperature > 0")
-    if loss_agg not in LOSS_AGGS:
-        raise ValueError(f"loss_agg={loss_agg!r} is not allowed: choose one of {LOSS_AGGS}")
+    if not (isinstance(temperature, (int, float)) and temperature > 0):
+        raise ValueError(f"temperature={temperature!r} is not allowed: RL samples need "
+                         "temperature > 0")
+    one_of("loss_agg", loss_agg, LOSS_AGGS)
     adv_norm = adv_norm or ("group_std" if algo == "grpo" else "none")
-    if adv_norm not in ADV_NORMS:
-        raise ValueError(f"adv_norm={adv_norm!r} is not allowed: choose one of {ADV_NORMS}")
-    if optimizer not in OPTIMIZERS:
-        raise ValueError(f"optimizer={optimizer!r} is not allowed: choose one of {OPTIMIZERS}")
-    if kl_coef < 0:
+    one_of("adv_norm", adv_norm, ADV_NORMS)
+    one_of("optimizer", optimizer, OPTIMIZERS)
+    if not (isinstance(kl_coef, (int, float)) and kl_coef >= 0):
         raise ValueError(f"kl_coef={kl_coef!r} is not allowed: it must be >= 0")
-    if not isinstance(eval_every, int) or eval_every < 0:
-        raise ValueError(f"eval_every={eval_every!r} is not allowed: it must be an integer >= 0")
-    if eval_every and eval_fn is None:
-        raise ValueError("eval_every > 0 needs an eval_fn")
+    check_eval(eval_every, eval_fn)
+    check_context(model, task)
     max_new_tokens = task.max_response_len if max_new_tokens is None else max_new_tokens
     require_room(task, max_new_tokens)
     reward_fn = _reward_fn(task, reward)
 
-    device = next(model.parameters()).device
     opt = make_optimizer(model, optimizer, lr)
     gen = torch.Generator().manual_seed(seed)
+    identity = run_identity(
+        model, task, trainer="rl", algo=algo, steps=steps, lr=lr, optimizer=optimizer,
+        prompts_per_step=prompts_per_step, samples_per_prompt=samples_per_prompt,
+        temperature=temperature, reward=reward, loss_agg=loss_agg, adv_norm=adv_norm,
+        clip_eps=clip_eps, ppo_epochs=ppo_epochs, kl_coef=kl_coef, star_samples=star_samples,
+        star_steps=star_steps, star_batch=star_batch, star_restart=star_restart,
+        max_new_tokens=max_new_tokens, grad_clip=grad_clip, seed=seed, eval_every=eval_every)
     start_weights = copy.deepcopy(model.state_dict())  # KL reference and STaR restarts
     history: list[dict] = []
     start = 0
-    run_id = {"algo": algo, "lr": lr, "seed": seed, "task": repr(task), "optimizer": optimizer}
-    if checkpoint is not None and os.path.exists(checkpoint):
-        # on the CPU (the generator state must stay a CPU tensor; load_state_dict moves the
-        # weights and optimiser state to the model's device), and tensors/plain Python only
-        ck = torch.load(checkpoint, map_location="cpu", weights_only=True)
-        if ck["run"] != run_id:
-            raise ValueError(f"checkpoint={str(checkpoint)!r} belongs to another run: {ck['run']} != {run_id}")
+    ck = load_checkpoint(checkpoint, identity)
+    if ck is not None:  # weights and optimiser state move to the model's device on loading
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["opt"])
         gen.set_state(ck["gen"])
-        start_weights, start, history = ck["start_weights"], ck["step"], ck["history"]
+        start, history = ck["step"], ck["history"]
     ref = None
     if kl_coef > 0:
         ref = copy.deepcopy(model)
@@ -214,9 +322,9 @@ def train(model, task, algo: str, steps: int, *, lr: float = 3e-4,
 
     def save(step):
         if checkpoint is not None:
-            _atomic_save({"run": run_id, "model": model.state_dict(), "opt": opt.state_dict(),
-                          "gen": gen.get_state(), "step": step, "history": history,
-                          "start_weights": start_weights}, checkpoint)
+            atomic_save({"identity": identity, "model": model.state_dict(),
+                         "opt": opt.state_dict(), "gen": gen.get_state(), "step": step,
+                         "history": history}, checkpoint)
 
     def evaluate_into(rec, step):
         rec.update(eval_fn(model, step))
@@ -226,76 +334,47 @@ def train(model, task, algo: str, steps: int, *, lr: float = 3e-4,
 
     if start == 0 and eval_every:
         history.append(evaluate_into({"step": 0}, 0))
-    P = task.prompt_len
-    bar = tqdm(total=steps, initial=start, desc=desc or algo.upper(), disable=not progress, leave=False)
+    bar = tqdm(total=steps, initial=start, desc=desc or algo.upper(), disable=not progress,
+               leave=False)
     stopped = bool(history) and history[-1].get("stopped", False)
     for step in range(start, steps):
         if stopped:
             break
-        # ---- rollouts ----------------------------------------------------------------------
         t0 = time.perf_counter()
-        n_prompts, k = (star_samples, 1) if algo == "star" else (prompts_per_step, samples_per_prompt)
-        prompts = task.prompts(n_prompts, gen).repeat_interleave(k, dim=0)
-        tokens, mask = generate(model, prompts, max_new_tokens, temperature, gen,
-                                eos_id=task.EOS, pad_id=task.PAD)
-        responses = tokens[:, P:].cpu()
-        rewards = reward_fn(prompts, responses).float()
-        lengths = task.response_length(responses)
-        t1 = time.perf_counter()
-        rec = {"step": step + 1, "reward": rewards.mean().item(),
-               "len_mean": lengths.float().mean().item(),
-               "long_frac": task.is_long(responses).float().mean().item(),
-               "truncated_frac": (~task.has_eos(responses)).float().mean().item(),
-               "len_hist": torch.bincount(lengths, minlength=max_new_tokens + 1).tolist()}
-        model.train()
-        # ---- update ------------------------------------------------------------------------
         if algo == "star":
-            keep = rewards > 0
-            rec["kept"] = int(keep.sum())
-            rec["entropy"] = _entropy(model, tokens, mask, temperature)  # the policy that sampled
+            ro = rollout(model, task, star_samples, 1, max_new_tokens, temperature, reward_fn, gen)
+        else:
+            ro = rollout(model, task, prompts_per_step, samples_per_prompt, max_new_tokens,
+                         temperature, reward_fn, gen)
+        t1 = time.perf_counter()
+        rec = {"step": step + 1, **rollout_stats(task, ro, max_new_tokens)}
+        model.train()
+        if algo == "star":
+            with torch.no_grad(), evaluating(model):  # the policy that sampled, before a restart
+                _, logp_all = policy_logprobs(model, ro.tokens, temperature)
+                rec["entropy"] = _mean_entropy(logp_all, ro.mask[:, 1:])
+            del rec["zero_var_frac"]  # one sample per prompt: no groups
             if star_restart:
                 model.load_state_dict(start_weights)
                 opt = make_optimizer(model, optimizer, lr)
-            if rec["kept"]:
-                kept_tok, kept_mask = tokens[keep.to(tokens.device)], mask[keep.to(mask.device)]
-                for _ in range(star_steps):
-                    idx = torch.randint(0, len(kept_tok), (star_batch,), generator=gen).to(kept_tok.device)
-                    loss = sequence_loss(model(kept_tok[idx]), kept_tok[idx], kept_mask[idx])
-                    _step(opt, loss, model, grad_clip)
+            rec["kept"] = star_update(model, opt, ro, star_steps=star_steps,
+                                      star_batch=star_batch, grad_clip=grad_clip, generator=gen)
         else:
             if algo == "grpo":
-                adv = group_advantages(rewards, k, adv_norm)
+                adv = group_advantages(ro.rewards, samples_per_prompt, adv_norm)
             else:
-                adv = rewards - rewards.mean()
-            grouped = rewards.view(-1, k)
-            rec["zero_var_frac"] = (grouped.max(1).values == grouped.min(1).values).float().mean().item()
-            adv = adv.to(device)
-            w = token_weights(mask[:, 1:], loss_agg, max_new_tokens)
-            old_lp = None
-            for _ in range(ppo_epochs):
-                logits = model(tokens)[:, :-1].float() / temperature  # the sampling policy
-                logp_all = F.log_softmax(logits, -1)
-                lp = logp_all.gather(-1, tokens[:, 1:, None]).squeeze(-1)
-                if old_lp is None:
-                    old_lp = lp.detach()
-                    rec["entropy"] = _mean_entropy(logp_all, mask[:, 1:])
-                ratio = torch.exp(lp - old_lp)
-                a = adv[:, None]
-                surrogate = torch.minimum(ratio * a, ratio.clamp(1 - clip_eps, 1 + clip_eps) * a)
-                per_token = -surrogate
-                if ref is not None:
-                    with torch.no_grad():
-                        ref_logits = ref(tokens)[:, :-1].float() / temperature
-                        ref_lp = F.log_softmax(ref_logits, -1).gather(-1, tokens[:, 1:, None]).squeeze(-1)
-                    per_token = per_token + kl_coef * (torch.exp(ref_lp - lp) - (ref_lp - lp) - 1)
-                loss = (per_token * w).sum()
-                _step(opt, loss, model, grad_clip)
+                adv = ro.rewards - ro.rewards.mean()
+            rec["entropy"] = policy_gradient_update(
+                model, opt, ro, adv, temperature=temperature, loss_agg=loss_agg,
+                max_new_tokens=max_new_tokens, clip_eps=clip_eps, ppo_epochs=ppo_epochs,
+                grad_clip=grad_clip, ref=ref, kl_coef=kl_coef)
         rec["gen_s"], rec["update_s"] = t1 - t0, time.perf_counter() - t1
         if eval_every and ((step + 1) % eval_every == 0 or step + 1 == steps):
             evaluate_into(rec, step + 1)
         history.append(rec)
         stopped = rec.get("stopped", False)
-        bar.set_postfix({k_: round(v, 3) for k_, v in rec.items() if k_ in ("reward", "len_mean", "greedy_acc")})
+        bar.set_postfix({k: round(v, 3) for k, v in rec.items()
+                         if k in ("reward", "len_mean", "greedy_acc")})
         bar.update(1)
         if (step + 1) % checkpoint_every == 0 or step + 1 == steps or stopped:
             save(step + 1)
@@ -303,22 +382,7 @@ def train(model, task, algo: str, steps: int, *, lr: float = 3e-4,
     return history
 
 
-def _step(opt, loss, model, grad_clip):
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    if grad_clip is not None:
-        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-    opt.step()
-
-
 def _mean_entropy(logp: torch.Tensor, mask: torch.Tensor) -> float:
     """Mean entropy of the next-token distributions ``logp`` (B, T, V) at the ``mask``ed targets."""
     ent = -(logp.exp() * logp).sum(-1)
     return (ent * mask).sum().item() / mask.sum().clamp(min=1).item()
-
-
-@torch.no_grad()
-def _entropy(model, tokens, mask, temperature: float = 1.0) -> float:
-    """Mean entropy of the sampling policy softmax(z / T) over the response tokens of ``tokens``."""
-    logits = model(tokens)[:, :-1].float() / temperature
-    return _mean_entropy(F.log_softmax(logits, -1), mask[:, 1:])

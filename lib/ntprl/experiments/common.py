@@ -1,0 +1,193 @@
+"""What every chapter's experiments share: models, NTP pre-training, measurement, and the
+cache that makes a long experiment resume.
+
+A *part* of an experiment (one grid point, one RL run) is cached whole in the run's
+``workdir`` as ``KEY.json``, together with its identity: the experiment's full
+:class:`~ntprl.scale.Scale`, the seed and the part's own settings. Reading a part back compares
+that identity with the run's and refuses, naming the differences, to mix runs. An unfinished
+part resumes from its trainer checkpoint ``KEY.pt`` (which carries its own identity).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import pathlib
+from typing import Callable
+
+import torch
+
+from ..metrics import branch_probs, evaluate
+from ..models import GPT, GPTConfig
+from ..results import write_json_atomic
+from ..scale import Scale, device
+from ..train import ntp
+from ..train.common import atomic_save, load_checkpoint, refuse_mismatch, run_identity
+
+TARGET = 0.95        # greedy accuracy that counts as "learned" in the STaR-rounds experiments
+# Seed offsets: each random stream of one experiment seed draws from its own generator
+EVAL_SEED = 1        # prompts and samples of every evaluation
+BRANCH_SEED = 2      # prompts of the branch-probability probe
+EXAMPLE_SEED = 3     # the one prompt whose decoding tree a chapter shows
+RECAL_SEED = 7       # the data stream of re-calibration NTP (rounds_vs_p)
+MORE_NTP_SEED = 100  # the data stream of "more NTP instead of RL" (rl_post_training)
+
+
+def make_model(task, scale: Scale, seed: int = 0, **overrides) -> GPT:
+    """A GPT sized by ``scale`` whose context fits ``task``'s longest sequence, on the book's
+    device. ``seed`` fixes the initial weights (without touching the global random state);
+    ``overrides`` change GPTConfig fields."""
+    cfg = dict(vocab_size=task.vocab_size, block_size=task.seq_len, n_layer=scale.n_layer,
+               n_head=scale.n_head, n_embd=scale.n_embd)
+    cfg.update(overrides)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = GPT(GPTConfig(**cfg))
+    return model.to(device())
+
+
+def load_model(task, scale: Scale, state: dict, seed: int = 0) -> GPT:
+    """A GPT of ``scale`` for ``task`` with the weights ``state``."""
+    model = make_model(task, scale, seed)
+    model.load_state_dict(state)
+    return model
+
+
+def first_step(history: list[dict], target: float = TARGET, key: str = "greedy_acc") -> int | None:
+    """The first step of a training history whose ``key`` reaches ``target`` (None if none)."""
+    return next((r["step"] for r in history if r.get(key, float("-inf")) >= target), None)
+
+
+def measure(model, task, scale: Scale, seed: int = 0) -> dict:
+    """:func:`~ntprl.metrics.evaluate` plus :func:`~ntprl.metrics.branch_probs` of a model."""
+    out = evaluate(model, task, scale.eval_n, seed=seed + EVAL_SEED)
+    out.update(branch_probs(model, task, scale.eval_n, seed=seed + BRANCH_SEED))
+    return out
+
+
+def eval_fn(task, scale: Scale, seed: int, modes=("greedy", "sampled")) -> Callable:
+    """The trainers' ``eval_fn``: :func:`~ntprl.metrics.evaluate` on ``scale.eval_n`` prompts
+    of the evaluation stream, without the length histograms."""
+    def fn(model, step):
+        r = evaluate(model, task, scale.eval_n, seed=seed + EVAL_SEED, modes=modes)
+        return {k: v for k, v in r.items() if not k.endswith("_hist")}
+    return fn
+
+
+# ---- the resumable-part cache -------------------------------------------------------------------
+def part_identity(scale: Scale, seed: int, **settings) -> dict:
+    """The identity of one cached part: the whole scale, the seed and the part's settings."""
+    return json.loads(json.dumps({"scale": dataclasses.asdict(scale), "seed": seed,
+                                  **settings}, default=repr))
+
+
+def resumable(workdir, key: str, fn: Callable, identity: dict):
+    """Run ``fn(checkpoint_path)`` once per ``workdir``: a finished part is read back from
+    ``workdir/key.json`` (refused when its ``identity`` differs), an unfinished one resumes
+    from ``workdir/key.pt``. Without a ``workdir``, just ``fn(None)``."""
+    if workdir is None:
+        return fn(None)
+    workdir = pathlib.Path(workdir)
+    done = workdir / f"{key}.json"
+    if done.exists():
+        try:
+            record = json.loads(done.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ValueError(f"{done} is not a readable part of a run ({e}): remove it to "
+                             "compute the part again") from None
+        if not isinstance(record, dict) or "identity" not in record or "result" not in record:
+            raise ValueError(f"{done} is not a part of an ntprl run: remove it to compute the "
+                             "part again")
+        refuse_mismatch(str(done), record["identity"], identity)
+        return record["result"]
+    out = fn(workdir / f"{key}.pt")
+    write_json_atomic({"identity": identity, "result": out}, done)
+    return out
+
+
+# ---- NTP pre-training, memoised and resumable ----------------------------------------------------
+_PRETRAINED: dict = {}  # in-process memo: a chapter's experiments share one NTP checkpoint
+
+
+def pretrain(task, scale: Scale, steps: int, seed: int = 0, early_step: int | None = None, *,
+             progress: bool = True, workdir=None) -> tuple[dict, dict | None]:
+    """NTP from scratch on ``task`` (lr decayed over the last 20% of steps); returns the final
+    weights and the weights at ``early_step`` (or None).
+
+    A run is a pure function of its arguments, so it is memoised in-process and, with a
+    ``workdir``, on disk (``pretrain-DIGEST.pt``, with its identity); while it runs it writes
+    a checkpoint (``.ckpt.pt``, and the early weights as ``.early.pt``) it resumes from."""
+    key = (repr(task), scale, steps, seed, early_step)
+    if key in _PRETRAINED:
+        return _PRETRAINED[key]
+    model = make_model(task, scale, seed)
+    identity = run_identity(model, task, stage="pretrain", scale=scale, steps=steps, seed=seed,
+                            early_step=early_step)
+    path = ckpt = early_path = None
+    if workdir is not None:
+        digest = hashlib.sha1(repr(identity).encode()).hexdigest()[:12]
+        base = pathlib.Path(workdir) / f"pretrain-{digest}"
+        path, ckpt, early_path = (base.with_suffix(s) for s in (".pt", ".ckpt.pt", ".early.pt"))
+    done = load_checkpoint(path, identity)
+    if done is not None:
+        _PRETRAINED[key] = (done["final"], done["early"])
+        return _PRETRAINED[key]
+    early = {}
+    if early_path is not None:
+        found = load_checkpoint(early_path, identity)
+        if found is not None:
+            early["state"] = found["state"]
+
+    def keep_early(m, step):
+        if step == early_step and "state" not in early:
+            early["state"] = {k: v.detach().cpu().clone() for k, v in m.state_dict().items()}
+            if early_path is not None:
+                atomic_save({"identity": identity, "state": early["state"]}, early_path)
+        return {}
+
+    ntp.train(model, task, steps, scale.batch_size, scale.lr, seed=seed, decay_frac=0.2,
+              eval_every=early_step or 0, eval_fn=keep_early if early_step else None,
+              checkpoint=ckpt, progress=progress, desc=f"NTP d={task.d} p_cot={task.p_cot}")
+    final = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    _PRETRAINED[key] = (final, early.get("state"))
+    if path is not None:
+        atomic_save({"identity": identity, "final": final, "early": early.get("state")}, path)
+        for p in (ckpt, early_path):
+            p.unlink(missing_ok=True)
+    return _PRETRAINED[key]
+
+
+def steps_to_learn(task, scale: Scale, seed: int = 0, max_steps: int | None = None,
+                   eval_every: int | None = None, target: float | None = None, *,
+                   checkpoint=None, progress: bool = True, model=None,
+                   batch_size: int | None = None, lr: float | None = None,
+                   optimizer: str = "adamw") -> dict:
+    """Train a fresh model by NTP on ``task`` until greedy accuracy reaches ``target``.
+
+    Greedy accuracy is measured on ``scale.hardness_eval_n`` fresh prompts every ``eval_every``
+    steps. Returns ``{"d", "p_cot", "steps", "samples", "final_acc", "curve"}`` where ``steps``
+    is the first checked step at or above ``target`` (None if the budget ran out) and ``curve``
+    lists ``[step, greedy_acc]`` pairs. ``model``, ``batch_size`` and ``lr`` default to the
+    scale's GPT and NTP settings.
+    """
+    max_steps = max_steps or scale.hardness_max_steps
+    eval_every = eval_every or scale.hardness_eval_every
+    target = scale.hardness_target if target is None else target
+    model = make_model(task, scale, seed) if model is None else model
+    batch_size = batch_size or scale.batch_size
+
+    def greedy(m, step):
+        return evaluate(m, task, scale.hardness_eval_n, seed=seed + EVAL_SEED, modes=("greedy",))
+
+    hist = ntp.train(model, task, max_steps, batch_size, lr or scale.lr, seed=seed,
+                     optimizer=optimizer, eval_every=eval_every, eval_fn=greedy,
+                     stop_when=lambda rec: rec["greedy_acc"] >= target, checkpoint=checkpoint,
+                     checkpoint_every=10 * eval_every, progress=progress,
+                     desc=f"d={task.d} p_cot={task.p_cot}")
+    curve = [[r["step"], r["greedy_acc"]] for r in hist if "greedy_acc" in r]
+    reached = curve[-1][1] >= target
+    steps = curve[-1][0] if reached else None
+    return {"d": task.d, "p_cot": task.p_cot, "steps": steps,
+            "samples": None if steps is None else steps * batch_size,
+            "final_acc": curve[-1][1], "curve": curve}

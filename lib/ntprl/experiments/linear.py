@@ -1,0 +1,96 @@
+"""Chapter 3: the theorems, simulated on the autoregressive linear model."""
+
+from __future__ import annotations
+
+import torch
+from tqdm.auto import tqdm
+
+from ..metrics import evaluate
+from ..models import LinearAR, LinearARConfig
+from ..scale import Scale, device
+from ..tasks import ParityTask
+from ..train import ntp, rl
+from .common import (EVAL_SEED, TARGET, eval_fn, first_step, measure, part_identity,
+                     resumable, steps_to_learn)
+
+
+def make_linear(task, seed: int = 0) -> LinearAR:
+    """A zero-initialised :class:`~ntprl.models.LinearAR` sized for ``task``, on the book's
+    device (``seed`` is kept for a uniform signature: the zero start draws nothing)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = LinearAR(LinearARConfig(block_size=task.seq_len, vocab_size=task.vocab_size))
+    return model.to(device())
+
+
+def linear_ntp(task, scale: Scale, seed: int = 0, steps: int | None = None) -> LinearAR:
+    """NTP of a linear model on ``task`` with the scale's linear settings (AdamW, lr decaying
+    over the last half)."""
+    model = make_linear(task, seed)
+    ntp.train(model, task, steps or scale.linear_steps, scale.linear_batch, scale.linear_lr,
+              seed=seed, decay_frac=0.5, progress=False)
+    return model
+
+
+def linear_theory(scale: Scale, seed: int = 0, *, progress: bool = True, workdir=None) -> dict:
+    """Chapter 3: the theorems, simulated on the autoregressive linear model. (1) NTP over the
+    p_cot grid: calibration, the two decision probabilities, greedy accuracy. (2) STaR rounds to
+    95% greedy accuracy for small p_cot, and, from ``linear_contrast_p``, a fixed number of
+    rounds with few (``linear_contrast_samples``) and with many (``linear_star_samples``)
+    samples per round. (3) plain-SGD steps to learn the chain (p_cot = 1) against d, and greedy
+    accuracy after short-only training (p_cot = 0) at each d. NTP uses AdamW with a decaying
+    lr, which fits the chain and the calibration fast; STaR rounds and the scaling use plain
+    SGD, the optimiser of the theorem (Adam's per-weight normalisation turns gradient noise on
+    the many idle pairwise weights into a prompt-to-prompt spread of the decision
+    probabilities)."""
+    out = {"experiment": "linear_theory", "scale": scale.name, "d": scale.linear_d,
+           "steps": scale.linear_steps, "batch_size": scale.linear_batch, "threshold": [],
+           "star": [], "star_samples": [], "chain": [], "short": []}
+    total = len(scale.threshold_p_grid) + len(scale.linear_rounds_p) + 2 + 2 * len(scale.linear_ds)
+    bar = tqdm(total=total, desc="linear_theory", disable=not progress)
+
+    def part(key, fn, **settings):
+        result = resumable(workdir, f"{key}-s{seed}", fn,
+                           part_identity(scale, seed, part=key.split("-")[1], **settings))
+        bar.update()
+        return result
+
+    for p in scale.threshold_p_grid:
+        task = ParityTask(scale.linear_d, p)
+        out["threshold"].append(part(f"lin-th-p{p:.4f}", lambda ck: {
+            "p_cot": p, "final": measure(linear_ntp(task, scale, seed), task, scale, seed)},
+            p_cot=p))
+
+    def star(task, samples, rounds, stop):
+        model = linear_ntp(task, scale, seed)
+        start = measure(model, task, scale, seed)
+        hist = rl.train(model, task, "star", rounds, lr=scale.linear_sgd_lr, optimizer="sgd",
+                        star_samples=samples, star_steps=scale.linear_star_steps,
+                        star_batch=scale.linear_star_batch, seed=seed, progress=False,
+                        eval_every=1, eval_fn=eval_fn(task, scale, seed),
+                        stop_when=(lambda r: r["greedy_acc"] >= TARGET) if stop else None)
+        return {"p_cot": task.p_cot, "samples": samples, "start": start,
+                "rounds": first_step(hist), "history": hist,
+                "long_frac": [r["long_frac"] for r in hist if "long_frac" in r]}
+
+    for p in scale.linear_rounds_p:
+        task = ParityTask(scale.linear_d, p)
+        out["star"].append(part(f"lin-star-p{p:.4f}", lambda ck: star(
+            task, scale.linear_star_samples, 2 * scale.rounds_max, stop=True), p_cot=p))
+    task = ParityTask(scale.linear_d, scale.linear_contrast_p)
+    for n in (scale.linear_contrast_samples, scale.linear_star_samples):
+        out["star_samples"].append(part(f"lin-star-n{n}", lambda ck: star(
+            task, n, scale.linear_contrast_rounds, stop=False), samples=n))
+    for d in scale.linear_ds:
+        chain, short = ParityTask(d, 1.0), ParityTask(d, 0.0)
+        out["chain"].append(part(f"lin-chain-d{d}", lambda ck: steps_to_learn(
+            chain, scale, seed, max_steps=scale.linear_max_steps,
+            eval_every=scale.linear_eval_every, model=make_linear(chain, seed),
+            batch_size=scale.linear_batch, lr=scale.linear_sgd_lr, optimizer="sgd",
+            progress=False), d=d))
+        out["short"].append(part(f"lin-short-d{d}", lambda ck: {
+            "d": d, "steps": scale.linear_short_steps,
+            "final": evaluate(linear_ntp(short, scale, seed, scale.linear_short_steps), short,
+                              scale.eval_n, seed=seed + EVAL_SEED, modes=("greedy",))}, d=d))
+    bar.close()
+    return out

@@ -1,0 +1,126 @@
+"""Chapter 4: RL post-training of transformers after NTP on a mixture below the threshold."""
+
+from __future__ import annotations
+
+import copy
+
+from tqdm.auto import tqdm
+
+from ..scale import Scale
+from ..tasks import ParityTask
+from ..train import ntp, rl
+from .common import (MORE_NTP_SEED, RECAL_SEED, TARGET, eval_fn, first_step, load_model,
+                     measure, part_identity, pretrain, resumable)
+
+
+def rl_run(task, scale: Scale, state: dict, algo: str, seed: int = 0, *, progress: bool = True,
+           **settings) -> dict:
+    """One RL run from the weights ``state``, with the scale's RL sizes (``settings`` override
+    any :func:`ntprl.train.rl.train` argument). Returns its settings and history."""
+    model = load_model(task, scale, state, seed)
+    kw = dict(lr=scale.rl_lr, prompts_per_step=scale.rl_prompts,
+              samples_per_prompt=scale.rl_samples, star_samples=scale.star_samples,
+              star_steps=scale.star_steps, star_batch=scale.batch_size,
+              eval_every=scale.rl_eval_every, eval_fn=eval_fn(task, scale, seed), seed=seed)
+    kw.update(settings)
+    steps = kw.pop("steps", scale.star_rounds if algo == "star" else scale.rl_steps)
+    hist = rl.train(model, task, algo, steps, progress=progress, desc=f"{algo} {settings}", **kw)
+    shown = {k: v for k, v in kw.items() if k not in ("eval_fn", "stop_when")}
+    return {"algo": algo, "steps": steps, "settings": shown, "history": hist}
+
+
+def rl_post_training(scale: Scale, seed: int = 0, *, progress: bool = True,
+                     workdir=None) -> dict:
+    """Chapter 4: from one NTP checkpoint at p_cot = ``scale.rl_p_cot`` < 1/3, (a) more NTP for
+    the same number of sequences vs (b) GRPO (the headline and the length heat map); STaR,
+    REINFORCE and GRPO with the e2e and cot rewards; sampling temperatures; the STaR map; RL
+    started from an early NTP checkpoint."""
+    task = ParityTask(scale.d, scale.rl_p_cot)
+    state, early = pretrain(task, scale, scale.rl_ntp_steps, seed, early_step=scale.rl_early_step,
+                            progress=progress, workdir=workdir)
+    start = eval_fn(task, scale, seed)(load_model(task, scale, state, seed), 0)
+    out = {"experiment": "rl_post_training", "scale": scale.name, "d": scale.d,
+           "p_cot": scale.rl_p_cot, "ntp_steps": scale.rl_ntp_steps, "start": start, "runs": {}}
+    runs = out["runs"]
+
+    def go(name, fn):  # each run is cached whole in the workdir; one cut short restarts
+        runs[name] = resumable(workdir, f"rl-{name}-s{seed}", lambda ck: fn(),
+                               part_identity(scale, seed, part="rl_post_training", run=name))
+
+    # (a) NTP for as many sequences as GRPO samples in scale.rl_steps steps
+    seqs = scale.rl_steps * scale.rl_prompts * scale.rl_samples
+    ntp_steps = max(1, seqs // scale.batch_size)
+
+    def more_ntp():
+        model = load_model(task, scale, state, seed)
+        every = max(1, ntp_steps // max(1, scale.rl_steps // scale.rl_eval_every))
+        hist = ntp.train(model, task, ntp_steps, scale.batch_size, scale.lr,
+                         seed=seed + MORE_NTP_SEED, eval_every=every,
+                         eval_fn=eval_fn(task, scale, seed), progress=False)
+        return {"algo": "ntp", "steps": ntp_steps, "sequences": ntp_steps * scale.batch_size,
+                "history": hist}
+
+    go("ntp", more_ntp)
+    for algo in ("grpo", "reinforce", "star"):
+        for reward in ("e2e", "cot"):
+            go(f"{algo}-{reward}",
+               lambda: rl_run(task, scale, state, algo, seed, progress=False, reward=reward))
+    for temp in scale.rl_temperatures:
+        if temp != 1.0:
+            for algo in ("grpo", "star"):
+                go(f"{algo}-e2e-T{temp}", lambda: rl_run(task, scale, state, algo, seed,
+                                                         progress=False, temperature=temp))
+    if early is not None:
+        go("grpo-early", lambda: rl_run(task, scale, early, "grpo", seed, progress=False))
+        out["early_start"] = eval_fn(task, scale, seed)(load_model(task, scale, early, seed), 0)
+    out["grpo_sequences"] = seqs
+    return out
+
+
+def rounds_vs_p(scale: Scale, seed: int = 0, *, progress: bool = True, workdir=None) -> dict:
+    """Chapter 4: STaR rounds until greedy accuracy reaches 95%, for each p_cot of
+    ``scale.rounds_p_grid``. Each start model is the NTP model of ``rl_p_cot`` re-calibrated by
+    ``scale.recal_steps`` further NTP steps on D(p_cot) (the chain is already learned; only its
+    share moves), which is far cheaper than learning the chain from scarce data each time."""
+    base_task = ParityTask(scale.d, scale.rl_p_cot)
+    base, _ = pretrain(base_task, scale, scale.rl_ntp_steps, seed, early_step=scale.rl_early_step,
+                       progress=progress, workdir=workdir)
+    out = {"experiment": "rounds_vs_p", "scale": scale.name, "d": scale.d, "runs": []}
+    for p in tqdm(scale.rounds_p_grid, desc="rounds_vs_p", disable=not progress):
+        task = ParityTask(scale.d, p)
+
+        def one(_checkpoint):  # parts are cached whole; a part restarts if interrupted
+            model = load_model(task, scale, base, seed)
+            ntp.train(model, task, scale.recal_steps, scale.batch_size, scale.lr,
+                      seed=seed + RECAL_SEED, decay_frac=0.5, progress=False)
+            state = copy.deepcopy(model.state_dict())
+            start = eval_fn(task, scale, seed)(model, 0)
+            run = rl_run(task, scale, state, "star", seed, progress=False,
+                         steps=scale.rounds_max, eval_every=1,
+                         stop_when=lambda rec: rec["greedy_acc"] >= TARGET)
+            hist = run["history"]
+            return {"p_cot": p, "start": start, "rounds": first_step(hist),
+                    "max_rounds": scale.rounds_max, "history": hist}
+
+        out["runs"].append(resumable(workdir, f"rounds-p{p:.4f}-s{seed}", one,
+                                     part_identity(scale, seed, part="rounds", p_cot=p)))
+    return out
+
+
+def leap2(scale: Scale, seed: int = 0, *, progress: bool = True, workdir=None) -> dict:
+    """Chapter 4 ablation (paper Fig. 15): NTP alone on full vs leap-2 chains at p_cot below
+    1/3; with the partial chain, greedy decoding can generalise below the threshold. Both use
+    the NTP recipe of :func:`rl_post_training` (so the full chain at ``rl_p_cot`` is its
+    checkpoint)."""
+    out = {"experiment": "leap2", "scale": scale.name, "d": scale.d, "steps": scale.rl_ntp_steps,
+           "runs": []}
+    grid = [(c, p) for c in ("full", "leap2") for p in scale.leap2_p_grid]
+    for chain, p in tqdm(grid, desc="leap2", disable=not progress):
+        task = ParityTask(scale.d, p, chain)
+        early = scale.rl_early_step if p == scale.rl_p_cot else None  # share rl_post_training's
+        state, _ = pretrain(task, scale, scale.rl_ntp_steps, seed, early_step=early,
+                            progress=False, workdir=workdir)
+        out["runs"].append({"chain": chain, "p_cot": p,
+                            "final": measure(load_model(task, scale, state, seed), task, scale,
+                                             seed)})
+    return out

@@ -1,0 +1,185 @@
+"""What both trainers share: argument checks, the optimiser, eval mode, and checkpoints.
+
+A checkpoint carries the *identity* of its run: every setting that changes the result (the
+hyperparameters, the task, the model's class and config, and a digest of the weights the run
+started from). Resuming compares the identity stored in the file with the one of the run being
+started and refuses, in one line that names each differing field, to continue another run.
+Checkpoints hold only tensors and plain Python (the data generator's state is a CPU tensor),
+so they load with ``torch.load(..., weights_only=True)``: a file from elsewhere cannot run code.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import os
+import pathlib
+
+import torch
+
+OPTIMIZERS = ("adamw", "sgd")
+
+
+# ---- argument checks ----------------------------------------------------------------------------
+def positive(name: str, value, kind=int) -> None:
+    """Raise ``ValueError`` naming ``name`` unless ``value`` is a positive int (or number)."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+    if kind is int:
+        ok = ok and isinstance(value, int)
+    if not ok:
+        what = "integer" if kind is int else "number"
+        raise ValueError(f"{name}={value!r} is not allowed: it must be a positive {what}")
+
+
+def one_of(name: str, value, allowed) -> None:
+    """Raise ``ValueError`` naming ``name`` unless ``value`` is one of ``allowed``."""
+    if value not in allowed:
+        raise ValueError(f"{name}={value!r} is not allowed: choose one of {tuple(allowed)}")
+
+
+def check_eval(eval_every, eval_fn) -> None:
+    """The trainers' evaluation arguments: ``eval_every`` >= 0, and an ``eval_fn`` to call."""
+    if not isinstance(eval_every, int) or isinstance(eval_every, bool) or eval_every < 0:
+        raise ValueError(f"eval_every={eval_every!r} is not allowed: it must be an integer >= 0")
+    if eval_every and eval_fn is None:
+        raise ValueError(f"eval_fn=None is not allowed with eval_every={eval_every}: "
+                         "pass the function to call")
+
+
+def check_context(model, task) -> None:
+    """Raise when the model's context (``config.block_size``) cannot hold a whole sequence."""
+    block = getattr(getattr(model, "config", None), "block_size", None)
+    if block is not None and block < task.seq_len:
+        raise ValueError(f"block_size={block} is not allowed: the model's context is shorter "
+                         f"than the task's longest sequence ({task.seq_len} tokens)")
+
+
+# ---- the optimiser and one step -----------------------------------------------------------------
+def make_optimizer(model, optimizer: str, lr: float, betas: tuple[float, float] = (0.9, 0.95),
+                   weight_decay: float = 0.0) -> torch.optim.Optimizer:
+    """The trainers' optimiser: ``"adamw"`` (with ``betas``) or ``"sgd"`` (plain, no momentum)."""
+    one_of("optimizer", optimizer, OPTIMIZERS)
+    if optimizer == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=lr, weight_decay=weight_decay)
+    return torch.optim.AdamW(model.parameters(), lr=lr, betas=betas, weight_decay=weight_decay)
+
+
+def optimizer_step(opt, loss: torch.Tensor, model, grad_clip: float | None) -> None:
+    """Backpropagate ``loss``, clip the global gradient norm to ``grad_clip`` (None: no
+    clipping) and take one optimiser step."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip is not None:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    opt.step()
+
+
+@contextlib.contextmanager
+def evaluating(model):
+    """Put ``model`` in eval mode for the ``with`` block and restore its mode after it, even
+    when the block raises."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+
+
+# ---- run identity and checkpoints ---------------------------------------------------------------
+def weights_digest(state: dict) -> str:
+    """A short SHA-1 of a state dict's names, shapes, dtypes and values."""
+    h = hashlib.sha1()
+    for name, t in state.items():
+        t = t.detach().cpu().contiguous()
+        h.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()[:16]
+
+
+def _plain(value):
+    """``value`` as plain Python that ``weights_only`` loading accepts and ``==`` compares."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (tuple, list)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return _plain(dataclasses.asdict(value))
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if callable(value):
+        return f"{getattr(value, '__module__', '?')}.{getattr(value, '__qualname__', repr(value))}"
+    return repr(value)
+
+
+def model_identity(model) -> dict:
+    """The model's class and config (a dataclass) or, without one, its parameter shapes."""
+    config = getattr(model, "config", None)
+    if dataclasses.is_dataclass(config):
+        spec = _plain(config)
+    else:
+        spec = {k: list(v.shape) for k, v in model.state_dict().items()}
+    return {"class": type(model).__name__, "config": spec}
+
+
+def run_identity(model, task, **settings) -> dict:
+    """Everything that makes a run what it is: ``settings``, the task, the model's class and
+    config, and a digest of the weights it starts from. Plain Python, comparable with ``==``."""
+    return {"task": repr(task), "model": model_identity(model),
+            "start_weights": weights_digest(model.state_dict()), **_plain(settings)}
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and v:
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def identity_diff(stored: dict, current: dict) -> str:
+    """``"lr: 0.001 there, 0.0003 here; steps: ..."``: the fields where two identities differ."""
+    a, b = _flatten(stored), _flatten(current)
+    keys = [k for k in dict.fromkeys([*a, *b]) if a.get(k, "<absent>") != b.get(k, "<absent>")]
+    return "; ".join(f"{k}: {a.get(k, '<absent>')!r} there, {b.get(k, '<absent>')!r} here"
+                     for k in keys)
+
+
+def refuse_mismatch(what: str, stored: dict, current: dict) -> None:
+    """Raise a one-line ``ValueError`` when ``stored`` != ``current`` (two run identities)."""
+    if stored != current:
+        raise ValueError(f"{what} belongs to another run ({identity_diff(stored, current)}): "
+                         "remove it, or use another path to keep both")
+
+
+def atomic_save(obj, path: str | os.PathLike) -> None:
+    """``torch.save`` to a temporary file in the same folder, then rename it into place (a
+    killed process never leaves a half-written checkpoint), creating the folder if needed."""
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: str | os.PathLike | None, identity: dict) -> dict | None:
+    """The checkpoint at ``path`` (None when there is none yet), loaded on the CPU with
+    ``weights_only=True``; refused when it belongs to a run with another ``identity``."""
+    if path is None or not os.path.exists(path):
+        return None
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated, not a checkpoint, or holding code
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(f"checkpoint={os.fspath(path)!r} cannot be read ({first}): "
+                         "remove it to start again") from None
+    if not isinstance(ck, dict) or "identity" not in ck:
+        raise ValueError(f"checkpoint={os.fspath(path)!r} is not an ntprl checkpoint: "
+                         "remove it to start again")
+    refuse_mismatch(f"checkpoint={os.fspath(path)!r}", ck["identity"], identity)
+    return ck

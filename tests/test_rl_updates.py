@@ -1,0 +1,225 @@
+"""The RL update itself: PPO clipping, the KL penalty, one GRPO step under each loss
+aggregation, the algorithms on the linear model, and the task interface a second task uses."""
+
+import copy
+
+import pytest
+import torch
+
+import ntprl.scale
+from ntprl.experiments import make_linear, make_model
+from ntprl.metrics import evaluate
+from ntprl.sampling import generate
+from ntprl.tasks import ParityTask, Task
+from ntprl.train import ntp, rl
+from ntprl.train.common import make_optimizer
+
+TINY = ntprl.scale.get("smoke")
+
+
+# ---- policy_loss: the clipped surrogate and the KL estimate --------------------------------------
+def test_ppo_clip_stops_the_gradient_outside_the_trust_region():
+    old = torch.zeros(2, 3)
+    w = torch.full((2, 3), 1 / 6)
+    for shift, adv, moves in [(0.5, 1.0, False),   # ratio 1.65 > 1.2 with A > 0: clipped
+                              (0.5, -1.0, True),   # A < 0: the min keeps the unclipped term
+                              (-0.5, -1.0, False),  # ratio 0.61 < 0.8 with A < 0: clipped
+                              (0.1, 1.0, True)]:   # inside [0.8, 1.2]: a gradient
+        logp = (old + shift).requires_grad_()
+        rl.policy_loss(logp, old, torch.full((2,), adv), w, clip_eps=0.2).backward()
+        assert (logp.grad.abs().sum() > 0) == moves, (shift, adv)
+
+
+def test_first_pass_is_the_plain_policy_gradient():
+    logp = torch.randn(4, 5, requires_grad=True)
+    adv, w = torch.tensor([1.0, -1.0, 0.5, 0.0]), torch.rand(4, 5)
+    rl.policy_loss(logp, logp.detach(), adv, w, clip_eps=0.2).backward()
+    assert torch.allclose(logp.grad, -adv[:, None] * w)
+
+
+def test_kl_penalty_is_zero_at_the_reference_and_pulls_back_to_it():
+    logits = torch.randn(3, 4, 6)
+    tokens = torch.randint(0, 6, (3, 4))
+    w = torch.full((3, 4), 1 / 12)
+    adv = torch.zeros(3)
+    lp = torch.log_softmax(logits, -1).gather(-1, tokens[..., None]).squeeze(-1)
+    assert rl.policy_loss(lp, lp, adv, w, 0.2, ref_logp=lp, kl_coef=1.0).item() == 0.0
+    # a policy moved away from the reference is pulled back by the penalty alone (A = 0)
+    ref_lp = lp
+    z = (logits + torch.randn_like(logits)).requires_grad_()
+    opt = torch.optim.SGD([z], lr=5.0)
+
+    def dist():
+        cur = torch.log_softmax(z, -1).gather(-1, tokens[..., None]).squeeze(-1)
+        return cur, (cur - ref_lp).abs().mean().item()
+
+    _, before = dist()
+    for _ in range(50):
+        cur, _ = dist()
+        loss = rl.policy_loss(cur, cur.detach(), adv, w, 0.2, ref_logp=ref_lp, kl_coef=1.0)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert dist()[1] < 0.2 * before
+
+
+def test_kl_run_with_no_signal_stays_at_the_reference():
+    """No advantage (every reward 0) and a KL penalty: the first step's gradient is zero."""
+    t = ParityTask(5, 0.3)
+    m = make_model(t, TINY, 0).cpu()
+    start = copy.deepcopy(m.state_dict())
+    rl.train(m, t, "grpo", 1, prompts_per_step=4, samples_per_prompt=4, kl_coef=0.5,
+             reward=lambda p, r: torch.zeros(len(p)), progress=False)
+    assert all(torch.equal(start[k], v) for k, v in m.state_dict().items())
+
+
+# ---- one GRPO step raises the rewarded responses' log-probability -----------------------------
+@pytest.mark.parametrize("loss_agg", rl.LOSS_AGGS)
+def test_one_grpo_step_raises_rewarded_logprob(loss_agg):
+    t = ParityTask(6, 0.5)
+    m = make_model(t, TINY, 0).cpu()
+    ntp.train(m, t, 30, 32, 3e-3, progress=False)  # samples both routes, some right, some wrong
+    ro = rl.rollout(m, t, 16, 8, t.max_response_len, 1.0, t.reward_e2e,
+                    torch.Generator().manual_seed(0))
+    adv = rl.group_advantages(ro.rewards, 8, "group_std")
+    assert (adv > 0).any() and (adv < 0).any()
+
+    def seq_logp():
+        with torch.no_grad():
+            lp, _ = rl.policy_logprobs(m, ro.tokens, 1.0)
+        return (lp * ro.mask[:, 1:]).sum(1)
+
+    before = seq_logp()
+    opt = make_optimizer(m, "sgd", 0.05)
+    rl.policy_gradient_update(m, opt, ro, adv, temperature=1.0, loss_agg=loss_agg,
+                              max_new_tokens=t.max_response_len, clip_eps=0.2, ppo_epochs=1,
+                              grad_clip=None)
+    change = seq_logp() - before
+    assert change[adv > 0].mean() > 0 > change[adv < 0].mean(), loss_agg
+
+
+def test_ppo_epochs_take_more_steps_on_the_same_batch():
+    t = ParityTask(5, 0.4)
+    runs = {}
+    for epochs in (1, 3):
+        m = make_model(t, TINY, 0).cpu()
+        h = rl.train(m, t, "grpo", 2, prompts_per_step=8, samples_per_prompt=4,
+                     ppo_epochs=epochs, lr=1e-3, progress=False)
+        runs[epochs] = (m.state_dict(), h)
+    # the same rollouts at step 1 (same seed, same start), different weights after the update
+    assert runs[1][1][0]["reward"] == runs[3][1][0]["reward"]
+    assert any(not torch.equal(runs[1][0][k], runs[3][0][k]) for k in runs[1][0])
+
+
+# ---- the algorithms on the linear model ------------------------------------------------------
+@pytest.mark.parametrize("algo", ["grpo", "reinforce"])
+def test_policy_gradient_runs_on_the_linear_model(algo):
+    t = ParityTask(6, 0.5)
+    m = make_linear(t, 0)
+    ntp.train(m, t, 100, 64, 0.05, optimizer="sgd", progress=False)
+    start = copy.deepcopy(m.state_dict())
+    h = rl.train(m, t, algo, 5, lr=0.05, optimizer="sgd", prompts_per_step=16,
+                 samples_per_prompt=4, progress=False, eval_every=5,
+                 eval_fn=lambda mm, s: evaluate(mm, t, 64, modes=("greedy",)))
+    assert len(h) == 6 and all(0 <= r["reward"] <= 1 for r in h[1:])
+    assert any(not torch.equal(start[k], v) for k, v in m.state_dict().items())
+
+
+# ---- the task interface: a second task plugs in without touching the trainers ---------------
+class CopyLast:
+    """A toy task with its own token ids: the answer is the last prompt bit; the long route
+    copies every bit first. EOS = 5 and PAD = 4 (parity uses 2 and 3), so a trainer or sampler
+    that read parity's ids would fail here."""
+
+    EOS, PAD, vocab_size = 5, 4, 6
+
+    def __init__(self, d=4, p_cot=0.5):
+        self.d, self.p_cot = d, p_cot
+        self.prompt_len, self.max_response_len = d, d + 1
+        self.seq_len = 2 * d + 1
+
+    def __repr__(self):
+        return f"CopyLast(d={self.d}, p_cot={self.p_cot})"
+
+    def prompts(self, n, generator=None):
+        return torch.randint(0, 2, (n, self.d), generator=generator)
+
+    def sample(self, n, generator=None):
+        x = self.prompts(n, generator)
+        long = torch.rand(n, generator=generator) < self.p_cot
+        seq = torch.full((n, self.seq_len), self.PAD)
+        seq[:, :self.d] = x
+        seq[long, self.d:2 * self.d] = x[long]
+        seq[long, 2 * self.d] = self.EOS
+        seq[~long, self.d] = x[~long, -1]
+        seq[~long, self.d + 1] = self.EOS
+        return seq
+
+    def _before_eos(self, responses):
+        return [r[:r.index(self.EOS)] if self.EOS in r else None for r in responses.tolist()]
+
+    def response_length(self, responses):
+        return torch.tensor([len(r) if r is not None else int((row != self.PAD).sum())
+                             for r, row in zip(self._before_eos(responses), responses)])
+
+    def has_eos(self, responses):
+        return (responses == self.EOS).any(1)
+
+    def is_long(self, responses):
+        return self.response_length(responses) >= 2
+
+    def reward_e2e(self, prompts, responses):
+        return torch.tensor([float(bool(r) and r[-1] == x[-1]) for r, x in
+                             zip(self._before_eos(responses), prompts.tolist())])
+
+    def reward_cot(self, prompts, responses):
+        return torch.tensor([float(r in (x, x[-1:])) for r, x in
+                             zip(self._before_eos(responses), prompts.tolist())])
+
+
+def test_parity_task_meets_the_interface():
+    assert isinstance(ParityTask(4, 0.5), Task)
+    assert isinstance(CopyLast(), Task)
+    assert not isinstance(object(), Task)
+
+
+def test_a_second_task_plugs_into_sampler_trainers_and_metrics():
+    t = CopyLast()
+    m = make_model(t, TINY, 0).cpu()
+    ntp.train(m, t, 150, 64, 3e-3, progress=False)
+    tok, mask = generate(m, t.prompts(32), t.max_response_len, 1.0,
+                         torch.Generator().manual_seed(0), eos_id=t.EOS, pad_id=t.PAD)
+    resp = tok[:, t.d:]
+    assert not (resp == 2).any() and not (resp == 3).any()  # parity's ids are never written
+    assert t.has_eos(resp).all()
+    h = rl.train(m, t, "grpo", 3, prompts_per_step=8, samples_per_prompt=4, progress=False)
+    assert len(h) == 3 and h[-1]["reward"] > 0.5
+    r = evaluate(m, t, 64)
+    assert r["greedy_acc"] > 0.9 and r["greedy_truncated_frac"] == 0.0
+
+
+# ---- kill -9 and resume ------------------------------------------------------------------------
+WORKER = [__import__("sys").executable, str(__import__("pathlib").Path(__file__).with_name(
+    "resume_worker.py"))]
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs CUDA"))])
+@pytest.mark.parametrize("mode, kill_at", [("ntp", 25), ("grpo", 5)])
+def test_kill_9_then_resume_equals_an_uninterrupted_run(tmp_path, mode, kill_at, device):
+    import subprocess
+
+    def worker(ck, out, *kill):
+        return subprocess.run(WORKER + [mode, device, str(tmp_path / ck), str(tmp_path / out),
+                                        *map(str, kill)], capture_output=True, text=True)
+
+    assert worker("a.pt", "ref.pt").returncode == 0
+    killed = worker("b.pt", "never.pt", kill_at)
+    assert killed.returncode == -9 and not (tmp_path / "never.pt").exists(), killed.stderr
+    assert (tmp_path / "b.pt").exists()  # a checkpoint from before the kill
+    resumed = worker("b.pt", "res.pt")
+    assert resumed.returncode == 0, resumed.stderr
+    ref, res = (torch.load(tmp_path / f, weights_only=True) for f in ("ref.pt", "res.pt"))
+    assert res["history"] == ref["history"]
+    for k, v in ref["state"].items():
+        assert torch.equal(v, res["state"][k]), k
