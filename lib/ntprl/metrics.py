@@ -111,6 +111,42 @@ def branch_probs(model, task, n: int = 1000, generator: torch.Generator | None =
 
 
 @torch.no_grad()
+def route_probs(model, task, n: int = 1000, generator: torch.Generator | None = None, *,
+                seed: int = 0) -> dict:
+    """The model's own first-token distribution, for a task whose long responses all open with
+    one marker token ``task.MARK`` (chapter 5's multiplication; chapter 6's sums do the same).
+
+    On ``n`` fresh prompts, at the first response position:
+
+    - ``p_long_first``: mean probability of the marker, i.e. of taking the long route (a
+      length-calibrated model gives ``p_cot``);
+    - ``short_top_share``: mean, over prompts, of the largest probability of any other token
+      divided by all the probability outside the marker: the share ``m`` of short answers on
+      their most likely first token (:func:`ntprl.theory.divergent_threshold` of ``m`` is where
+      greedy decoding turns long);
+    - ``greedy_long_first``: the fraction of prompts where the marker is the most likely token.
+    """
+    if not isinstance(n, int) or n < 1:
+        raise ValueError(f"n={n!r} is not allowed: n must be a positive integer")
+    if not hasattr(task, "MARK"):
+        raise ValueError(f"task={task!r} is not allowed: route_probs needs a task whose long "
+                         "responses open with one marker token (task.MARK)")
+    if generator is None:
+        generator = torch.Generator().manual_seed(seed)
+    device = next(model.parameters()).device
+    x = task.prompts(n, generator).to(device)
+    with evaluating(model):
+        probs = torch.softmax(model(x)[:, -1].float(), -1)
+    p_long = probs[:, task.MARK]
+    others = probs.clone()
+    others[:, task.MARK] = 0.0
+    top = others.max(dim=1).values
+    return {"p_long_first": p_long.mean().item(),
+            "short_top_share": (top / others.sum(dim=1).clamp(min=1e-30)).mean().item(),
+            "greedy_long_first": (p_long > top).float().mean().item()}
+
+
+@torch.no_grad()
 def decoding_tree(model, task, prompt, min_prob: float = 0.01, max_branch_depth: int = 2) -> dict:
     """The model's decoding tree for one prompt, as nested dicts (JSON-ready).
 

@@ -69,6 +69,19 @@ class Scale:
     recal_steps: int = 200      # NTP steps that move the base model to each p_cot of the grid
     rounds_max: int = 10        # STaR rounds allowed per p_cot
     leap2_p_grid: tuple[float, ...] = (0.2,)
+    # -- chapter 5: multiplication ------------------------------------------------------------
+    mult_ns: tuple[int, ...] = (1, 2, 3)  # digits of the samples-to-learn experiment
+    mult_batch: int = 64        # sequences per NTP step of every chapter-5 run
+    mult_max_steps: int = 2500  # budget per samples-to-learn run
+    mult_eval_every: int = 100  # steps between greedy-accuracy checks there
+    mult_n: int = 3             # digits of the threshold and RL experiments
+    mult_recal_steps: int = 300  # NTP steps that move the chain model of n = mult_n (from the
+                                 # samples-to-learn run) to each mixture; 0: train each mixture
+                                 # from scratch for mult_steps steps instead
+    mult_steps: int = 20_000    # NTP steps per mixture when mult_recal_steps = 0
+    mult_p_grid: tuple[float, ...] = (0.3, 0.4, 0.6, 0.7)
+    mult_rl_p: float = 0.3      # p_cot of the NTP model RL starts from (below the threshold)
+    mult_rl_steps: int = 30     # GRPO steps
     # -- chapter 3: the autoregressive linear model -------------------------------------------
     linear_d: int = 16          # d of the calibration/threshold and STaR simulations
     linear_steps: int = 2000    # NTP steps (batch linear_batch) per linear model
@@ -107,7 +120,9 @@ PRESETS = {
         linear_d=6, linear_steps=20, linear_batch=32, linear_rounds_p=(0.1, 0.2), linear_ds=(4, 6),
         linear_max_steps=20, linear_eval_every=10, linear_short_steps=5, linear_star_steps=2,
         linear_star_samples=64, linear_star_batch=32, linear_contrast_samples=32,
-        linear_contrast_rounds=2),
+        linear_contrast_rounds=2, mult_ns=(1, 2), mult_batch=16, mult_max_steps=20,
+        mult_eval_every=10, mult_n=2, mult_recal_steps=5, mult_p_grid=(0.3, 0.7),
+        mult_rl_steps=4),
     "fast": Scale(
         name="fast", checks_claims=True,
         description="2-core laptop CPU: <= 10 minutes per chapter; d around 16-24.",
@@ -122,7 +137,9 @@ PRESETS = {
         threshold_steps=1500, more_data_d=25, more_data_steps=6000, more_data_eval_every=500,
         rl_p_cot=0.25, rl_ntp_steps=3000, rl_early_step=50, rl_prompts=64, rl_steps=40,
         star_samples=2048, star_steps=60, star_rounds=10, recal_steps=500, rounds_max=15,
-        leap2_p_grid=(0.1, 0.2)),
+        leap2_p_grid=(0.1, 0.2), mult_ns=(1, 2, 3, 4), mult_batch=128,
+        mult_max_steps=6000, mult_eval_every=250, mult_n=4, mult_recal_steps=500,
+        mult_p_grid=(0.2, 0.35, 0.45, 0.55, 0.65, 0.8), mult_rl_steps=40),
     "paper": Scale(
         name="paper", checks_claims=True,
         description="the paper's settings on one GPU, for the CLI: hours; runs resume.",
@@ -135,7 +152,11 @@ PRESETS = {
         rl_p_cot=0.25, rl_ntp_steps=20_000, rl_early_step=50, rl_prompts=64, rl_samples=8,
         rl_steps=100, rl_eval_every=5, star_samples=4096, star_steps=200, star_rounds=20,
         rounds_p_grid=(0.01, 0.02, 0.05, 0.1, 0.2), recal_steps=2000, rounds_max=30,
-        leap2_p_grid=(0.05, 0.1, 0.15, 0.2, 0.25, 0.3)),
+        leap2_p_grid=(0.05, 0.1, 0.15, 0.2, 0.25, 0.3), mult_ns=(1, 2, 3, 4, 5, 6, 7),
+        mult_batch=256, mult_max_steps=50_000, mult_eval_every=1000, mult_n=7,
+        mult_steps=50_000,
+        mult_recal_steps=0, mult_p_grid=(0.1, 0.25, 0.4, 0.6, 0.75), mult_rl_p=0.1,
+        mult_rl_steps=100),
 }
 NAMES = tuple(PRESETS)
 

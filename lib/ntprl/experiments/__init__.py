@@ -8,6 +8,7 @@ chapter; what they share is in :mod:`.common`; the registry of names is below.
     mixtures          chapters 1-2: parity_hardness, threshold, more_data
     linear            chapter 3: linear_theory
     rl_post_training  chapter 4: rl_post_training, rounds_vs_p, leap2
+    multiplication    chapter 5: mult_hardness, mult_threshold, mult_rl
     llm               chapter 6: llama_gsm8k, llm_sums
 """
 
@@ -21,12 +22,15 @@ from .common import (TARGET, first_step, load_model, make_model, measure, part_i
 from .linear import linear_ntp, linear_theory, make_linear
 from .llm import llama_gsm8k, llm_sums
 from .mixtures import more_data, parity_hardness, threshold, train_and_measure
+from .multiplication import (mixture_model, mult_hardness, mult_measure, mult_rl,
+                             mult_threshold)
 from .rl_post_training import leap2, rl_post_training, rl_run, rounds_vs_p
 
 EXPERIMENTS = {"parity_hardness": parity_hardness, "threshold": threshold, "more_data": more_data,
                "linear_theory": linear_theory, "rl_post_training": rl_post_training,
-               "rounds_vs_p": rounds_vs_p, "leap2": leap2, "llama_gsm8k": llama_gsm8k,
-               "llm_sums": llm_sums}
+               "rounds_vs_p": rounds_vs_p, "leap2": leap2, "mult_hardness": mult_hardness,
+               "mult_threshold": mult_threshold, "mult_rl": mult_rl,
+               "llama_gsm8k": llama_gsm8k, "llm_sums": llm_sums}
 
 
 def run(name: str, scale: Scale, seed: int = 0, *, progress: bool = True, workdir=None) -> dict:
@@ -40,6 +44,8 @@ def run(name: str, scale: Scale, seed: int = 0, *, progress: bool = True, workdi
 
 __all__ = ["EXPERIMENTS", "TARGET", "first_step", "leap2", "linear_ntp", "linear_theory",
            "llama_gsm8k", "llm_sums", "load_model", "make_linear", "make_model", "measure",
-           "more_data", "parity_hardness", "part_identity", "pretrain", "resumable",
+           "mixture_model", "more_data", "mult_hardness", "mult_measure", "mult_rl",
+           "mult_threshold",
+           "parity_hardness", "part_identity", "pretrain", "resumable",
            "rl_post_training", "rl_run", "rounds_vs_p", "run", "steps_to_learn", "threshold",
            "train_and_measure"]

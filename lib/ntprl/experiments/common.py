@@ -111,19 +111,22 @@ _PRETRAINED: dict = {}  # in-process memo: a chapter's experiments share one NTP
 
 
 def pretrain(task, scale: Scale, steps: int, seed: int = 0, early_step: int | None = None, *,
-             progress: bool = True, workdir=None) -> tuple[dict, dict | None]:
-    """NTP from scratch on ``task`` (lr decayed over the last 20% of steps); returns the final
-    weights and the weights at ``early_step`` (or None).
+             batch_size: int | None = None, progress: bool = True,
+             workdir=None) -> tuple[dict, dict | None]:
+    """NTP from scratch on ``task`` (lr decayed over the last 20% of steps, ``batch_size``
+    sequences a step, default ``scale.batch_size``); returns the final weights and the weights
+    at ``early_step`` (or None).
 
     A run is a pure function of its arguments, so it is memoised in-process and, with a
     ``workdir``, on disk (``pretrain-DIGEST.pt``, with its identity); while it runs it writes
     a checkpoint (``.ckpt.pt``, and the early weights as ``.early.pt``) it resumes from."""
-    key = (repr(task), scale, steps, seed, early_step)
+    batch_size = batch_size or scale.batch_size
+    key = (repr(task), scale, steps, seed, early_step, batch_size)
     if key in _PRETRAINED:
         return _PRETRAINED[key]
     model = make_model(task, scale, seed)
     identity = run_identity(model, task, stage="pretrain", scale=scale, steps=steps, seed=seed,
-                            early_step=early_step)
+                            early_step=early_step, batch_size=batch_size)
     path = ckpt = early_path = None
     if workdir is not None:
         digest = hashlib.sha1(repr(identity).encode()).hexdigest()[:12]
@@ -146,7 +149,7 @@ def pretrain(task, scale: Scale, steps: int, seed: int = 0, early_step: int | No
                 atomic_save({"identity": identity, "state": early["state"]}, early_path)
         return {}
 
-    ntp.train(model, task, steps, scale.batch_size, scale.lr, seed=seed, decay_frac=0.2,
+    ntp.train(model, task, steps, batch_size, scale.lr, seed=seed, decay_frac=0.2,
               eval_every=early_step or 0, eval_fn=keep_early if early_step else None,
               checkpoint=ckpt, progress=progress, desc=f"NTP d={task.d} p_cot={task.p_cot}")
     final = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
@@ -162,14 +165,15 @@ def steps_to_learn(task, scale: Scale, seed: int = 0, max_steps: int | None = No
                    eval_every: int | None = None, target: float | None = None, *,
                    checkpoint=None, progress: bool = True, model=None,
                    batch_size: int | None = None, lr: float | None = None,
-                   optimizer: str = "adamw") -> dict:
+                   optimizer: str = "adamw", decay_frac: float = 0.0) -> dict:
     """Train a fresh model by NTP on ``task`` until greedy accuracy reaches ``target``.
 
     Greedy accuracy is measured on ``scale.hardness_eval_n`` fresh prompts every ``eval_every``
     steps. Returns ``{"d", "p_cot", "steps", "samples", "final_acc", "curve"}`` where ``steps``
     is the first checked step at or above ``target`` (None if the budget ran out) and ``curve``
     lists ``[step, greedy_acc]`` pairs. ``model``, ``batch_size`` and ``lr`` default to the
-    scale's GPT and NTP settings.
+    scale's GPT and NTP settings; ``decay_frac`` > 0 decays the lr over the last part of the
+    budget (a run that learns before it never sees the decay).
     """
     max_steps = max_steps or scale.hardness_max_steps
     eval_every = eval_every or scale.hardness_eval_every
@@ -181,7 +185,8 @@ def steps_to_learn(task, scale: Scale, seed: int = 0, max_steps: int | None = No
         return evaluate(m, task, scale.hardness_eval_n, seed=seed + EVAL_SEED, modes=("greedy",))
 
     hist = ntp.train(model, task, max_steps, batch_size, lr or scale.lr, seed=seed,
-                     optimizer=optimizer, eval_every=eval_every, eval_fn=greedy,
+                     optimizer=optimizer, decay_frac=decay_frac, eval_every=eval_every,
+                     eval_fn=greedy,
                      stop_when=lambda rec: rec["greedy_acc"] >= target, checkpoint=checkpoint,
                      checkpoint_every=10 * eval_every, progress=progress,
                      desc=f"d={task.d} p_cot={task.p_cot}")

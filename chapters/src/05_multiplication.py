@@ -1,0 +1,375 @@
+# %% [markdown]
+# # 5. Beyond parity: multiplication
+#
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/ntprl/rl-after-ntp-book/blob/main/chapters/05_multiplication.ipynb)
+#
+# Parity is the cleanest case: a task that is hard without intermediate steps and easy with
+# them. The paper {cite}`tsilivis2025rl` repeats the phenomenon on a task with a real algorithm,
+# **n-digit multiplication**: transformers trained from scratch on mixtures of worked and
+# answer-only multiplications learn to multiply under greedy decoding only when worked examples
+# are common, and RL after NTP makes them right — and longer — when they are rare. This
+# chapter rebuilds that experiment with the same trainers, sampler and metrics as chapters 1–4:
+# only the task is new.
+#
+# **Learning goals.** After this chapter you can
+# - write the schoolbook chain of thought of a multiplication in the book's format, and say why
+#   each of its steps is learnable where the bare product is not;
+# - derive where greedy decoding turns long for *this* format from the first response tokens of
+#   the two routes — it is not 1/3 — and check it on the model's own probabilities;
+# - reproduce NTP's calibration on multiplication mixtures and RL's rescue below the threshold,
+#   and say which parts of the paper's claims this scale does and does not reach.
+#
+# **Compute.**
+#
+# | scale | where | this chapter |
+# | --- | --- | --- |
+# | `smoke` | CI | under a minute (numbers meaningless) |
+# | `fast` | 2-core laptop CPU, $n = 3$ digits | about 6 minutes (measured) |
+# | `gpu` | a Colab T4, $n = 4$ | about 15 minutes (estimated; not measured on a GPU yet) |
+# | `paper` | one large GPU | hours: `python -m ntprl run mult_rl --scale paper` ($n = 7$, $p_{cot} = 0.1$) |
+
+# %% tags=["hide-output"]
+# Setup. In Colab this installs the book's library; torch and ipywidgets are already there.
+import sys
+
+if "google.colab" in sys.modules:
+    %pip install -q "ntprl @ git+https://github.com/ntprl/rl-after-ntp-book@main#subdirectory=lib"
+
+import matplotlib.pyplot as plt
+import torch
+
+import ntprl
+from ntprl import checks, plots, theory
+from ntprl.experiments import load_model, mixture_model, mult_hardness, mult_rl, mult_threshold
+from ntprl.metrics import evaluate
+from ntprl.tasks import MultiplicationTask
+from ntprl.tasks.multiplication import MARK, SEP
+
+scale = ntprl.scale.setup(seed=0)  # $NTPRL_SCALE, else "gpu" with CUDA, else "fast"
+n = scale.mult_n
+
+# %% [markdown]
+# ## The task, and the book's chain of thought
+#
+# A prompt is `a × b =` with two $n$-digit numbers. The short response is the product; the
+# long response works it out the schoolbook way, as the **running sums**
+# $S_i = a \cdot (b \bmod 10^i)$ — the partial products $a \cdot b_j \cdot 10^{j-1}$ of the first
+# $i$ digits of $b$, added up — so that $S_n = a \cdot b$ is the answer:
+#
+# $$
+# 123 \times 456: \quad S_1 = 123 \cdot 6 = 738, \quad S_2 = 123 \cdot 56 = 6888, \quad S_3 = 123 \cdot 456 = 56088.
+# $$
+#
+# The paper's exact format is not known (see the book's notes on the paper), so this one is
+# **the book's choice**, made for two reasons:
+#
+# - **Every step is local.** All numbers are written *least-significant digit first*, the order
+#   in which carries flow, and each $S_i$ has $2n$ digits. Digit $j$ of $S_i$ is digit $j$ of
+#   $S_{i-1}$ plus one digit of $a \cdot b_i$ plus a carry: a few tokens back, not the whole
+#   problem. The bare product's middle digits, by contrast, depend on every digit of both
+#   operands at once.
+# - **The route is decided at the first token.** A long response opens with a marker `:`, a
+#   short one with a digit. That is what sets the greedy threshold, below.
+#
+# `ntprl.tasks.MultiplicationTask(n_digits, p_cot)` has the interface of `ParityTask` (it is a
+# `ntprl.tasks.Task`), so the NTP and RL trainers, the sampler and `evaluate` run on it
+# unchanged. `pretty` shows numbers the usual way round:
+
+# %%
+task = MultiplicationTask(n, 0.5)
+batch = task.sample(4, torch.Generator().manual_seed(1))
+for row in batch:
+    print(task.pretty(row))
+print("\ntokens of the first sequence:", batch[0].tolist())
+print(f"prompt {task.prompt_len} tokens, long response {task.long_len} + EOS, "
+      f"short response {task.short_len} + EOS")
+
+# %% [markdown]
+# ## How much data does each route need?
+#
+# As in chapter 1: the same small GPT learns from answers only ($p_{cot} = 0$) or from worked
+# chains only ($p_{cot} = 1$), on fresh samples, until greedy accuracy reaches 95% on fresh
+# problems, with the same budget of `scale.mult_max_steps` steps for every run.
+
+# %%
+hardness = mult_hardness(scale, seed=0)
+cap = hardness["max_steps"] * hardness["batch_size"]
+for kind in ("short", "chain"):
+    print(f"{kind:5s}", [(r["d"], r["samples"] or f">{cap}", round(r["final_acc"], 3))
+                         for r in hardness[kind]])
+
+# %% tags=["hide-input"]
+ax = plots.hardness(hardness)
+ax.set_xlabel("n (digits of each operand)")
+ax.set_xticks(list(scale.mult_ns))
+ax.set_title("Samples to learn n-digit multiplication: answers vs chains");
+
+# %% [markdown]
+# The claims, on the numbers just computed: with chains every $n$ of the grid is learned within
+# the budget; with answers alone the largest $n$ is not (one-digit products are a 100-entry
+# table, which answer-only training memorises: at $n = 1$ the two curves coincide).
+#
+# Read the chain's numbers with care. Every run's learning rate decays over the last fifth of
+# the budget, and at `fast` the chain runs for $n \ge 2$ cross 95% only during that decay
+# (at a constant rate they stall near 90%, the optimiser's noise setting the last digits), so
+# their sample counts say "learned within the budget" rather than measure a sharp cost. The
+# answer-only runs get the same decay and stay far away: measured at `fast`, 31% greedy
+# accuracy at $n = 2$ and 0.2% at $n = 3$ after 160 000 samples.
+
+# %%
+short, chain = hardness["short"], hardness["chain"]
+if scale.checks_claims:
+    assert all(r["steps"] is not None for r in chain), chain
+    assert short[-1]["steps"] is None and short[-1]["final_acc"] < 0.5, short
+
+# %% [markdown]
+# ## Where greedy decoding turns long: the threshold of this format
+#
+# In parity the two routes share their first tokens: a long answer starts with the bit $x_1$,
+# a short one with the parity, and for a model that knows only the chain the short answers
+# split evenly over the two bits. That is where $1/3$ came from (chapter 2). Here a long answer
+# starts with `:` and a short one with a digit — but the *first* digit of the product is
+# easy: it is $a_1 b_1 \bmod 10$ (the last digits of the operands), the same digit that opens
+# $S_1$. A model that has learned the chain knows it, so nearly all the short answers' mass
+# sits on one first token.
+#
+# Let $m$ be that share: the most likely first token of the short answers carries
+# $m (1 - p_{cot})$ of the probability, the marker $p_{cot}$ (if NTP is calibrated). Greedy
+# decoding goes long iff
+#
+# $$
+# p_{cot} > m (1 - p_{cot}) \iff p_{cot} > \frac{m}{1 + m},
+# $$
+#
+# which is `ntprl.theory.divergent_threshold(m)`: $1/2$ when $m = 1$. (For parity with a
+# marker, $m = 1/2$ gives back $1/3$.) We measure $m$ on the model itself with
+# `ntprl.metrics.route_probs` and check the prediction on a grid of mixtures.
+#
+# Learning the chain from scratch on every mixture costs more than a CPU chapter affords, so at
+# `fast` and `gpu` the model that learned the chain above (full chains, $n$ = `scale.mult_n`)
+# is the base of every mixture: each mixture's model is that base after a few hundred NTP steps
+# on $\mathcal{D}(p_{cot})$ (`scale.mult_recal_steps`; chapter 4's `rounds_vs_p` does the
+# same). The chain is learned once; only its share moves. At `paper` every mixture is trained
+# from scratch.
+
+# %%
+sweep = mult_threshold(scale, seed=0)
+m_measured = sum(r["final"]["short_top_share"] for r in sweep["runs"]) / len(sweep["runs"])
+derived = theory.divergent_threshold(m_measured)
+print(f"m = {m_measured:.3f}  ->  derived threshold m/(1+m) = {derived:.3f}")
+print(" p_cot  P(':' first)  sampled long  greedy long  greedy acc  sampled acc")
+for r in sweep["runs"]:
+    f = r["final"]
+    print(f"{r['p_cot']:6.2f}  {f['p_long_first']:12.3f}  {f['sampled_long_frac']:12.3f}  "
+          f"{f['greedy_long_frac']:11.3f}  {f['greedy_acc']:10.3f}  {f['sampled_acc']:11.3f}")
+
+# %% tags=["hide-input"]
+ps = [r["p_cot"] for r in sweep["runs"]]
+fig, ax = plt.subplots()
+ax.plot(ps, [r["final"]["sampled_long_frac"] for r in sweep["runs"]], "o-",
+        label="sampled long fraction")
+ax.plot(ps, [r["final"]["greedy_long_frac"] for r in sweep["runs"]], "s-",
+        label="greedy long fraction")
+ax.plot(ps, [r["final"]["greedy_acc"] for r in sweep["runs"]], "^-", label="greedy accuracy")
+ax.plot([0, 1], [0, 1], ":", color="0.5", lw=1, label="calibration: = $p_{cot}$")
+ax.axvline(derived, ls="--", color=plots.COLORS["theory"],
+           label=f"derived threshold {derived:.2f}")
+ax.set_xlabel("$p_{cot}$ (share of worked examples)")
+ax.set_ylim(-0.03, 1.03)
+ax.legend(fontsize=8)
+ax.set_title(f"NTP on {n}-digit multiplication mixtures");
+
+# %% [markdown]
+# The claims: sampling is length-calibrated (within 0.05 of $p_{cot}$); nearly all the short
+# mass sits on one first token; greedy decoding takes the short route — and is wrong — on most
+# prompts below the derived threshold and the long route — and is right — on most prompts
+# above it, on (nearly) all of them once $p_{cot}$ is 0.15 or more away from it. Close to the
+# threshold the decision is made prompt by prompt (the model's own $P(\texttt{:})$ varies a
+# little from one prompt to the next), so the switch is steep but not a step.
+
+# %%
+if scale.checks_claims:
+    assert m_measured >= 0.8, m_measured
+    for r in sweep["runs"]:
+        f, p = r["final"], r["p_cot"]
+        assert abs(f["sampled_long_frac"] - p) <= 0.05, r
+        if p < derived:
+            assert f["greedy_long_frac"] < 0.5 and f["greedy_acc"] < 0.5, r
+        if p > derived:
+            assert f["greedy_long_frac"] > 0.5 and f["greedy_acc"] > 0.5, r
+        if abs(p - derived) >= 0.15:
+            assert f["greedy_long_frac"] <= 0.1 or f["greedy_long_frac"] >= 0.9, r
+            assert (f["greedy_acc"] >= 0.9) == (p > derived), r
+
+# %% [markdown]
+# ## RL after NTP, below the threshold
+#
+# Start from the model of $p_{cot} = $ `scale.mult_rl_p` (below $1/2$: greedy takes the short,
+# wrong route) and post-train it with GRPO and the end-to-end reward (the product is right), as
+# in chapter 4 — the same `ntprl.train.rl.train`, the same settings. Against it: more NTP on
+# the same mixture, for as many sequences as GRPO samples.
+
+# %%
+rl_res = mult_rl(scale, seed=0)
+start, runs = rl_res["start"], rl_res["runs"]
+grpo_hist = [r for r in runs["grpo"]["history"] if "greedy_acc" in r]
+ntp_hist = [r for r in runs["ntp"]["history"] if "greedy_acc" in r]
+print(f"start (NTP, p_cot = {rl_res['p_cot']}): greedy acc {start['greedy_acc']:.3f}, "
+      f"greedy length {start['greedy_len_mean']:.1f}, sampled long {start['sampled_long_frac']:.3f}")
+for name, h in (("GRPO", grpo_hist), ("more NTP", ntp_hist)):
+    print(f"after {name:8s}: greedy acc {h[-1]['greedy_acc']:.3f}, "
+          f"greedy length {h[-1]['greedy_len_mean']:.1f}")
+
+# %% tags=["hide-input"]
+fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
+seqs_per_step = scale.rl_prompts * scale.rl_samples
+for name, h, per in (("GRPO", grpo_hist, seqs_per_step),
+                     ("more NTP", ntp_hist, scale.mult_batch)):
+    x = [r["step"] * per for r in h]
+    ax1.plot(x, [r["greedy_acc"] for r in h], "o-", label=name)
+    ax2.plot(x, [r["greedy_len_mean"] for r in h], "o-", label=name)
+ax1.set_ylabel("greedy accuracy")
+ax2.set_ylabel("greedy response length (tokens)")
+ax2.axhline(task.long_len, ls=":", color="0.5", lw=1)
+for ax in (ax1, ax2):
+    ax.set_xlabel("sequences after NTP")
+    ax.legend(fontsize=8)
+fig.suptitle(f"{n}-digit multiplication from p_cot = {rl_res['p_cot']}: GRPO vs more NTP");
+
+# %% [markdown]
+# The claims: after GRPO greedy accuracy is at least 0.9 with long answers; more NTP on as
+# many sequences stays far below (its share of long answers hovers around $p_{cot}$, and greedy
+# decoding with it).
+
+# %%
+if scale.checks_claims:
+    end_grpo, end_ntp = grpo_hist[-1], ntp_hist[-1]
+    assert start["greedy_acc"] <= 0.2, start
+    assert end_grpo["greedy_acc"] >= 0.9, end_grpo
+    assert end_grpo["greedy_len_mean"] > start["greedy_len_mean"] + 5, (start, end_grpo)
+    assert max(r["greedy_acc"] for r in ntp_hist) <= 0.5, ntp_hist
+    assert end_grpo["greedy_acc"] - end_ntp["greedy_acc"] >= 0.4, (end_grpo, end_ntp)
+
+# %% [markdown]
+# ## What reproduces, and what does not
+#
+# At `fast` ($n = 3$) the paper's three observations show: the chain makes multiplication
+# learnable where bare answers do not; NTP on a mixture is length-calibrated and greedy decoding
+# follows the majority route; RL from below the threshold reaches high accuracy and makes the
+# answers long, more NTP does not. Two differences from the paper are the book's, and said so:
+# the format (ours, above), and at `fast`/`gpu` the mixtures' models share one chain-learning
+# base. The paper's hardest case — 7-digit numbers at $p_{cot} = 0.1$, where RL after NTP still
+# fails after 38 GPU-hours — is the paper's result; the `paper` preset runs that setting
+# (`python -m ntprl run mult_rl --scale paper`) but the book has no such run yet.
+
+# %% [markdown]
+# ## Exercises
+#
+# :::{exercise}
+# :label: ex5-chain
+# Write `long_chain(a, b, n)`: the long response of `a × b` with `n`-digit operands, as a list
+# of tokens *without* EOS — the marker `MARK`, then the running sums $S_1, \dots, S_n$, each as
+# $2n$ digits least-significant first, separated by `SEP`. The check compares it with
+# `MultiplicationTask.chain_of` on random problems.
+# :::
+#
+# :::{solution-start} ex5-chain
+# :class: dropdown
+# :::
+
+# %% tags=["solution"]
+def long_chain(a, b, n):
+    """':' S_1 '|' S_2 ... S_n, every S_i = a * (b mod 10^i) in 2n digits, LSB first."""
+    out = [MARK]
+    for i in range(1, n + 1):
+        if i > 1:
+            out.append(SEP)
+        s = a * (b % 10 ** i)
+        out += [(s // 10 ** j) % 10 for j in range(2 * n)]
+    return out
+
+# %% [markdown]
+# :::{solution-end}
+# :::
+
+# %%
+def reference_chain(a, b, n):
+    t = MultiplicationTask(n, 1.0)
+    return t.chain_of(t.encode_prompts(torch.tensor([a]), torch.tensor([b])))[0].tolist()
+
+
+gen = torch.Generator().manual_seed(0)
+cases = [(int(a), int(b), k) for k in (1, 2, 3, 5)
+         for a, b in torch.randint(10 ** (k - 1), 10 ** k, (5, 2), generator=gen).tolist()]
+checks.check(long_chain, reference_chain, cases)
+
+# %% [markdown]
+# :::{exercise}
+# :label: ex5-threshold
+# Predict the greedy threshold of three other formats, for a model that learned the chain and
+# is calibrated. Write `threshold_for(m)` (the threshold when the short answers' most likely
+# first token carries a share `m` of them), then use it: (a) short answers written
+# *most*-significant digit first, whose first digit the model cannot compute (spread evenly
+# over 1–9); (b) short answers that open with their own marker, as chapter 6's `#### N` does;
+# (c) parity with a marker before the chain.
+# :::
+#
+# :::{solution-start} ex5-threshold
+# :class: dropdown
+# :::
+
+# %% tags=["solution"]
+def threshold_for(m):
+    """Greedy goes long iff p > m (1 - p), i.e. p > m / (1 + m)."""
+    return m / (1 + m)
+
+# %% [markdown]
+# (a) $m = 1/9$: threshold $1/10$ — a hard first digit makes greedy decoding go long *sooner*.
+# (b) $m = 1$: $1/2$. (c) $m = 1/2$: $1/3$, parity's own threshold.
+#
+# :::{solution-end}
+# :::
+
+# %%
+checks.check(threshold_for, theory.divergent_threshold, [1 / 9, 1 / 2, 1.0, 0.25, 0.8])
+checks.check_value(threshold_for(1 / 9), 0.1, "threshold (a)")
+
+# %% [markdown]
+# :::{exercise}
+# :label: ex5-lengths
+# Read a length histogram. `ntprl.metrics.evaluate` returns `sampled_len_hist`, where entry
+# `k` counts responses with `k` tokens before EOS. Write `long_share(hist, task)`: the share of
+# responses of the long route's length `task.long_len`. The check compares it with the long
+# fraction `evaluate` reports for the same model.
+# :::
+#
+# :::{solution-start} ex5-lengths
+# :class: dropdown
+# :::
+
+# %% tags=["solution"]
+def long_share(hist, task):
+    """Responses of exactly the long length, over all responses."""
+    return hist[task.long_len] / sum(hist)
+
+# %% [markdown]
+# :::{solution-end}
+# :::
+
+# %%
+probe_task = MultiplicationTask(n, sweep["runs"][0]["p_cot"])
+probe = load_model(probe_task, scale, mixture_model(probe_task.p_cot, scale, 0), 0)
+ev = evaluate(probe, probe_task, 500, seed=5, modes=("sampled",))
+checks.check_value(long_share(ev["sampled_len_hist"], probe_task), ev["sampled_long_frac"],
+                   "long share from the histogram", tol=0.02)
+
+# %% [markdown]
+# ## Summary
+#
+# - Multiplication behaves like parity: worked chains make it learnable for a small transformer
+#   where bare products are not, NTP on a mixture reproduces the mixture's share of long answers,
+#   and greedy decoding follows the majority *first token*.
+# - The threshold is a property of the format: here $m/(1+m) = 1/2$, because the short route's
+#   first digit is easy; a hard first digit would lower it.
+# - Below it, GRPO with a reward for the right product alone makes the model right and its
+#   answers long; more NTP does not.
