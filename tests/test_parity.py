@@ -121,3 +121,16 @@ def test_bad_prompts_and_n():
         t.prompts(0)
     with pytest.raises(ValueError, match="prompts"):
         t.reward_e2e(torch.zeros(3, 5, dtype=torch.long), torch.zeros(3, 2, dtype=torch.long))
+
+
+def test_full_chain_counts_only_complete_long_answers():
+    from ntprl.metrics import full_chain
+    from ntprl.tasks import EOS, PAD
+    t = ParityTask(4, 0.5)
+    r = torch.tensor([[1, 1, 0, 1, EOS],      # complete chain (right or wrong: length d, EOS)
+                      [0, 0, 0, 0, EOS],      # complete, wrong
+                      [1, 1, EOS, PAD, PAD],  # broken: long (length >= 2) but not complete
+                      [1, EOS, PAD, PAD, PAD],  # short
+                      [1, 1, 0, 1, 1]])       # no EOS: truncated
+    assert full_chain(t, r).tolist() == [True, True, False, False, False]
+    assert t.is_long(r).tolist() == [True, True, True, False, True]

@@ -135,7 +135,7 @@ class CopyLast:
 
     def __init__(self, d=4, p_cot=0.5):
         self.d, self.p_cot = d, p_cot
-        self.prompt_len, self.max_response_len = d, d + 1
+        self.prompt_len, self.long_len, self.max_response_len = d, d, d + 1
         self.seq_len = 2 * d + 1
 
     def __repr__(self):

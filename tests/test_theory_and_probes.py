@@ -19,6 +19,33 @@ def test_star_map_doubles_the_odds():
         assert q / (1 - q) == pytest.approx(2 * p / (1 - p))
     assert theory.star_rounds_to_threshold(0.25) == 1
     assert theory.star_rounds_to_threshold(0.01) == math.ceil(theory.log_odds_rounds(0.01))
+
+
+@pytest.mark.parametrize("p, rounds", [
+    (0.2, 2),      # one round gives exactly 1/3: a tie, not "above"
+    (1 / 9, 3),    # two rounds give 1/5 then exactly 1/3
+    (1 / 3, 1),    # a tie already: one round to pass it
+    (1 / 17, 4), (0.25, 1), (0.34, 0), (0.1, 3), (0.01, 6),
+])
+def test_rounds_to_pass_one_third_are_exact_on_ties(p, rounds):
+    from fractions import Fraction
+    assert theory.star_rounds_to_threshold(p) == rounds
+    q = Fraction(p).limit_denominator(10**12)  # check against the map itself, exactly
+    for _ in range(rounds):
+        q = 2 * q / (1 + q)
+    assert q > Fraction(1, 3)
+    if rounds:
+        q = Fraction(p).limit_denominator(10**12)
+        for _ in range(rounds - 1):
+            q = 2 * q / (1 + q)
+        assert q <= Fraction(1, 3)
+    if 0 < p <= 1 / 3:  # the closed form floor(log2((1-p)/(2p))) + 1, in exact arithmetic
+        e = Fraction(p).limit_denominator(10**12)
+        x = (1 - e) / (2 * e)
+        k = 0
+        while 2 ** (k + 1) <= x:
+            k += 1
+        assert rounds == k + 1
     with pytest.raises(ValueError, match="p_cot"):
         theory.first_token_prob(1.2)
 

@@ -7,8 +7,9 @@
 # $\mathcal{D}(p_{cot})$, where only a fraction $p_{cot}$ of the examples carry the chain. This
 # is where the paper's central surprise appears {cite}`tsilivis2025rl`: the model learns the
 # long route quickly — sampled from, it solves parity whenever it writes a chain — and yet
-# **greedy decoding never takes that route when $p_{cot} < 1/3$**, so its accuracy stays at
-# chance. More data does not change this.
+# **greedy decoding does not take that route when $p_{cot} < 1/3$** (on nearly every prompt; at
+# $p_{cot}$ just below $1/3$ the per-prompt decision is close and some prompts go long), so
+# its accuracy stays near chance. More data does not change this.
 #
 # **Learning goals.** After this chapter you can
 # - derive, in four steps, what a next-token predictor that learned the chain (and nothing
@@ -110,7 +111,9 @@ for p, f, tf, c, tc in rows:
 # then measure on fresh prompts:
 #
 # - greedy accuracy and the greedy response length;
-# - sampled (temperature 1) accuracy and long fraction;
+# - sampled (temperature 1) accuracy and long fraction — "long" is any answer of more than one
+#   token; in brackets the share of *complete* chains (length $d$), which is what the
+#   derivation is about, and which matches it once the chain is learned;
 # - the model's own probabilities at the two decisions of the derivation — of $x_1$ as the first
 #   token, and of continuing after it — teacher-forced on fresh prompts.
 #
@@ -124,11 +127,12 @@ runs = sweep["runs"]
 P = np.array([r["p_cot"] for r in runs])
 F = {k: np.array([r["final"][k] for r in runs]) for k in runs[0]["final"] if not k.endswith("_hist")}
 print(f"d = {sweep['d']}, {sweep['steps']} NTP steps of {sweep['batch_size']} sequences per run")
-print(" p_cot  greedy acc  greedy len  sampled long  sampled acc  P(x1)  P(cont)")
+print(" p_cot  greedy acc  greedy len  sampled long (full chains)  sampled acc  P(x1)  P(cont)")
 for r in runs:
     f = r["final"]
-    print(f" {r['p_cot']:5.3f}   {f['greedy_acc']:8.3f}  {f['greedy_len_median']:9.0f}  {f['sampled_long_frac']:11.3f}"
-          f"  {f['sampled_acc']:10.3f}  {f['first_token']:.3f}  {f['continue']:.3f}")
+    print(f" {r['p_cot']:5.3f}   {f['greedy_acc']:8.3f}  {f['greedy_len_median']:9.0f}  "
+          f"{f['sampled_long_frac']:12.3f} ({f['sampled_full_frac']:.3f})     "
+          f"{f['sampled_acc']:10.3f}  {f['first_token']:.3f}  {f['continue']:.3f}")
 
 
 # %%
@@ -372,7 +376,7 @@ checks.check(greedy_goes_long_with_marker, reference_marker, [0.0, 0.1, 0.3, 0.3
 # of this chapter, write `long_prob_at(p, tau)`: the probability of a long answer when both
 # decisions are sampled from the model's distribution raised to $1/\tau$ and renormalised
 # ($\tau > 0$). Then look at how it changes with $\tau$ at $p = 0.2$: what does a *higher*
-# temperature do to the long fraction below the threshold?
+# temperature do to the long fraction below the threshold? And at $p = 0.3$?
 # :::
 #
 # :::{solution-start} ex2-temperature
@@ -388,16 +392,37 @@ def long_prob_at(p, tau):
     return sharpen((1 + p) / 2, (1 - p) / 2) * sharpen(2 * p / (1 + p), (1 - p) / (1 + p))
 
 # %% [markdown]
-# Below the threshold, a higher temperature *raises* the long fraction a little and a lower
-# one drives it to 0 (the check cell prints the numbers at $p = 0.2$). Temperature is one of
-# the knobs of chapter 4's ablations: RL can only reward long answers it samples.
+# The two tempered decisions pull in opposite directions. The first token $x_1$ is the
+# majority ($\frac{1+p}{2} > \frac12$), so a *lower* temperature favours it; continuing after it
+# is the minority below $1/3$ ($\frac{2p}{1+p} < \frac12$), so a lower temperature disfavours
+# it. Which wins depends on $p$: for $p$ below about 0.26 a higher temperature *raises* the
+# long fraction and a lower one lowers it (0.138 at $\tau = 0.5$, 0.2 at 1, 0.219 at 1.5 for
+# $p = 0.2$); between about 0.26 and $1/3$ it is the other way round (0.328, 0.3, 0.285 at
+# $p = 0.3$). Only in the limit $\tau \to 0$ does the long fraction drop to 0 everywhere below
+# $1/3$. Temperature is one of the knobs of chapter 4's ablations: RL can only reward long
+# answers it samples.
 #
 # :::{solution-end}
 # :::
 
 # %%
 checks.check(long_prob_at, theory.long_prob, [(p, t) for p in (0.05, 0.2, 0.4, 0.8) for t in (0.5, 0.75, 1.0, 1.5)])
-print("long fraction at p = 0.2:", {tau: round(theory.long_prob(0.2, tau), 3) for tau in (0.0, 0.5, 0.75, 1.0, 1.5)})
+taus = (0.0, 0.5, 0.75, 1.0, 1.5)
+for p in (0.2, 0.3):
+    print(f"long fraction at p = {p}:", {tau: round(theory.long_prob(p, tau), 3) for tau in taus})
+# the direction of temperature's effect flips inside (0, 1/3): the formula, checked
+assert theory.long_prob(0.2, 1.5) > theory.long_prob(0.2, 1.0) > theory.long_prob(0.2, 0.5)
+assert theory.long_prob(0.3, 1.5) < theory.long_prob(0.3, 1.0) < theory.long_prob(0.3, 0.5)
+
+# %% tags=["hide-input"]
+grid = np.linspace(0.0, 0.5, 201)
+fig, ax = plt.subplots(figsize=(6, 3.4))
+for tau in (0.0, 0.5, 1.0, 1.5):
+    ax.plot(grid, [theory.long_prob(p, tau) for p in grid], label=f"temperature {tau}")
+ax.axvline(1 / 3, ls=":", color="0.5", lw=1)
+ax.set(xlabel="$p_{cot}$", ylabel="long fraction (theory)",
+       title="Temperature moves the long fraction both ways below 1/3")
+ax.legend(fontsize=8);
 
 # %% [markdown]
 # ## Summary

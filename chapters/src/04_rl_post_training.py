@@ -36,6 +36,7 @@ if "google.colab" in sys.modules:
     %pip install -q "ntprl @ git+https://github.com/ntprl/rl-after-ntp-book@main#subdirectory=lib"
 
 import math
+from fractions import Fraction
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -59,7 +60,9 @@ scale = ntprl.scale.setup(seed=0)  # $NTPRL_SCALE, else "gpu" with CUDA, else "f
 # - **STaR** keeps the samples with $r = 1$ and fine-tunes on them by next-token prediction.
 #   It is a *filter*: every kept sample counts equally, the others not at all.
 # - **REINFORCE** takes a gradient step on $\sum_t A \,\nabla \log \pi(y_t \mid x, y_{<t})$ with
-#   advantage $A = r - \bar r$, $\bar r$ the batch mean (a baseline that only lowers variance).
+#   advantage $A = r - \bar r$, $\bar r$ the batch mean (a baseline that lowers variance; as it
+#   includes the sample's own reward it scales the expected gradient by $1 - 1/N$ for $N$
+#   samples: the same direction, a step negligibly smaller at $N = 256$).
 # - **GRPO** samples a *group* of $G$ responses per prompt and uses
 #   $A_i = (r_i - \text{mean}_{\text{group}}) / \text{std}_{\text{group}}$: an answer is
 #   judged against the other answers to the same prompt. A group where all answers get the
@@ -195,7 +198,8 @@ if scale.checks_claims:
 # ## How many rounds? $O(\log\frac{1-p}{p})$
 #
 # If each round doubles the odds, greedy decoding goes long once the odds pass $1/2$, after
-# about $\log_2\frac{1-p}{2p}$ rounds. Rarer chains cost only logarithmically more. For each
+# $\lfloor\log_2\frac{1-p}{2p}\rfloor + 1$ rounds (one fewer lands exactly on $1/3$ when the
+# log is an integer, as at $p = 0.2$: a tie). Rarer chains cost only logarithmically more. For each
 # $p_{cot}$ on a grid we start STaR from a model calibrated at that $p_{cot}$ (the base NTP
 # model, fine-tuned a few hundred NTP steps on $\mathcal{D}(p_{cot})$: the chain is already
 # learned, only its share moves — a shortcut we take to fit the CPU budget) and count the
@@ -266,13 +270,15 @@ if scale.checks_claims:
 # %%
 temps = list(scale.rl_temperatures)
 table = {}
-print(f"{'temperature':>11s}  {'GRPO greedy acc':>15s}  {'STaR greedy acc':>15s}  {'STaR long frac (last round)':>27s}")
+print(f"{'temperature':>11s}  {'GRPO greedy acc':>15s}  {'STaR greedy acc':>15s}  "
+      f"{'STaR long / full chains (last round)':>36s}")
 for t in temps:
     pick = lambda a: runs[f"{a}-e2e"] if t == 1.0 else runs[f"{a}-e2e-T{t}"]
     g, st = pick("grpo")["history"][-1], pick("star")["history"]
-    last_long = [r["long_frac"] for r in st if "long_frac" in r][-1]
+    last = [r for r in st if "long_frac" in r][-1]
+    last_long, last_full = last["long_frac"], last.get("full_frac", float("nan"))
     table[t] = (g["greedy_acc"], st[-1]["greedy_acc"], last_long)
-    print(f"{t:11.2f}  {table[t][0]:15.3f}  {table[t][1]:15.3f}  {last_long:27.3f}")
+    print(f"{t:11.2f}  {table[t][0]:15.3f}  {table[t][1]:15.3f}  {last_long:18.3f} / {last_full:.3f}")
 fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.4))
 for t in temps:
     for a, ax in (("grpo", ax1), ("star", ax2)):
@@ -290,9 +296,10 @@ print(f"\nSTaR with the e2e reward at temperature {hot} {verdict} here (greedy a
 
 # %% [markdown]
 # We report what the runs show rather than assert it, since our runs are far shorter and our
-# $d$ smaller than the paper's. Look at the last column: at a high temperature a sampled chain
-# is more often broken, the end-to-end reward still keeps the broken chains whose last token is
-# right, and STaR's long share stops doubling.
+# $d$ smaller than the paper's. Look at the last column: "long" counts every answer longer
+# than one token, "full" only complete chains of length $d$. At a high temperature a sampled
+# chain is more often broken, the end-to-end reward still keeps the broken chains whose last
+# token is right, and STaR's share of complete chains stops doubling.
 #
 # ### Starting RL too early
 #
@@ -496,8 +503,11 @@ checks.check(star_filter, reference_filter, cases)
 # :::{exercise}
 # :label: ex4-rounds
 # Predict: how many STaR rounds does a perfectly fitting STaR need before greedy decoding goes
-# long, starting from long share $p$? Write `rounds_needed(p)` (iterate the map, or use the
-# odds). Then compare $p = 0.01$ with $p = 0.2$: how much does a 20× rarer chain cost?
+# long — before the long share *exceeds* $1/3$ — starting from long share $p$? Write
+# `rounds_needed(p)` (iterate the map, or use the odds). Work in exact arithmetic
+# (`fractions.Fraction(p).limit_denominator(10**12)`): from $p = 0.2$ one round lands exactly
+# on $1/3$, a tie that floating point would round either way. Then compare $p = 0.01$ with
+# $p = 0.25$: how much does a 25× rarer chain cost?
 # :::
 #
 # :::{solution-start} ex4-rounds
@@ -506,21 +516,23 @@ checks.check(star_filter, reference_filter, cases)
 
 # %% tags=["solution"]
 def rounds_needed(p):
-    """Rounds of p -> 2p/(1+p) until p > 1/3: the odds double each round."""
-    rounds = 0
-    while p <= 1 / 3:
+    """Rounds of p -> 2p/(1+p) until p > 1/3, exactly: the odds double each round."""
+    p, rounds = Fraction(p).limit_denominator(10**12), 0
+    while p <= Fraction(1, 3):
         p, rounds = 2 * p / (1 + p), rounds + 1
     return rounds
 
 # %% [markdown]
-# From $p = 0.2$ one round suffices; from $p = 0.01$, six: a 20× rarer chain costs five more
-# rounds, the $\log_2$ of the odds ratio.
+# From $p = 0.25$ one round suffices; from $p = 0.2$ two (the first gives exactly $1/3$); from
+# $p = 0.01$, six: a 25× rarer chain costs five more rounds, about the $\log_2$ of the odds
+# ratio.
 #
 # :::{solution-end}
 # :::
 
 # %%
-checks.check(rounds_needed, theory.star_rounds_to_threshold, [0.005, 0.01, 0.05, 0.1, 0.2, 0.3, 0.34, 0.9])
+checks.check(rounds_needed, theory.star_rounds_to_threshold,
+             [0.005, 0.01, 0.05, 0.1, 1 / 9, 0.2, 0.25, 0.3, 1 / 3, 0.34, 0.9])
 
 # %% [markdown]
 # ## Summary

@@ -20,6 +20,13 @@ def require_room(task, max_new_tokens: int):
                          f"{task.max_response_len} tokens (long_len={task.long_len} plus EOS)")
 
 
+def full_chain(task, responses: torch.Tensor) -> torch.Tensor:
+    """Whether each response is a *complete* long answer: closed by EOS after exactly
+    ``task.long_len`` tokens (right or wrong). "Long" (``task.is_long``) also counts broken
+    chains that stop early; claims about the chain itself use this share."""
+    return task.has_eos(responses) & (task.response_length(responses) == task.long_len)
+
+
 def summarize(task, prompts: torch.Tensor, responses: torch.Tensor, max_len: int) -> dict:
     """Accuracy, long fraction and length statistics of one batch of responses."""
     lengths = task.response_length(responses).cpu()
@@ -27,6 +34,7 @@ def summarize(task, prompts: torch.Tensor, responses: torch.Tensor, max_len: int
     return {
         "acc": correct.mean().item(),
         "long_frac": task.is_long(responses).float().mean().item(),
+        "full_frac": full_chain(task, responses).float().mean().item(),
         "len_mean": lengths.float().mean().item(),
         "len_median": lengths.float().median().item(),
         "len_hist": torch.bincount(lengths, minlength=max_len + 1).tolist(),
@@ -51,7 +59,8 @@ def evaluate(model, task, n: int = 1000, generator: torch.Generator | None = Non
         modes: which decodings to run, ``"greedy"`` and/or ``"sampled"``.
 
     Returns a dict with ``greedy_acc``, ``sampled_acc``, ``greedy_long_frac``,
-    ``sampled_long_frac``, ``greedy_len_mean``/``_median``/``_hist``, the same for ``sampled``,
+    ``sampled_long_frac``, ``greedy_full_frac``/``sampled_full_frac`` (complete chains: see
+    :func:`full_chain`), ``greedy_len_mean``/``_median``/``_hist``, the same for ``sampled``,
     ``greedy_truncated_frac``/``sampled_truncated_frac`` and ``n``. ``*_len_hist[k]`` counts
     responses with ``k`` tokens before EOS.
     """

@@ -15,6 +15,7 @@ STaR keeps correct samples, which maps the long share ``p`` to ``2p / (1 + p)``.
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 
 THRESHOLD = 1 / 3
 
@@ -88,14 +89,24 @@ def star_map(p: float) -> float:
     return 2 * p / (1 + p)
 
 
+def exact(p: float) -> Fraction:
+    """``p`` as the simplest fraction within 1e-12 of it: ``0.2`` is exactly 1/5 here (as a
+    float it is slightly more), so ties with 1/3 are found, not decided by rounding."""
+    return Fraction(p).limit_denominator(10**12)
+
+
 def star_rounds_to_threshold(p: float) -> int:
-    """STaR rounds until the long share exceeds 1/3 (greedy decoding goes long)."""
+    """STaR rounds until the long share *exceeds* 1/3 (greedy decoding goes long), computed
+    exactly: round k gives odds ``2^k p / (1 - p)``, which exceed 1/2 (share 1/3) iff
+    ``2^(k+1) p > 1 - p``. For ``0 < p <= 1/3`` that is ``floor(log2((1 - p) / (2p))) + 1``
+    rounds; when the log is an integer the round before lands exactly *on* 1/3, a greedy tie
+    (p = 0.2: one round gives 1/3 exactly, so two are needed)."""
     _check_p(p)
     if p == 0:
         raise ValueError("p_cot=0 is not allowed here: without long answers STaR never goes long")
-    rounds = 0
-    while p <= THRESHOLD:
-        p, rounds = star_map(p), rounds + 1
+    q, rounds = exact(p), 0
+    while 2 ** (rounds + 1) * q <= 1 - q:
+        rounds += 1
     return rounds
 
 

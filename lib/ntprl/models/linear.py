@@ -13,7 +13,9 @@ Why it fits the story: a chain step ``s_i = s_{i-1} XOR x_i`` is, in signs, the 
 prefix values — one pairwise feature — so NTP learns every chain step; the decision to continue
 after the first response token ``r_1`` depends on whether ``r_1 = x_1``, i.e. on the feature
 ``r_1 x_1``; but the short answer is the product of all ``d`` prompt signs, a degree-``d``
-monomial that is orthogonal to every feature (for ``d >= 3``), so no head can predict it.
+monomial that is orthogonal to every feature (for ``d >= 3``), so no head can predict it. (The
+calibration theorem needs ``d >= 4``: after ``r_1 = x_1`` the short sequences are those with
+``v_2 ... v_d = +1``, which at ``d = 3`` is the pairwise feature ``v_2 v_3``.)
 
 The head over pairwise features is stored as one matrix per position and output token, and the
 forward pass evaluates ``c + L v + v^T Q v`` with ``Q`` masked to the prefix (strictly upper

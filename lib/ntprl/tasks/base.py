@@ -27,6 +27,9 @@ class Task(Protocol):
     def prompt_len(self) -> int: ...        # every prompt has this many tokens
 
     @property
+    def long_len(self) -> int: ...          # tokens of a complete long answer, without EOS
+
+    @property
     def max_response_len(self) -> int: ...  # tokens a generator must allow (long answer + EOS)
 
     @property

@@ -14,7 +14,10 @@ log-probability of the rewarded ones. They differ in how a sample's weight is co
 
 ``reinforce`` (Williams 1992)
     ``samples_per_prompt`` samples per prompt; advantage = reward - *batch-mean* reward (a
-    constant baseline that only reduces variance); one gradient step per batch on
+    baseline that reduces variance; it includes each sample's own reward, which scales the
+    expected gradient by 1 - 1/N for a batch of N samples — a slightly smaller step in the same
+    direction, negligible at N = 256; a leave-one-out mean would avoid it); one gradient step
+    per batch on
     ``-advantage * log pi(token)`` over response tokens.
 
 ``grpo`` (Shao et al. 2024)
@@ -62,7 +65,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from ..metrics import require_room
+from ..metrics import full_chain, require_room
 from ..sampling import generate
 from .common import (OPTIMIZERS, atomic_save, check_context, check_eval, evaluating,
                      load_checkpoint, make_optimizer, one_of, optimizer_step, positive,
@@ -148,6 +151,7 @@ def rollout_stats(task, ro: Rollout, max_new_tokens: int) -> dict:
     grouped = ro.rewards.view(-1, ro.group_size)
     return {"reward": ro.rewards.mean().item(), "len_mean": lengths.float().mean().item(),
             "long_frac": task.is_long(ro.responses).float().mean().item(),
+            "full_frac": full_chain(task, ro.responses).float().mean().item(),
             "truncated_frac": (~task.has_eos(ro.responses)).float().mean().item(),
             "zero_var_frac": (grouped.max(1).values == grouped.min(1).values).float().mean().item(),
             "len_hist": torch.bincount(lengths, minlength=max_new_tokens + 1).tolist()}
@@ -262,7 +266,8 @@ def train(model, task, algo: str, steps: int, *, lr: float = 3e-4, prompts_per_s
 
     Returns:
         The history: one record per step with ``step``, ``reward`` (mean rollout reward),
-        ``len_mean`` (mean response length), ``long_frac``, ``entropy`` (mean per-token entropy
+        ``len_mean`` (mean response length), ``long_frac``, ``full_frac`` (complete chains),
+        ``entropy`` (mean per-token entropy
         of the sampling policy), ``zero_var_frac`` (groups with equal rewards), ``truncated_frac``,
         ``gen_s`` and ``update_s`` (wall time split), ``len_hist`` (response-length histogram)
         and, for STaR, ``kept`` (samples that passed the filter); plus ``eval_fn``'s metrics.
