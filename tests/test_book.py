@@ -67,6 +67,17 @@ def test_chapter_conventions(path):
     assert f"git+{REPO_URL}@main#subdirectory=lib" in src and "google.colab" in src
     assert "pip install" in src and not re.search(r"pip install[^\n]*\btorch\b", src)
     assert "ntprl.scale.setup(" in src
+    # Colab: a form field picks the scale; without the library the cell says what to install
+    assert 'SCALE = "auto"  # @param ["auto", "smoke", "fast", "gpu", "paper"]' in src
+    assert 'setup(None if SCALE == "auto" else SCALE' in src
+    assert "except ModuleNotFoundError" in src and "pip install -e ./lib" in src
+    # chapters that run resumable experiments pass the form's WORKDIR to every one of them
+    code = "".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
+    if "from ntprl.experiments import" in src and "06_" not in path.name:
+        assert 'WORKDIR = ""  # @param {type:"string"}' in src
+        calls = re.findall(r"\b(?:parity_hardness|threshold|more_data|linear_theory|"
+                           r"rl_post_training|rounds_vs_p|leap2|mult_\w+)\(scale, [^)]*\)", code)
+        assert calls and all("workdir=workdir" in c for c in calls), calls
     # committed without outputs, with clean metadata
     for c in cells:
         if c["cell_type"] == "code":

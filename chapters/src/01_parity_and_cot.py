@@ -27,7 +27,13 @@
 # | `paper` | one large GPU | about an hour |
 
 # %% tags=["hide-output"]
-# Setup. In Colab this installs the book's library; torch and ipywidgets are already there.
+# Setup. The scale: "auto" is $NTPRL_SCALE if set, else "gpu" with CUDA, else "fast" (in
+# Colab, pick it in the form on the right). WORKDIR (e.g. a folder on a mounted Google Drive)
+# keeps the long runs resumable: a dropped session picks up where it stopped.
+SCALE = "auto"  # @param ["auto", "smoke", "fast", "gpu", "paper"]
+WORKDIR = ""  # @param {type:"string"}
+
+# In Colab this installs the book's library; torch and ipywidgets are already there.
 import sys
 
 if "google.colab" in sys.modules:
@@ -38,12 +44,20 @@ import itertools
 import matplotlib.pyplot as plt
 import torch
 
-import ntprl
+try:
+    import ntprl
+except ModuleNotFoundError:
+    raise ModuleNotFoundError(
+        "This chapter needs the book's library: `pip install -e ./lib` from the "
+        "repository root, or anywhere `pip install "
+        "'ntprl @ git+https://github.com/ntprl/rl-after-ntp-book@main#subdirectory=lib'`"
+    ) from None
 from ntprl import checks, plots
 from ntprl.experiments import parity_hardness
 from ntprl.tasks import EOS, PAD, ParityTask
 
-scale = ntprl.scale.setup(seed=0)  # $NTPRL_SCALE, else "gpu" with CUDA, else "fast"
+scale = ntprl.scale.setup(None if SCALE == "auto" else SCALE, seed=0)
+workdir = WORKDIR or None  # experiments cache and resume their parts here
 
 # %% [markdown]
 # ## The parity problem
@@ -122,7 +136,7 @@ print("tokens: 0, 1 = bits,", f"EOS = {EOS}, PAD = {PAD}")
 # the command line.
 
 # %%
-hardness = parity_hardness(scale, seed=0)
+hardness = parity_hardness(scale, seed=0, workdir=workdir)
 for kind in ("short", "chain"):
     print(f"{kind:5s}", [(r["d"], r["samples"] if r["samples"] else f">{hardness['max_steps'] * hardness['batch_size']}")
                          for r in hardness[kind]])

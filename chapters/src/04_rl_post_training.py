@@ -29,7 +29,13 @@
 # | `paper` | one large GPU | hours; use `python -m ntprl run rl_post_training --scale paper` |
 
 # %% tags=["hide-output"]
-# Setup. In Colab this installs the book's library; torch and ipywidgets are already there.
+# Setup. The scale: "auto" is $NTPRL_SCALE if set, else "gpu" with CUDA, else "fast" (in
+# Colab, pick it in the form on the right). WORKDIR (e.g. a folder on a mounted Google Drive)
+# keeps the long runs resumable: a dropped session picks up where it stopped.
+SCALE = "auto"  # @param ["auto", "smoke", "fast", "gpu", "paper"]
+WORKDIR = ""  # @param {type:"string"}
+
+# In Colab this installs the book's library; torch and ipywidgets are already there.
 import sys
 
 if "google.colab" in sys.modules:
@@ -42,12 +48,20 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-import ntprl
+try:
+    import ntprl
+except ModuleNotFoundError:
+    raise ModuleNotFoundError(
+        "This chapter needs the book's library: `pip install -e ./lib` from the "
+        "repository root, or anywhere `pip install "
+        "'ntprl @ git+https://github.com/ntprl/rl-after-ntp-book@main#subdirectory=lib'`"
+    ) from None
 from ntprl import checks, plots, results, theory
 from ntprl.experiments import leap2, rl_post_training, rounds_vs_p
 from ntprl.train import rl
 
-scale = ntprl.scale.setup(seed=0)  # $NTPRL_SCALE, else "gpu" with CUDA, else "fast"
+scale = ntprl.scale.setup(None if SCALE == "auto" else SCALE, seed=0)
+workdir = WORKDIR or None  # experiments cache and resume their parts here
 
 # %% [markdown]
 # ## Three ways to reward correct answers
@@ -91,7 +105,7 @@ from IPython.display import Code
 Code(inspect.getsource(rl.policy_loss), language="python")
 
 # %%
-res = rl_post_training(scale, seed=0)
+res = rl_post_training(scale, seed=0, workdir=workdir)
 runs, d = res["runs"], res["d"]
 s0 = res["start"]
 print(f"NTP checkpoint: d = {d}, p_cot = {res['p_cot']}, {res['ntp_steps']} steps")
@@ -206,7 +220,7 @@ if scale.checks_claims:
 # rounds until greedy accuracy reaches 95%.
 
 # %%
-rv = rounds_vs_p(scale, seed=0)
+rv = rounds_vs_p(scale, seed=0, workdir=workdir)
 ps = [r["p_cot"] for r in rv["runs"]]
 rounds = [r["rounds"] for r in rv["runs"]]
 starts = [r["start"]["sampled_long_frac"] for r in rv["runs"]]
@@ -354,7 +368,7 @@ if "grpo-early" in runs:
 # only, with the recipe of the checkpoint above:
 
 # %%
-lp = leap2(scale, seed=0)
+lp = leap2(scale, seed=0, workdir=workdir)
 for r in lp["runs"]:
     f, p = r["final"], r["p_cot"]
     learned = f["sampled_acc"] >= (1 + p) / 2 - 0.03  # long samples right, as (1+p)/2 needs

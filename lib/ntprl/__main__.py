@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import pathlib
 import shutil
@@ -58,12 +57,8 @@ def _run(args) -> int:
     identity = experiments.part_identity(scale, args.seed, experiment=args.experiment)
     marker = workdir / "run.json"
     if marker.exists():
-        try:
-            stored = json.loads(marker.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise ValueError(f"{marker} cannot be read ({e}): remove {workdir} to start "
-                             "again") from None
-        refuse_mismatch(f"{workdir}", stored, identity)
+        refuse_mismatch(f"{workdir}", results.read_json(marker, f"remove {workdir} to start "
+                                                        "again"), identity)
     else:
         results.write_json_atomic(identity, marker)
     t0 = time.perf_counter()

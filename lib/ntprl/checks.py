@@ -56,3 +56,22 @@ def check_value(value, expected, name: str = "your answer", tol: float = 1e-6) -
         raise AssertionError(f"❌ {name} = {value}, but it should be {expected} (within {tol})")
     print(f"✅ {name} is right")
     return True
+
+
+# ---- named checks of exercises: the references live here, not in the notebooks ----------------
+def ex5_chain(long_chain: Callable) -> bool:
+    """Chapter 5, ``ex5-chain``: ``long_chain(a, b, n)`` against the task's own chain on random
+    problems with 1, 2, 3 and 5 digits (and the extreme operands of each size)."""
+    from .tasks import MultiplicationTask
+
+    def reference(a, b, n):
+        t = MultiplicationTask(n, 1.0)
+        return t.chain_of(t.encode_prompts(torch.tensor([a]), torch.tensor([b])))[0].tolist()
+
+    gen = torch.Generator().manual_seed(0)
+    cases = []
+    for n in (1, 2, 3, 5):
+        lo, hi = (10 ** (n - 1) if n > 1 else 0), 10 ** n
+        cases += [(lo, lo, n), (hi - 1, hi - 1, n)]
+        cases += [tuple(map(int, ab)) + (n,) for ab in torch.randint(lo, hi, (5, 2), generator=gen)]
+    return check(long_chain, reference, cases, name=getattr(long_chain, "__name__", None))

@@ -67,6 +67,16 @@ def write_json_atomic(obj, path: str | os.PathLike) -> pathlib.Path:
     return path
 
 
+def read_json(path, remedy: str = "") -> object:
+    """The JSON in ``path``; a file that cannot be read or parsed raises a one-line
+    ``ValueError`` naming it (and ``remedy``, what the user can do about it)."""
+    try:
+        return json.loads(pathlib.Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path} cannot be read as JSON ({' '.join(str(e).split())})"
+                         f"{': ' + remedy if remedy else ''}") from None
+
+
 def save(path, result: dict, *, experiment: str, scale: str, seed: int, config: dict,
          wall_s: float) -> pathlib.Path:
     """Write one run's ``result`` with its provenance to ``path`` (atomically)."""
@@ -79,10 +89,7 @@ def save(path, result: dict, *, experiment: str, scale: str, seed: int, config: 
 
 def load(path) -> dict:
     """Read a results file, checking its schema and fields."""
-    try:
-        record = json.loads(pathlib.Path(path).read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ValueError(f"{path} is not a readable ntprl results file: {e}") from None
+    record = read_json(path, "it is not a readable ntprl results file")
     if not isinstance(record, dict):
         raise ValueError(f"{path} is not an ntprl results file: it holds no JSON object")
     missing = [f for f in FIELDS if f not in record]

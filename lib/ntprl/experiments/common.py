@@ -20,7 +20,7 @@ import torch
 
 from ..metrics import branch_probs, evaluate
 from ..models import GPT, GPTConfig
-from ..results import write_json_atomic
+from ..results import read_json, write_json_atomic
 from ..scale import Scale, device
 from ..train import ntp
 from ..train.common import atomic_save, load_checkpoint, refuse_mismatch, run_identity
@@ -91,11 +91,7 @@ def resumable(workdir, key: str, fn: Callable, identity: dict):
     workdir = pathlib.Path(workdir)
     done = workdir / f"{key}.json"
     if done.exists():
-        try:
-            record = json.loads(done.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise ValueError(f"{done} is not a readable part of a run ({e}): remove it to "
-                             "compute the part again") from None
+        record = read_json(done, "remove it to compute the part again")
         if not isinstance(record, dict) or "identity" not in record or "result" not in record:
             raise ValueError(f"{done} is not a part of an ntprl run: remove it to compute the "
                              "part again")
