@@ -58,9 +58,11 @@ def test_chapter_conventions(path):
     cells = nb["cells"]
     first, setup = cells[0], cells[1]
     head = "".join(first["source"])
-    badge = f"https://colab.research.google.com/github/{OWNER_REPO}/blob/main/chapters/{path.name}"
+    colab = f"https://colab.research.google.com/github/{OWNER_REPO}/blob/main/chapters/"
     assert first["cell_type"] == "markdown" and head.startswith("# ")
-    assert badge in head, "Colab badge must point at this chapter on the repository's main branch"
+    # the badge opens the student copy; a second link the full chapter, with solutions
+    assert f"colab-badge.svg)]({colab}student/{path.name})" in head, "badge: the student copy"
+    assert f"with solutions]({colab}{path.name})" in head, "a link to the full chapter"
     assert "Learning goals" in head and "Compute" in head
     src = "".join(setup["source"])
     assert setup["cell_type"] == "code" and "hide-output" in setup["metadata"].get("tags", [])

@@ -100,7 +100,9 @@ def student_notebook(nb: nbformat.NotebookNode, name: str) -> nbformat.NotebookN
         if cell.cell_type == "code" and "solution" in cell.metadata.get("tags", []):
             cell.source = stub(cell.source)
             cell.metadata["tags"] = [t for t in cell.metadata["tags"] if t != "solution"] + ["stub"]
-        if cell.cell_type == "markdown":
+        if cell.cell_type == "markdown":  # the student copy links to itself, not to the answers
+            cell.source = re.sub(r"\(the exercises without their solutions; or open \[the full "
+                                 r"chapter, with solutions\]\([^)]*\)\)\n?", "", cell.source)
             cell.source = cell.source.replace(f"/chapters/{name}", f"/chapters/student/{name}")
         cells.append(cell)
     nb.cells = cells

@@ -1,7 +1,8 @@
 # %% [markdown]
 # # 1. Parity and chain-of-thought mixtures
 #
-# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/ntprl/rl-after-ntp-book/blob/main/chapters/01_parity_and_cot.ipynb)
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/ntprl/rl-after-ntp-book/blob/main/chapters/student/01_parity_and_cot.ipynb)
+# (the exercises without their solutions; or open [the full chapter, with solutions](https://colab.research.google.com/github/ntprl/rl-after-ntp-book/blob/main/chapters/01_parity_and_cot.ipynb))
 #
 # This chapter sets up the problem the whole book is about. Parity — the XOR of $d$ bits — is
 # a function that gradient-based learners find exponentially hard to learn from input–answer

@@ -1,7 +1,8 @@
 # %% [markdown]
 # # 2. Next-token prediction on mixtures: length calibration and the 1/3 threshold
 #
-# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/ntprl/rl-after-ntp-book/blob/main/chapters/02_ntp_on_mixtures.ipynb)
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/ntprl/rl-after-ntp-book/blob/main/chapters/student/02_ntp_on_mixtures.ipynb)
+# (the exercises without their solutions; or open [the full chapter, with solutions](https://colab.research.google.com/github/ntprl/rl-after-ntp-book/blob/main/chapters/02_ntp_on_mixtures.ipynb))
 #
 # Chapter 1 showed that chains make parity easy. Now train on the mixture
 # $\mathcal{D}(p_{cot})$, where only a fraction $p_{cot}$ of the examples carry the chain. This

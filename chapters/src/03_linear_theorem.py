@@ -1,7 +1,8 @@
 # %% [markdown]
 # # 3. The linear-model theorem
 #
-# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/ntprl/rl-after-ntp-book/blob/main/chapters/03_linear_theorem.ipynb)
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/ntprl/rl-after-ntp-book/blob/main/chapters/student/03_linear_theorem.ipynb)
+# (the exercises without their solutions; or open [the full chapter, with solutions](https://colab.research.google.com/github/ntprl/rl-after-ntp-book/blob/main/chapters/03_linear_theorem.ipynb))
 #
 # Chapters 2 and 4 measured the phenomenon on transformers. The paper {cite}`tsilivis2025rl`
 # also *proves* it, for autoregressive linear models in the style of Malach

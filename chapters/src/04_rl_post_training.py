@@ -1,7 +1,8 @@
 # %% [markdown]
 # # 4. RL post-training: from chance to a perfect, long-answering model
 #
-# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/ntprl/rl-after-ntp-book/blob/main/chapters/04_rl_post_training.ipynb)
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/ntprl/rl-after-ntp-book/blob/main/chapters/student/04_rl_post_training.ipynb)
+# (the exercises without their solutions; or open [the full chapter, with solutions](https://colab.research.google.com/github/ntprl/rl-after-ntp-book/blob/main/chapters/04_rl_post_training.ipynb))
 #
 # Chapter 2 left us with a model that knows the chain of thought but, trained on a mixture
 # with $p_{cot} < 1/3$, answers greedily in one token and is right half the time. This chapter

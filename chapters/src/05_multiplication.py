@@ -1,7 +1,8 @@
 # %% [markdown]
 # # 5. Beyond parity: multiplication
 #
-# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/ntprl/rl-after-ntp-book/blob/main/chapters/05_multiplication.ipynb)
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/ntprl/rl-after-ntp-book/blob/main/chapters/student/05_multiplication.ipynb)
+# (the exercises without their solutions; or open [the full chapter, with solutions](https://colab.research.google.com/github/ntprl/rl-after-ntp-book/blob/main/chapters/05_multiplication.ipynb))
 #
 # Parity is the cleanest case: a task that is hard without intermediate steps and easy with
 # them. The paper {cite}`tsilivis2025rl` repeats the phenomenon on a task with a real algorithm,

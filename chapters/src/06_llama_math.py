@@ -1,7 +1,8 @@
 # %% [markdown]
 # # 6. A pre-trained language model: SFT on a long/short mixture, then GRPO
 #
-# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/ntprl/rl-after-ntp-book/blob/main/chapters/06_llama_math.ipynb)
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/ntprl/rl-after-ntp-book/blob/main/chapters/student/06_llama_math.ipynb)
+# (the exercises without their solutions; or open [the full chapter, with solutions](https://colab.research.google.com/github/ntprl/rl-after-ntp-book/blob/main/chapters/06_llama_math.ipynb))
 #
 # Chapters 2–4 showed the phenomenon on parity, where we control everything. The paper
 # {cite}`tsilivis2025rl` ends with pre-trained language models: Llama-3.2-3B and Llama-3.1-8B,
