@@ -71,9 +71,7 @@ n = scale.mult_n
 # $S_i = a \cdot (b \bmod 10^i)$ — the partial products $a \cdot b_j \cdot 10^{j-1}$ of the first
 # $i$ digits of $b$, added up — so that $S_n = a \cdot b$ is the answer:
 #
-# $$
-# 123 \times 456: \quad S_1 = 123 \cdot 6 = 738, \quad S_2 = 123 \cdot 56 = 6888, \quad S_3 = 123 \cdot 456 = 56088.
-# $$
+# $$123 \times 456: \quad S_1 = 123 \cdot 6 = 738, \quad S_2 = 123 \cdot 56 = 6888, \quad S_3 = 56088.$$
 #
 # The paper's exact format is not known (see the book's notes on the paper), so this one is
 # **the book's choice**, made for two reasons:
@@ -152,9 +150,7 @@ if scale.checks_claims:
 # $m (1 - p_{cot})$ of the probability, the marker $p_{cot}$ (if NTP is calibrated). Greedy
 # decoding goes long iff
 #
-# $$
-# p_{cot} > m (1 - p_{cot}) \iff p_{cot} > \frac{m}{1 + m},
-# $$
+# $$p_{cot} > m (1 - p_{cot}) \iff p_{cot} > \frac{m}{1 + m},$$
 #
 # which is `ntprl.theory.divergent_threshold(m)`: $1/2$ when $m = 1$. (For parity with a
 # marker, $m = 1/2$ gives back $1/3$.) We measure $m$ on the model itself with
