@@ -217,3 +217,14 @@ def test_unknown_experiment():
     from ntprl import experiments
     with pytest.raises(ValueError, match="experiment='nope'"):
         experiments.run("nope", TINY)
+
+
+def test_weights_digest_reads_every_kind_of_tensor():
+    from ntprl.train.common import weights_digest
+    state = {"scalar": torch.tensor(1.5), "bf16": torch.ones(2, 3, dtype=torch.bfloat16),
+             "mask": torch.tensor([True, False]), "empty": torch.zeros(0),
+             "transposed": torch.arange(6.0).view(2, 3).t()}
+    before = weights_digest(state)
+    assert weights_digest(dict(state)) == before
+    state["scalar"] = torch.tensor(1.25)
+    assert weights_digest(state) != before
