@@ -245,6 +245,7 @@ else:
     assert all(r["final"]["greedy_long_frac"] == 0 and r["final"]["greedy_acc"] <= 0.55
                for r in sr if r["p_cot"] <= 0.3), sr
     assert all(r["final"]["greedy_acc"] >= 0.99 for r in sr if r["p_cot"] >= 0.37), sr
+    assert mixed and all(0 < v < 1 for v in mixed.values()), mixed  # decided prompt by prompt
 
 # %% [markdown]
 # The stored run at $d = 25$ (two seeds) shows the same picture more sharply: sampling is

@@ -146,15 +146,19 @@ def rollout(model, task, n_prompts: int, group_size: int, max_new_tokens: int,
 
 def rollout_stats(task, ro: Rollout, max_new_tokens: int) -> dict:
     """What a step's rollouts looked like: reward, length, long and truncated fractions, the
-    length histogram and the share of groups whose rewards are all equal (no GRPO signal)."""
+    length histogram and, with groups (``group_size > 1``), the share of groups whose rewards
+    are all equal (no GRPO signal)."""
     lengths = task.response_length(ro.responses)
-    grouped = ro.rewards.view(-1, ro.group_size)
-    return {"reward": ro.rewards.mean().item(), "len_mean": lengths.float().mean().item(),
-            "long_frac": task.is_long(ro.responses).float().mean().item(),
-            "full_frac": full_chain(task, ro.responses).float().mean().item(),
-            "truncated_frac": (~task.has_eos(ro.responses)).float().mean().item(),
-            "zero_var_frac": (grouped.max(1).values == grouped.min(1).values).float().mean().item(),
-            "len_hist": torch.bincount(lengths, minlength=max_new_tokens + 1).tolist()}
+    stats = {"reward": ro.rewards.mean().item(), "len_mean": lengths.float().mean().item(),
+             "long_frac": task.is_long(ro.responses).float().mean().item(),
+             "full_frac": full_chain(task, ro.responses).float().mean().item(),
+             "truncated_frac": (~task.has_eos(ro.responses)).float().mean().item(),
+             "len_hist": torch.bincount(lengths, minlength=max_new_tokens + 1).tolist()}
+    if ro.group_size > 1:
+        grouped = ro.rewards.view(-1, ro.group_size)
+        same = grouped.max(1).values == grouped.min(1).values
+        stats["zero_var_frac"] = same.float().mean().item()
+    return stats
 
 
 def policy_logprobs(model, tokens: torch.Tensor, temperature: float):
@@ -358,7 +362,6 @@ def train(model, task, algo: str, steps: int, *, lr: float = 3e-4, prompts_per_s
             with torch.no_grad(), evaluating(model):  # the policy that sampled, before a restart
                 _, logp_all = policy_logprobs(model, ro.tokens, temperature)
                 rec["entropy"] = _mean_entropy(logp_all, ro.mask[:, 1:])
-            del rec["zero_var_frac"]  # one sample per prompt: no groups
             if star_restart:
                 model.load_state_dict(start_weights)
                 opt = make_optimizer(model, optimizer, lr)
