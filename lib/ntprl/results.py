@@ -78,12 +78,15 @@ def read_json(path, remedy: str = "") -> object:
 
 
 def save(path, result: dict, *, experiment: str, scale: str, seed: int, config: dict,
-         wall_s: float) -> pathlib.Path:
-    """Write one run's ``result`` with its provenance to ``path`` (atomically)."""
+         wall_s: float, note: str | None = None) -> pathlib.Path:
+    """Write one run's ``result`` with its provenance to ``path`` (atomically); ``note`` says
+    how it was made where that is not the plain CLI (a partial run, another model...)."""
     record = {"schema": SCHEMA, "experiment": experiment, "scale": scale, "seed": seed,
               "config": config, "ntprl_version": __version__, "git_commit": git_commit(),
               "device": device_name(), "date": _dt.date.today().isoformat(),
               "wall_s": round(float(wall_s), 2), "result": result}
+    if note:
+        record["note"] = note
     return write_json_atomic(record, path)
 
 

@@ -29,23 +29,40 @@ def rl_run(task, scale: Scale, state: dict, algo: str, seed: int = 0, *, progres
     return {"algo": algo, "steps": steps, "settings": shown, "history": hist}
 
 
-def rl_post_training(scale: Scale, seed: int = 0, *, progress: bool = True,
-                     workdir=None) -> dict:
-    """Chapter 4: from one NTP checkpoint at p_cot = ``scale.rl_p_cot`` < 1/3, (a) more NTP for
-    the same number of sequences vs (b) GRPO (the headline and the length heat map); STaR,
-    REINFORCE and GRPO with the e2e and cot rewards; sampling temperatures; the STaR map; RL
-    started from an early NTP checkpoint."""
-    task = ParityTask(scale.d, scale.rl_p_cot)
+def rl_post_training_parts(scale: Scale) -> tuple[str, ...]:
+    """The names of :func:`rl_post_training`'s runs at ``scale``, in the order they run."""
+    names = ["ntp"] + [f"{a}-{r}" for a in ("grpo", "reinforce", "star") for r in ("e2e", "cot")]
+    names += [f"{a}-e2e-T{t}" for t in scale.rl_temperatures if t != 1.0 for a in ("grpo", "star")]
+    return tuple(names + ["grpo-early"])
+
+
+def rl_post_training(scale: Scale, seed: int = 0, *, progress: bool = True, workdir=None,
+                     parts: tuple[str, ...] | None = None) -> dict:
+    """Chapter 4: from one NTP checkpoint at d = ``scale.rl_d``, p_cot = ``scale.rl_p_cot`` <
+    1/3, (a) more NTP for the same number of sequences vs (b) GRPO (the headline and the length
+    heat map); STaR, REINFORCE and GRPO with the e2e and cot rewards; sampling temperatures; the
+    STaR map; RL started from an early NTP checkpoint.
+
+    ``parts`` runs only the named runs (see :func:`rl_post_training_parts`), in the order
+    given: a long run can do its headline first and the rest later with the same ``workdir``
+    (finished parts are read back, never recomputed)."""
+    known = rl_post_training_parts(scale)
+    parts = known if parts is None else tuple(parts)
+    unknown = [p for p in parts if p not in known]
+    if unknown or not parts:
+        raise ValueError(f"parts={parts!r} is not allowed: choose among {known}")
+    task = ParityTask(scale.rl_d, scale.rl_p_cot)
     state, early = pretrain(task, scale, scale.rl_ntp_steps, seed, early_step=scale.rl_early_step,
                             progress=progress, workdir=workdir)
     start = eval_fn(task, scale, seed)(load_model(task, scale, state, seed), 0)
-    out = {"experiment": "rl_post_training", "scale": scale.name, "d": scale.d,
+    out = {"experiment": "rl_post_training", "scale": scale.name, "d": scale.rl_d,
            "p_cot": scale.rl_p_cot, "ntp_steps": scale.rl_ntp_steps, "start": start, "runs": {}}
-    runs = out["runs"]
+    runs, todo = out["runs"], {}
 
     def go(name, fn):  # each run is cached whole in the workdir; one cut short restarts
-        runs[name] = resumable(workdir, f"rl-{name}-s{seed}", lambda ck: fn(),
-                               part_identity(scale, seed, part="rl_post_training", run=name))
+        todo[name] = lambda: resumable(workdir, f"rl-{name}-s{seed}", lambda ck: fn(),
+                                       part_identity(scale, seed, part="rl_post_training",
+                                                     run=name))
 
     # (a) NTP for as many sequences as GRPO samples in scale.rl_steps steps
     seqs = scale.rl_steps * scale.rl_prompts * scale.rl_samples
@@ -63,15 +80,19 @@ def rl_post_training(scale: Scale, seed: int = 0, *, progress: bool = True,
     go("ntp", more_ntp)
     for algo in ("grpo", "reinforce", "star"):
         for reward in ("e2e", "cot"):
-            go(f"{algo}-{reward}",
-               lambda: rl_run(task, scale, state, algo, seed, progress=False, reward=reward))
+            go(f"{algo}-{reward}", lambda algo=algo, reward=reward: rl_run(
+                task, scale, state, algo, seed, progress=False, reward=reward))
     for temp in scale.rl_temperatures:
         if temp != 1.0:
             for algo in ("grpo", "star"):
-                go(f"{algo}-e2e-T{temp}", lambda: rl_run(task, scale, state, algo, seed,
-                                                         progress=False, temperature=temp))
+                go(f"{algo}-e2e-T{temp}", lambda algo=algo, temp=temp: rl_run(
+                    task, scale, state, algo, seed, progress=False, temperature=temp))
     if early is not None:
         go("grpo-early", lambda: rl_run(task, scale, early, "grpo", seed, progress=False))
+    for name in tqdm(parts, desc="rl_post_training", disable=not progress):
+        if name in todo:  # grpo-early exists only when the scale keeps an early checkpoint
+            runs[name] = todo[name]()
+    if early is not None and "grpo-early" in runs:
         out["early_start"] = eval_fn(task, scale, seed)(load_model(task, scale, early, seed), 0)
     out["grpo_sequences"] = seqs
     return out

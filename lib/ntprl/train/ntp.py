@@ -19,8 +19,9 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .common import (OPTIMIZERS, atomic_save, check_context, check_eval, load_checkpoint,
-                     make_optimizer, one_of, optimizer_step, positive, run_identity)
+from .common import (OPTIMIZERS, PRECISIONS, atomic_save, autocast, check_context, check_eval,
+                     load_checkpoint, make_optimizer, one_of, optimizer_step, positive,
+                     run_identity)
 
 
 def response_mask(tokens: torch.Tensor, prompt_len: int, pad_id: int) -> torch.Tensor:
@@ -60,7 +61,7 @@ def train(model, task, steps: int, batch_size: int, lr: float, *, seed: int = 0,
           eval_every: int = 0, eval_fn: Callable | None = None,
           stop_when: Callable[[dict], bool] | None = None,
           checkpoint: str | os.PathLike | None = None, checkpoint_every: int = 500,
-          progress: bool = True, desc: str = "NTP") -> list[dict]:
+          precision: str = "auto", progress: bool = True, desc: str = "NTP") -> list[dict]:
     """Train ``model`` by next-token prediction on fresh batches of ``task``.
 
     Args:
@@ -82,6 +83,8 @@ def train(model, task, steps: int, batch_size: int, lr: float, *, seed: int = 0,
         checkpoint: path of a checkpoint file. When it exists the run resumes from it (refused,
             naming the difference, when it holds a run with other settings, task, model or
             starting weights); it is written every ``checkpoint_every`` steps and at the end.
+        precision: ``"auto"`` (bf16 autocast on a CUDA GPU, float32 on the CPU), ``"fp32"``
+            or ``"bf16"``: see :func:`ntprl.train.common.autocast`.
         progress: show a tqdm progress bar.
 
     Returns:
@@ -94,6 +97,7 @@ def train(model, task, steps: int, batch_size: int, lr: float, *, seed: int = 0,
     positive("checkpoint_every", checkpoint_every)
     check_eval(eval_every, eval_fn)
     one_of("optimizer", optimizer, OPTIMIZERS)
+    one_of("precision", precision, PRECISIONS)
     if not isinstance(warmup_steps, int) or warmup_steps < 0:
         raise ValueError(f"warmup_steps={warmup_steps!r} is not allowed: "
                          "it must be an integer >= 0")
@@ -111,7 +115,8 @@ def train(model, task, steps: int, batch_size: int, lr: float, *, seed: int = 0,
     identity = run_identity(model, task, trainer="ntp", steps=steps, batch_size=batch_size, lr=lr,
                             seed=seed, optimizer=optimizer, weight_decay=weight_decay,
                             betas=betas, grad_clip=grad_clip, warmup_steps=warmup_steps,
-                            decay_frac=decay_frac, log_every=log_every, eval_every=eval_every)
+                            decay_frac=decay_frac, log_every=log_every, eval_every=eval_every,
+                            precision=precision)
     ck = load_checkpoint(checkpoint, identity)
     if ck is not None:  # weights and optimiser state move to the model's device on loading
         model.load_state_dict(ck["model"])
@@ -124,7 +129,7 @@ def train(model, task, steps: int, batch_size: int, lr: float, *, seed: int = 0,
         if checkpoint is not None:
             atomic_save({"identity": identity, "model": model.state_dict(),
                          "opt": opt.state_dict(), "gen": gen.get_state(), "step": step,
-                         "history": history, "loss_sum": loss_sum, "loss_n": loss_n,
+                         "history": history, "loss_sum": float(loss_sum), "loss_n": loss_n,
                          "stopped": stopped}, checkpoint)
 
     def evaluate_into(record, step):
@@ -145,17 +150,19 @@ def train(model, task, steps: int, batch_size: int, lr: float, *, seed: int = 0,
         cur_lr = lr_at(step, steps, lr, warmup_steps, decay_frac)
         for group in opt.param_groups:
             group["lr"] = cur_lr
-        tokens = task.sample(batch_size, gen).to(device)
-        loss = sequence_loss(model(tokens), tokens,
-                             response_mask(tokens, task.prompt_len, task.PAD))
+        tokens = task.sample(batch_size, gen).to(device, non_blocking=True)
+        with autocast(model, precision):
+            logits = model(tokens)
+        loss = sequence_loss(logits, tokens, response_mask(tokens, task.prompt_len, task.PAD))
         optimizer_step(opt, loss, model, grad_clip)
         step += 1
-        loss_sum, loss_n = loss_sum + loss.item(), loss_n + 1
+        # the running sum stays on the device: no GPU -> CPU wait at every step
+        loss_sum, loss_n = loss_sum + loss.detach(), loss_n + 1
         do_log = step % log_every == 0 or step == steps
         do_eval = bool(eval_every) and (step % eval_every == 0 or step == steps)
         if do_log or do_eval:
-            rec = {"step": step, "samples": step * batch_size, "loss": loss_sum / max(loss_n, 1),
-                   "lr": cur_lr}
+            rec = {"step": step, "samples": step * batch_size,
+                   "loss": float(loss_sum) / max(loss_n, 1), "lr": cur_lr}
             loss_sum, loss_n = 0.0, 0
             stopped = evaluate_into(rec, step) if do_eval else False
             model.train()

@@ -67,9 +67,9 @@ from tqdm.auto import tqdm
 
 from ..metrics import full_chain, require_room
 from ..sampling import generate
-from .common import (OPTIMIZERS, atomic_save, check_context, check_eval, evaluating,
-                     load_checkpoint, make_optimizer, one_of, optimizer_step, positive,
-                     run_identity)
+from .common import (OPTIMIZERS, PRECISIONS, atomic_save, autocast, check_context, check_eval,
+                     evaluating, load_checkpoint, make_optimizer, one_of, optimizer_step,
+                     positive, run_identity)
 from .ntp import sequence_loss
 
 ALGOS = ("star", "reinforce", "grpo")
@@ -161,10 +161,14 @@ def rollout_stats(task, ro: Rollout, max_new_tokens: int) -> dict:
     return stats
 
 
-def policy_logprobs(model, tokens: torch.Tensor, temperature: float):
+def policy_logprobs(model, tokens: torch.Tensor, temperature: float, precision: str = "auto"):
     """Log-probabilities under the sampling policy softmax(z / T): of each next token of
-    ``tokens`` (B, T - 1), and of the whole vocabulary at each position (B, T - 1, V)."""
-    logp_all = F.log_softmax(model(tokens)[:, :-1].float() / temperature, -1)
+    ``tokens`` (B, T - 1), and of the whole vocabulary at each position (B, T - 1, V). The
+    forward pass runs in ``precision`` (:func:`~ntprl.train.common.autocast`); the
+    log-softmax in float32."""
+    with autocast(model, precision):
+        logits = model(tokens)
+    logp_all = F.log_softmax(logits[:, :-1].float() / temperature, -1)
     return logp_all.gather(-1, tokens[:, 1:, None]).squeeze(-1), logp_all
 
 
@@ -190,7 +194,8 @@ def policy_loss(logp: torch.Tensor, old_logp: torch.Tensor, adv: torch.Tensor,
 
 def policy_gradient_update(model, opt, ro: Rollout, adv: torch.Tensor, *, temperature: float,
                            loss_agg: str, max_new_tokens: int, clip_eps: float, ppo_epochs: int,
-                           grad_clip: float | None, ref=None, kl_coef: float = 0.0) -> float:
+                           grad_clip: float | None, ref=None, kl_coef: float = 0.0,
+                           precision: str = "auto") -> float:
     """``ppo_epochs`` optimiser steps of :func:`policy_loss` on one rollout (REINFORCE, GRPO).
     Returns the mean entropy of the sampling policy over the response tokens."""
     device = ro.tokens.device
@@ -199,10 +204,10 @@ def policy_gradient_update(model, opt, ro: Rollout, adv: torch.Tensor, *, temper
     ref_logp = None
     if ref is not None and kl_coef:
         with torch.no_grad():
-            ref_logp, _ = policy_logprobs(ref, ro.tokens, temperature)
+            ref_logp, _ = policy_logprobs(ref, ro.tokens, temperature, precision)
     old_logp, entropy = None, None
     for _ in range(ppo_epochs):
-        logp, logp_all = policy_logprobs(model, ro.tokens, temperature)
+        logp, logp_all = policy_logprobs(model, ro.tokens, temperature, precision)
         if old_logp is None:
             old_logp = logp.detach()
             entropy = _mean_entropy(logp_all.detach(), targets)
@@ -212,7 +217,8 @@ def policy_gradient_update(model, opt, ro: Rollout, adv: torch.Tensor, *, temper
 
 
 def star_update(model, opt, ro: Rollout, *, star_steps: int, star_batch: int,
-                grad_clip: float | None, generator: torch.Generator) -> int:
+                grad_clip: float | None, generator: torch.Generator,
+                precision: str = "auto") -> int:
     """STaR's fine-tuning: NTP on the rewarded samples (``star_steps`` batches of
     ``star_batch`` drawn with replacement). Returns how many samples were kept."""
     keep = (ro.rewards > 0).to(ro.tokens.device)
@@ -220,7 +226,9 @@ def star_update(model, opt, ro: Rollout, *, star_steps: int, star_batch: int,
     for _ in range(star_steps if len(kept_tok) else 0):
         idx = torch.randint(0, len(kept_tok), (star_batch,), generator=generator)
         idx = idx.to(kept_tok.device)
-        loss = sequence_loss(model(kept_tok[idx]), kept_tok[idx], kept_mask[idx])
+        with autocast(model, precision):
+            logits = model(kept_tok[idx])
+        loss = sequence_loss(logits, kept_tok[idx], kept_mask[idx])
         optimizer_step(opt, loss, model, grad_clip)
     return len(kept_tok)
 
@@ -235,7 +243,7 @@ def train(model, task, algo: str, steps: int, *, lr: float = 3e-4, prompts_per_s
           eval_every: int = 0, eval_fn: Callable | None = None,
           stop_when: Callable[[dict], bool] | None = None,
           checkpoint: str | os.PathLike | None = None, checkpoint_every: int = 10,
-          progress: bool = True, desc: str | None = None) -> list[dict]:
+          precision: str = "auto", progress: bool = True, desc: str | None = None) -> list[dict]:
     """RL post-training of ``model`` on ``task`` (see the module docstring for each algorithm).
 
     Each step is: :func:`rollout` (sample and score), then the algorithm's update
@@ -267,6 +275,8 @@ def train(model, task, algo: str, steps: int, *, lr: float = 3e-4, prompts_per_s
         stop_when: called with each evaluated record; returning True ends the run early.
         checkpoint, checkpoint_every: save/resume as in :func:`ntprl.train.ntp.train` (a
             checkpoint of a run with any other setting is refused).
+        precision: forward passes of the updates in ``"auto"`` (bf16 autocast on a CUDA GPU,
+            float32 on the CPU), ``"fp32"`` or ``"bf16"``; sampling is always float32.
 
     Returns:
         The history: one record per step with ``step``, ``reward`` (mean rollout reward),
@@ -297,6 +307,7 @@ def train(model, task, algo: str, steps: int, *, lr: float = 3e-4, prompts_per_s
     adv_norm = adv_norm or ("group_std" if algo == "grpo" else "none")
     one_of("adv_norm", adv_norm, ADV_NORMS)
     one_of("optimizer", optimizer, OPTIMIZERS)
+    one_of("precision", precision, PRECISIONS)
     if not (isinstance(kl_coef, (int, float)) and kl_coef >= 0):
         raise ValueError(f"kl_coef={kl_coef!r} is not allowed: it must be >= 0")
     check_eval(eval_every, eval_fn)
@@ -313,7 +324,8 @@ def train(model, task, algo: str, steps: int, *, lr: float = 3e-4, prompts_per_s
         temperature=temperature, reward=reward, loss_agg=loss_agg, adv_norm=adv_norm,
         clip_eps=clip_eps, ppo_epochs=ppo_epochs, kl_coef=kl_coef, star_samples=star_samples,
         star_steps=star_steps, star_batch=star_batch, star_restart=star_restart,
-        max_new_tokens=max_new_tokens, grad_clip=grad_clip, seed=seed, eval_every=eval_every)
+        max_new_tokens=max_new_tokens, grad_clip=grad_clip, seed=seed, eval_every=eval_every,
+        precision=precision)
     start_weights = copy.deepcopy(model.state_dict())  # KL reference and STaR restarts
     history: list[dict] = []
     start = 0
@@ -360,13 +372,14 @@ def train(model, task, algo: str, steps: int, *, lr: float = 3e-4, prompts_per_s
         model.train()
         if algo == "star":
             with torch.no_grad(), evaluating(model):  # the policy that sampled, before a restart
-                _, logp_all = policy_logprobs(model, ro.tokens, temperature)
+                _, logp_all = policy_logprobs(model, ro.tokens, temperature, precision)
                 rec["entropy"] = _mean_entropy(logp_all, ro.mask[:, 1:])
             if star_restart:
                 model.load_state_dict(start_weights)
                 opt = make_optimizer(model, optimizer, lr)
             rec["kept"] = star_update(model, opt, ro, star_steps=star_steps,
-                                      star_batch=star_batch, grad_clip=grad_clip, generator=gen)
+                                      star_batch=star_batch, grad_clip=grad_clip, generator=gen,
+                                      precision=precision)
         else:
             if algo == "grpo":
                 adv = group_advantages(ro.rewards, samples_per_prompt, adv_norm)
@@ -375,7 +388,7 @@ def train(model, task, algo: str, steps: int, *, lr: float = 3e-4, prompts_per_s
             rec["entropy"] = policy_gradient_update(
                 model, opt, ro, adv, temperature=temperature, loss_agg=loss_agg,
                 max_new_tokens=max_new_tokens, clip_eps=clip_eps, ppo_epochs=ppo_epochs,
-                grad_clip=grad_clip, ref=ref, kl_coef=kl_coef)
+                grad_clip=grad_clip, ref=ref, kl_coef=kl_coef, precision=precision)
         rec["gen_s"], rec["update_s"] = t1 - t0, time.perf_counter() - t1
         if eval_every and ((step + 1) % eval_every == 0 or step + 1 == steps):
             evaluate_into(rec, step + 1)

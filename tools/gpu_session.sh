@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# One short GPU session (a lent device's 10-minute call), most important result last-safe:
+#   1. the GPU code path's tests (bf16 autocast, fused AdamW, sampler == naive, kill -9 resume);
+#   2. benchmarks/ntp_step.py at the paper's model size (padded loop, ntprl, HF GPT-2, compile);
+#   3. tools/paper_headline.py: the d = 50 headline, part by part, saved after each part.
+#
+#   OUT=folder DEADLINE_S=540 tools/gpu_session.sh
+#
+# Everything it writes goes to $OUT (summary.txt, tests.log, ntp_step.txt, headline.log and
+# rl_post_training-paper-seed0.json); checkpoints go to runs_local/paper-headline (ignored by git,
+# so a second call on the same warm machine resumes). The whole script ends within DEADLINE_S.
+set -u
+OUT=${OUT:-gpu_session}
+DEADLINE_S=${DEADLINE_S:-540}
+mkdir -p "$OUT"
+export PYTHONPATH="$PWD/lib${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 TQDM_MININTERVAL=30
+start=$(date +%s)
+left() { echo $((DEADLINE_S - ($(date +%s) - start))); }
+{ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+  python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
+} > "$OUT/summary.txt" 2>&1
+timeout 100 python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py tests/test_rl_updates.py \
+  -k "cuda or kill" > "$OUT/tests.log" 2>&1
+echo "tests: rc=$? $(tail -1 "$OUT/tests.log")" >> "$OUT/summary.txt"
+timeout 150 python3 benchmarks/ntp_step.py --paper-model --compile > "$OUT/ntp_step.txt" 2>&1
+echo "ntp_step: rc=$?" >> "$OUT/summary.txt"
+budget=$(( $(left) - 90 ))
+timeout "$(left)" python3 tools/paper_headline.py --out "$OUT" --work runs_local/paper-headline \
+  --budget-s "$budget" > "$OUT/headline.log" 2>&1
+echo "headline: rc=$? (budget ${budget}s)" >> "$OUT/summary.txt"
+tail -25 "$OUT/ntp_step.txt"
+grep -v "it/s" "$OUT/headline.log" | tail -20
+cat "$OUT/summary.txt"

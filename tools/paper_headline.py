@@ -1,0 +1,82 @@
+"""The paper's d = 50 headline on one GPU, most important part first, saved after each part.
+
+    python tools/paper_headline.py --out DIR [--budget-s 480] [--scale paper]
+
+Runs ``rl_post_training`` at the ``paper`` scale (d = 50, p_cot = 0.25, a 4-layer width-256
+GPT trained by NTP on ``rl_ntp_steps`` x 256 ~ 10^7 fresh sequences, then RL) part by part,
+in the order of what the book shows first: NTP, GRPO (e2e reward), more NTP instead of RL,
+STaR, REINFORCE, then the rest. After each part it writes
+``DIR/rl_post_training-SCALE-seed0.json`` (a results file with provenance, ready to be copied
+to ``lib/ntprl/runs/``) holding every part finished so far, the wall time of each, and a note
+naming the parts left out. It starts no part once ``--budget-s`` seconds have passed, so a
+device session with a fixed time still returns a labelled partial run. Checkpoints go to
+``--work`` (default ``DIR/work``; a rerun with the same folder resumes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import pathlib
+import time
+
+import torch
+
+from ntprl import results, scale as scales
+from ntprl.experiments.common import pretrain
+from ntprl.experiments.rl_post_training import rl_post_training, rl_post_training_parts
+from ntprl.tasks import ParityTask
+
+FIRST = ("grpo-e2e", "ntp", "star-e2e", "reinforce-e2e")
+SHOWN = ("step", "greedy_acc", "greedy_len_mean", "greedy_full_frac", "sampled_len_mean")
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--work", default=None, help="checkpoint folder (default OUT/work)")
+    ap.add_argument("--scale", default="paper")
+    ap.add_argument("--budget-s", type=float, default=480.0,
+                    help="start no new part after this many seconds")
+    args = ap.parse_args(argv)
+    scale = scales.get(args.scale)
+    out = pathlib.Path(args.out)
+    work = pathlib.Path(args.work) if args.work else out / "work"
+    path = out / f"rl_post_training-{scale.name}-seed0.json"
+    order = list(FIRST) + [p for p in rl_post_training_parts(scale) if p not in FIRST]
+    t0 = time.perf_counter()
+    print(f"{results.device_name()}, torch {torch.__version__}; scale {scale.name}: d = "
+          f"{scale.rl_d}, p_cot = {scale.rl_p_cot}, {scale.rl_ntp_steps} NTP steps x "
+          f"{scale.batch_size}", flush=True)
+    task = ParityTask(scale.rl_d, scale.rl_p_cot)
+    pretrain(task, scale, scale.rl_ntp_steps, 0, early_step=scale.rl_early_step,
+             workdir=work)  # the same call as rl_post_training's, memoised for it
+    timing = {"ntp_pretrain_s": round(time.perf_counter() - t0, 1)}
+    print(f"NTP: {timing['ntp_pretrain_s']} s "
+          f"({scale.rl_ntp_steps / timing['ntp_pretrain_s']:.0f} steps/s)", flush=True)
+    done: list[str] = []
+    for name in order:
+        if time.perf_counter() - t0 > args.budget_s:
+            break
+        t1 = time.perf_counter()
+        res = rl_post_training(scale, 0, progress=False, workdir=work, parts=(*done, name))
+        done.append(name)
+        timing[f"{name}_s"] = round(time.perf_counter() - t1, 1)
+        res["timing"] = timing
+        left = [p for p in order if p not in done]
+        note = (f"Made by tools/paper_headline.py on one {results.device_name()} (torch "
+                f"{torch.__version__}) within a {args.budget_s:.0f} s budget: parts in the order "
+                f"run: {', '.join(done)}"
+                + (f"; not run: {', '.join(left)}." if left else "; complete."))
+        results.save(path, res, experiment="rl_post_training", scale=scale.name, seed=0,
+                     config=dataclasses.asdict(scale), wall_s=time.perf_counter() - t0,
+                     note=note)
+        last = res["runs"][name]["history"][-1]
+        shown = {k: round(v, 3) for k, v in last.items() if k in SHOWN}
+        print(f"{name}: {timing[f'{name}_s']} s; last record {shown}", flush=True)
+    print(f"start: { {k: round(v, 3) for k, v in res['start'].items() if not k.endswith('hist')} }")
+    print(f"wrote {path} after {time.perf_counter() - t0:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
