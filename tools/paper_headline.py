@@ -38,8 +38,17 @@ def main(argv=None):
     ap.add_argument("--scale", default="paper")
     ap.add_argument("--budget-s", type=float, default=480.0,
                     help="start no new part after this many seconds")
+    ap.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE",
+                    help="override scale fields, e.g. rl_ntp_steps=8000 (recorded in the "
+                         "results file's config and note)")
     args = ap.parse_args(argv)
     scale = scales.get(args.scale)
+    changes = {}
+    for item in args.set:
+        field, _, value = item.partition("=")
+        kind = type(getattr(scale, field))  # an unknown field raises AttributeError naming it
+        changes[field] = kind(value)
+    scale = scale.with_(**changes)
     out = pathlib.Path(args.out)
     work = pathlib.Path(args.work) if args.work else out / "work"
     path = out / f"rl_post_training-{scale.name}-seed0.json"
@@ -50,7 +59,7 @@ def main(argv=None):
           f"{scale.batch_size}", flush=True)
     task = ParityTask(scale.rl_d, scale.rl_p_cot)
     pretrain(task, scale, scale.rl_ntp_steps, 0, early_step=scale.rl_early_step,
-             workdir=work)  # the same call as rl_post_training's, memoised for it
+             progress=False, workdir=work)  # the same call as rl_post_training's, memoised for it
     timing = {"ntp_pretrain_s": round(time.perf_counter() - t0, 1)}
     print(f"NTP: {timing['ntp_pretrain_s']} s "
           f"({scale.rl_ntp_steps / timing['ntp_pretrain_s']:.0f} steps/s)", flush=True)
@@ -65,7 +74,9 @@ def main(argv=None):
         res["timing"] = timing
         left = [p for p in order if p not in done]
         note = (f"Made by tools/paper_headline.py on one {results.device_name()} (torch "
-                f"{torch.__version__}) within a {args.budget_s:.0f} s budget: parts in the order "
+                f"{torch.__version__}) within a {args.budget_s:.0f} s budget"
+                + (f", with {changes} changed from the preset" if changes else "")
+                + ": parts in the order "
                 f"run: {', '.join(done)}"
                 + (f"; not run: {', '.join(left)}." if left else "; complete."))
         results.save(path, res, experiment="rl_post_training", scale=scale.name, seed=0,
