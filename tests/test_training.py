@@ -228,3 +228,52 @@ def test_weights_digest_reads_every_kind_of_tensor():
     assert weights_digest(dict(state)) == before
     state["scalar"] = torch.tensor(1.25)
     assert weights_digest(state) != before
+
+
+# ---- NTP by length: no compute on PAD, the same loss ---------------------------------------
+def test_ntp_loss_by_length_equals_the_padded_loss_and_its_gradient():
+    from ntprl.tasks import MultiplicationTask
+
+    for task in (ParityTask(12, 0.3), ParityTask(9, 0.5, "leap2"), MultiplicationTask(2, 0.5)):
+        torch.manual_seed(0)
+        model = GPT(GPTConfig(vocab_size=task.vocab_size, block_size=task.seq_len, n_layer=2,
+                              n_head=2, n_embd=32))
+        tokens = task.sample(64, torch.Generator().manual_seed(1))
+        mask = ntp.response_mask(tokens, task.prompt_len, task.PAD)
+        grads = []
+        for by_length in (False, True):
+            model.zero_grad()
+            loss = ntp.ntp_loss(model, tokens, mask, task.PAD, by_length=by_length)
+            loss.backward()
+            grads.append((loss.item(), [p.grad.clone() for p in model.parameters()]))
+        (a, ga), (b, gb) = grads
+        assert a == pytest.approx(b, rel=1e-5), task
+        for x, y in zip(ga, gb):
+            torch.testing.assert_close(x, y, rtol=1e-4, atol=1e-6)
+
+
+def test_length_groups_cover_every_row_once_and_trim_only_pad():
+    tokens = torch.full((10, 8), 3)
+    for i in range(10):
+        tokens[i, : 2 + (i % 6)] = 1  # 6 distinct lengths: 2..7
+    for max_groups in (2, 4, 6):
+        groups = ntp.length_groups(tokens, pad_id=3, max_groups=max_groups)
+        assert len(groups) <= max_groups
+        rows = torch.cat([r for r, _ in groups])
+        assert sorted(rows.tolist()) == list(range(10))
+        for r, n in groups:
+            assert (tokens[r, n:] == 3).all() and (tokens[r, n - 1] != 3).any()
+
+
+def test_ntp_by_length_trains_like_the_padded_batch():
+    task = ParityTask(8, 0.3)
+    weights = []
+    for by_length in ("yes", "no"):
+        torch.manual_seed(0)
+        m = GPT(GPTConfig(vocab_size=4, block_size=task.seq_len, n_layer=1, n_head=2, n_embd=32))
+        ntp.train(m, task, 20, 32, 1e-3, by_length=by_length, progress=False)
+        weights.append(m.state_dict())
+    for k in weights[0]:
+        torch.testing.assert_close(weights[0][k], weights[1][k], rtol=1e-3, atol=1e-5)
+    with pytest.raises(ValueError, match="by_length="):
+        ntp.train(m, task, 2, 4, 1e-3, by_length=True, progress=False)

@@ -26,6 +26,12 @@
 # | `fast` | 2-core laptop CPU | about 7 minutes (2–3 of them for the transformer comparison) |
 # | `gpu` | a Colab T4 | about 10 minutes on a T4 (estimated); 5 minutes measured on an H200 |
 # | `paper` | one large GPU | under an hour (estimated) |
+#
+# **Before you start.** Chapter 2; softmax (multinomial logistic) regression and SGD; feature maps; reading a proof sketch.
+#
+# **Working time.** about 2.5 hours (the proofs reward a second reading), beside the compute time above.
+#
+# **Further reading.** the linear auto-regressive model {cite}`malach2024auto`; sub-task decomposition {cite}`wies2023subtask`; STaR {cite}`zelikman2022star`.
 
 # %% tags=["hide-output"]
 # Setup. The scale: "auto" is $NTPRL_SCALE if set, else "gpu" with CUDA, else "fast" (in
@@ -144,6 +150,12 @@ print(f"LinearAR for d = 16: {model.num_params():,} weights that can be non-zero
 # features per position and a margin that does not shrink with $d$ for the chain steps.
 #
 # ## Theorem 2 (NTP then STaR generalises)
+#
+# **STaR** (Self-Taught Reasoner {cite}`zelikman2022star`), the simplest RL post-training and
+# the one the theorem is about: a *round* samples the model's own answers to fresh prompts,
+# keeps those whose final answer is correct (a filter: reward 1 or 0), and fine-tunes the model
+# on the kept samples by next-token prediction. Chapter 4 runs it, with REINFORCE and GRPO, on
+# transformers.
 #
 # *Our formulation.* Start STaR from the NTP model of Theorem 1 with long share $p$. A round
 # samples answers, keeps the correct ones and fits them. If each round fits the kept data,
@@ -453,7 +465,7 @@ def star_round(p):
 # :::
 
 # %%
-checks.check(star_round, theory.star_map, [0.001, 0.01, 0.1, 0.25, 1 / 3, 0.5, 0.9, 1.0])
+checks.ex3_star_map(star_round)
 
 # %% [markdown]
 # :::{exercise}
@@ -480,16 +492,7 @@ def chain_feature(d, i):
 # :::
 
 # %%
-def brute_force_feature(d, i):
-    seq = ParityTask(d, 1.0).sample(512, torch.Generator().manual_seed(0))
-    v, target = signs(seq), signs(seq[:, d + i - 1])
-    for a in range(d + i - 1):
-        for b in range(max(a + 1, d), d + i - 1):
-            if torch.equal(v[:, a] * v[:, b], target):
-                return (a, b)
-
-
-checks.check(chain_feature, brute_force_feature, [(4, 2), (6, 3), (8, 8), (12, 5)])
+checks.ex3_feature(chain_feature)
 
 # %% [markdown]
 # :::{exercise}
@@ -516,13 +519,17 @@ def rounds_to(p, eps):
 # :::
 
 # %%
-def reference_rounds(p, eps):
-    odds, target = p / (1 - p), (1 - eps) / eps
-    return max(0, math.ceil(math.log2(target / odds) - 1e-12))
-
-
-checks.check(rounds_to, reference_rounds, [(0.01, 0.01), (0.2, 0.01), (0.05, 0.1), (0.5, 0.001), (0.3, 0.2)])
+checks.ex3_epsilon(rounds_to)
 print("rounds_to(0.01, 0.01) =", rounds_to(0.01, 0.01), "; rounds_to(0.2, 0.01) =", rounds_to(0.2, 0.01))
+
+# %% [markdown]
+# ## Concept questions
+#
+# For discussion; they have no single numeric answer and no check.
+#
+# 1. Which feature makes each chain step linear, and why is the short answer orthogonal to every feature?
+# 2. Why does one STaR round double the odds $p/(1-p)$ of the long route, and what does that give for the number of rounds?
+# 3. Theorem 1 needs $d \ge 4$. What goes wrong at $d = 3$?
 
 # %% [markdown]
 # ## Summary

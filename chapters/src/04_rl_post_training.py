@@ -28,6 +28,12 @@
 # | `fast` | 2-core laptop CPU, $d = 16$, $p_{cot} = 0.2$ | about 10 minutes |
 # | `gpu` | a Colab T4, $d = 25$, $p_{cot} = 0.25$ | about 15 minutes on a T4 (estimated); 6.5 minutes measured on an H200 |
 # | `paper` | one large GPU | hours; use `python -m ntprl run rl_post_training --scale paper` |
+#
+# **Before you start.** Chapters 2 and 3; the policy-gradient theorem and baselines (REINFORCE); PPO's clipped objective, at least in outline.
+#
+# **Working time.** about 2.5 hours, beside the compute time above.
+#
+# **Further reading.** REINFORCE {cite}`williams1992simple`; PPO {cite}`schulman2017ppo`; GRPO {cite}`shao2024deepseekmath`; STaR {cite}`zelikman2022star`; length and loss aggregation in GRPO-style training {cite}`liu2025drgrpo,yu2025dapo`; length growth under RL at scale {cite}`deepseek2025r1`.
 
 # %% tags=["hide-output"]
 # Setup. The scale: "auto" is $NTPRL_SCALE if set, else "gpu" with CUDA, else "fast" (in
@@ -174,13 +180,9 @@ fig.colorbar(im, ax=ax, label="fraction of samples");
 # %% [markdown]
 # ## STaR as a map on the long share
 #
-# One STaR round keeps the correct samples: all the long ones (share $p$, all correct once
-# the chain is learned) and half of the short ones (share $(1-p)/2$). Fine-tuning on them
-# moves the long share to
-#
-# $$p' = \frac{p}{p + (1-p)/2} = \frac{2p}{1+p}, \qquad \frac{p'}{1-p'} = 2\,\frac{p}{1-p}:$$
-#
-# each round doubles the odds of a long answer. Below we compare the long fraction the STaR
+# Chapter 3 derived what one perfectly fitted STaR round does (Theorem 2): it keeps all the
+# long samples and the lucky half of the short ones, so the long share moves to
+# $p' = 2p/(1+p)$ and the odds of a long answer double. Below we compare the long fraction the STaR
 # run measured before each round with the map applied to the previous measurement (one round
 # of prediction), and with the map iterated from the start.
 
@@ -530,9 +532,50 @@ def grpo_advantages(rewards, group_size):
 # :::
 
 # %%
-gen = torch.Generator().manual_seed(0)
-cases = [((torch.rand(n * g, generator=gen) < 0.4).float(), g) for n, g in ((1, 2), (4, 8), (16, 4), (3, 16))]
-checks.check(grpo_advantages, lambda r, g: rl.group_advantages(r, g, "group_std"), cases, tol=1e-5)
+checks.ex4_grpo(grpo_advantages)
+
+# %% [markdown]
+# :::{exercise}
+# :label: ex4-loss
+# Write the loss of one on-policy GRPO/REINFORCE step, `pg_loss(logp, adv, mask, loss_agg,
+# max_new_tokens)`: `logp` (B, T) holds the log-probabilities of the sampled tokens, `adv`
+# (B,) one advantage per sequence, `mask` (B, T) marks the tokens that count (the response,
+# EOS included). Return the scalar $-\sum_{i,t} w_{it} A_i \log\pi_{it}$ with the weights of
+# `loss_agg`: `"token_mean"` ($w = 1/\sum_i L_i$ on every counted token), `"seq_mean"`
+# ($w = 1/(N L_i)$) or `"constant"` ($w = 1/(N \cdot$ `max_new_tokens`$)$). Gradients must
+# flow through `logp`. The check compares the value and the gradient with the library's
+# `policy_loss` on batches with answers of very different lengths. Then: with one long right
+# answer and one short right answer in a batch, which aggregation gives the long answer's
+# tokens the most weight in total?
+# :::
+#
+# :::{solution-start} ex4-loss
+# :class: dropdown
+# :::
+
+# %% tags=["solution"]
+def pg_loss(logp, adv, mask, loss_agg, max_new_tokens):
+    m = mask.float()
+    if loss_agg == "token_mean":
+        w = m / m.sum()
+    elif loss_agg == "seq_mean":
+        w = m / m.sum(1, keepdim=True) / len(m)
+    else:
+        w = m / (len(m) * max_new_tokens)
+    return -(w * adv[:, None] * logp).sum()
+
+# %% [markdown]
+# With `token_mean` every token counts the same, so a long answer of $L$ tokens carries $L$
+# times the weight of a one-token answer; `seq_mean` gives each answer the same total weight
+# ($1/N$), so each of the long answer's tokens weighs $L$ times less; `constant` weighs every
+# token the same like `token_mean`, but does not renormalise by how many tokens the batch
+# holds. Length growth under RL is faster when long right answers carry more weight.
+#
+# :::{solution-end}
+# :::
+
+# %%
+checks.ex4_loss(pg_loss)
 
 # %% [markdown]
 # :::{exercise}
@@ -555,13 +598,7 @@ def star_filter(tokens, rewards):
 # :::
 
 # %%
-def reference_filter(tokens, rewards):
-    return torch.stack([t for t, r in zip(tokens, rewards) if r == 1]) if (rewards == 1).any() else tokens[:0]
-
-
-cases = [(torch.randint(0, 4, (n, 9), generator=gen), (torch.rand(n, generator=gen) < q).float())
-         for n, q in ((8, 0.5), (32, 0.1), (5, 1.0), (6, 0.0))]
-checks.check(star_filter, reference_filter, cases)
+checks.ex4_star(star_filter)
 
 # %% [markdown]
 # :::{exercise}
@@ -595,8 +632,16 @@ def rounds_needed(p):
 # :::
 
 # %%
-checks.check(rounds_needed, theory.star_rounds_to_threshold,
-             [0.005, 0.01, 0.05, 0.1, 1 / 9, 0.2, 0.25, 0.3, 1 / 3, 0.34, 0.9])
+checks.ex4_rounds(rounds_needed)
+
+# %% [markdown]
+# ## Concept questions
+#
+# For discussion; they have no single numeric answer and no check.
+#
+# 1. RL here teaches no new skill. What, precisely, does it change in the model, and which measurement in this chapter shows it?
+# 2. RL started from an early checkpoint can make answers longer without making them right. Why does length alone not imply the chain was learned?
+# 3. How does `loss_agg` change which answers' tokens dominate an update, and what should that do to the speed of length growth (exercise `ex4-loss`)?
 
 # %% [markdown]
 # ## Summary

@@ -28,6 +28,12 @@
 # | `fast` | 2-core laptop CPU, $n = 3$ digits | about 6 minutes (measured) |
 # | `gpu` | a Colab T4, $n = 4$ | about 15 minutes (estimated; not measured on a GPU yet) |
 # | `paper` | one large GPU | hours: `python -m ntprl run mult_rl --scale paper` ($n = 7$, $p_{cot} = 0.1$) |
+#
+# **Before you start.** Chapters 2 and 4; long multiplication by hand.
+#
+# **Working time.** about 1.5 hours, beside the compute time above.
+#
+# **Further reading.** the paper's multiplication experiments {cite}`tsilivis2025rl`; scratchpads for arithmetic {cite}`nye2021scratchpad`.
 
 # %% tags=["hide-output"]
 # Setup. The scale: "auto" is $NTPRL_SCALE if set, else "gpu" with CUDA, else "fast" (in
@@ -334,7 +340,7 @@ def threshold_for(m):
 # :::
 
 # %%
-checks.check(threshold_for, theory.divergent_threshold, [1 / 9, 1 / 2, 1.0, 0.25, 0.8])
+checks.ex5_threshold(threshold_for)
 checks.check_value(threshold_for(1 / 9), 0.1, "threshold (a)")
 
 # %% [markdown]
@@ -360,11 +366,20 @@ def long_share(hist, task):
 # :::
 
 # %%
+checks.ex5_lengths(long_share)
 probe_task = MultiplicationTask(n, sweep["runs"][0]["p_cot"])
 probe = load_model(probe_task, scale, mixture_model(probe_task.p_cot, scale, 0), 0)
 ev = evaluate(probe, probe_task, 500, seed=5, modes=("sampled",))
 checks.check_value(long_share(ev["sampled_len_hist"], probe_task), ev["sampled_long_frac"],
                    "long share from the histogram", tol=0.02)
+
+# %% [markdown]
+# ## Concept questions
+#
+# For discussion; they have no single numeric answer and no check.
+#
+# 1. Why is the greedy threshold for multiplication not $1/3$? What plays the role of the short answer's top token?
+# 2. Which output digits of a product are easy without a chain, and which are hard?
 
 # %% [markdown]
 # ## Summary

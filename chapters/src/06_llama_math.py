@@ -55,6 +55,12 @@
 #
 # The stored runs shown below: `llm_sums` (calibration at four $p_{cot}$, then GRPO) on the
 # 2-core CPU, and the GSM8K code path on an NVIDIA H100.
+#
+# **Before you start.** Chapters 2 and 4; Hugging Face `transformers` and TRL's `GRPOTrainer` at the level of their quick-start guides.
+#
+# **Working time.** about 2 hours (plus the compute), beside the compute time above.
+#
+# **Further reading.** GSM8K {cite}`cobbe2021gsm8k`; TRL {cite}`vonwerra2022trl`; LoRA {cite}`hu2022lora`; SmolLM2 {cite}`allal2025smollm2`; GRPO variants and length {cite}`liu2025drgrpo,yu2025dapo`; length growth at scale {cite}`deepseek2025r1`.
 
 # %% tags=["hide-output"]
 # Setup. The scale: "auto" is $NTPRL_SCALE if set, else "gpu" with CUDA, else "fast" (in
@@ -533,7 +539,7 @@ def threshold_for(short_top_share):
 # :::
 
 # %%
-checks.check(threshold_for, theory.divergent_threshold, [1.0, 0.5, 0.1, 0.25, 1 / 3])
+checks.ex6_threshold(threshold_for)
 
 # %% [markdown]
 # :::{exercise}
@@ -571,11 +577,7 @@ def my_extract(text):
 # :::
 
 # %%
-checks.check(my_extract, gsm8k.extract_answer,
-             ["#### 18", "####18", "#### 1,234", "#### -5", "#### $42", "#### 3.50", "#### 7.0",
-              "The answer is 12.", "so 3 + 4 = 7 apples", "#### 12\n#### 13", "no number",
-              "#### .5", "it is 20 - 2", "#### 9\nQuestion: 1+1=?\nAnswer: #### 2",
-              "37+48=85, 85+29=114.\n#### 114<|im_end|>", "#### none\nbut 4 apples"])
+checks.ex6_extract(my_extract)
 
 # %% [markdown]
 # :::{exercise}
@@ -602,10 +604,7 @@ def my_long_target(solution):
 # :::
 
 # %%
-tricky = ["She pays 3 * $4 = $<<3*4=12>>12.\n#### 12",
-          "It is 1,000 + 200 = <<1000+200=1200>>1,200 m.\nThen 1200/4=<<1200/4=300>>300\n#### 1,200",
-          "No notes here.\n#### -7"]
-checks.check(my_long_target, gsm8k.long_target, tricky + [p["answer"] for p in sft_problems[:20]])
+checks.ex6_target(my_long_target, [p["answer"] for p in sft_problems[:20]])
 
 # %% [markdown]
 # **Going further (open-ended).** Chapter 2 found that temperature moves the long share in a
@@ -614,7 +613,18 @@ checks.check(my_long_target, gsm8k.long_target, tricky + [p["answer"] for p in s
 # measure it with `llm.evaluate(model, tokenizer, test, cfg.with_(eval_temperature=...))`. On
 # a GPU, run the GSM8K preset at `p_cot=0.1` and `0.5`: which parts of the parity story carry
 # over to a model that has read worked solutions in pre-training?
+
+
+# %% [markdown]
+# ## Concept questions
 #
+# For discussion; they have no single numeric answer and no check.
+#
+# 1. In a pre-trained language model, what plays the role of $p_{cot}$, and how would you measure it?
+# 2. The reward looks only at the final answer. Why can it still make answers longer?
+# 3. What result would show that RL on GSM8K taught a new skill rather than re-weighting one the model had?
+
+# %% [markdown]
 # ## Summary
 #
 # - On a real pre-trained model (SmolLM2-135M-Instruct, offline), SFT on a running-sums

@@ -2,6 +2,7 @@
 
     python -m ntprl list
     python -m ntprl run EXPERIMENT --scale paper --seed 0 --out results/EXPERIMENT.json
+    python -m ntprl grade SUBMISSIONS --out grades.csv
 
 A run keeps its checkpoints in ``OUT.work/`` while it goes; the same command after an
 interruption (Ctrl-C, a killed process, a lost Colab session) resumes from them and ends with
@@ -73,6 +74,17 @@ def _run(args) -> int:
     return 0
 
 
+def _grade(args) -> int:
+    from . import grading
+
+    rows = grading.grade(args.submissions, args.out, timeout=args.timeout)
+    counts = {s: sum(r["status"] == s for r in rows) for s in grading.STATUSES}
+    students = len({r["student"] for r in rows})
+    print(f"wrote {args.out}: {students} students, "
+          + ", ".join(f"{n} {s}" for s, n in counts.items()))
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m ntprl", description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="command", required=True)
@@ -85,8 +97,16 @@ def main(argv=None) -> int:
                    help="results file (default results/EXP-SCALE-seedN.json)")
     r.add_argument("--force", action="store_true", help="run even if the results file exists")
     r.add_argument("--no-progress", action="store_true", help="no progress bars")
+    g = sub.add_parser("grade", help="grade a class's notebooks: a CSV of passed / failed / "
+                                      "not attempted per student and exercise")
+    g.add_argument("submissions", nargs="+", help="folders of notebooks, or notebooks")
+    g.add_argument("--out", default="grades.csv", help="the CSV to write (default grades.csv)")
+    g.add_argument("--timeout", type=float, default=120.0,
+                   help="seconds allowed to grade one notebook (default 120)")
     args = ap.parse_args(argv)
     try:
+        if args.command == "grade":
+            return _grade(args)
         return _list() if args.command == "list" else _run(args)
     except (ValueError, OSError, RuntimeError) as e:
         if os.environ.get("NTPRL_DEBUG"):

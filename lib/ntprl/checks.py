@@ -1,12 +1,22 @@
-"""Self-checks for exercises: compare a learner's function with the reference on many inputs.
+"""Self-checks for exercises: compare a learner's function with a reference on many inputs.
 
 Each check prints a one-line verdict and raises ``AssertionError`` with the first
 counter-example when the learner's answer differs, so a solution cell can simply call it.
+
+Every exercise of the book has a *named* check here (``ex4_grpo(fn)``, ...; the registry
+:data:`EXERCISES` maps each exercise label to its function name and check). The references
+live in this module, not in the notebooks, and a named check rejects an answer that calls the
+library's own implementation of what the exercise asks for (it is swapped for a function that
+fails while the check runs, and names bound to it in the answer's module are refused).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
+import random
+import re
+from fractions import Fraction
 from typing import Callable, Iterable
 
 import torch
@@ -15,8 +25,8 @@ import torch
 def _same(a, b, tol) -> bool:
     if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
         a, b = torch.as_tensor(a), torch.as_tensor(b)
-        if a.shape != b.shape:
-            return False
+        if a.shape != b.shape or a.dtype.is_floating_point != b.dtype.is_floating_point:
+            return False  # the shape and the kind of dtype (integer or float) must match too
         return bool(torch.allclose(a.double(), b.double(), atol=tol, rtol=0))
     if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
         return len(a) == len(b) and all(_same(x, y, tol) for x, y in zip(a, b))
@@ -25,29 +35,35 @@ def _same(a, b, tol) -> bool:
     return a == b
 
 
+def _args(args) -> tuple:
+    return args if isinstance(args, tuple) else (args,)
+
+
+def _compare(fn: Callable, inputs: list, wants: list, name: str, tol: float) -> bool:
+    for args, want in zip(inputs, wants):
+        try:
+            got = fn(*_args(args))
+        except NotImplementedError:
+            raise AssertionError(f"❌ {name} is not written yet "
+                                 "(it raised NotImplementedError)") from None
+        if not _same(got, want, tol):
+            raise AssertionError(f"❌ {name} differs from the reference on input {_args(args)}: "
+                                 f"expected {want}, got {got}")
+    print(f"✅ {name} agrees with the reference on {len(inputs)} cases")
+    return True
+
+
 def check(fn: Callable, reference: Callable, inputs: Iterable, name: str | None = None,
           tol: float = 1e-6) -> bool:
     """Call ``fn(*args)`` and ``reference(*args)`` for every ``args`` in ``inputs``.
 
     Inputs that are not tuples are passed as the single argument. Prints ``✅`` with the number
     of cases on success; raises ``AssertionError`` naming the first failing input otherwise.
+    Tensors must agree in shape and in the kind of dtype (integer or float) as well.
     """
-    name = name or getattr(fn, "__name__", "your function")
-    n = 0
-    for args in inputs:
-        args = args if isinstance(args, tuple) else (args,)
-        want = reference(*args)
-        try:
-            got = fn(*args)
-        except NotImplementedError:
-            raise AssertionError(f"❌ {name} is not written yet "
-                                 "(it raised NotImplementedError)") from None
-        if not _same(got, want, tol):
-            raise AssertionError(f"❌ {name} differs from the reference on input {args}: "
-                                 f"expected {want}, got {got}")
-        n += 1
-    print(f"✅ {name} agrees with the reference on {n} cases")
-    return True
+    inputs = list(inputs)
+    wants = [reference(*_args(a)) for a in inputs]
+    return _compare(fn, inputs, wants, name or getattr(fn, "__name__", "your function"), tol)
 
 
 def check_value(value, expected, name: str = "your answer", tol: float = 1e-6) -> bool:
@@ -59,14 +75,293 @@ def check_value(value, expected, name: str = "your answer", tol: float = 1e-6) -
 
 
 # ---- named checks of exercises: the references live here, not in the notebooks ----------------
+class Delegated(AssertionError):
+    """An answer called the library's implementation of what the exercise asks for."""
+
+
+@contextlib.contextmanager
+def _forbid(fn: Callable, targets: list[tuple[object, str]]):
+    """While the block runs, each ``getattr(owner, name)`` raises :class:`Delegated`; before
+    it, refuse ``fn`` when a name it uses is bound to one of them in its module."""
+    originals = [(owner, name, getattr(owner, name)) for owner, name in targets]
+    used = set(_code_names(getattr(fn, "__code__", None)))
+    glb = getattr(fn, "__globals__", {})
+    for owner, name, orig in originals:
+        if any(glb.get(n) is orig for n in used if n in glb):
+            raise Delegated(f"❌ {getattr(fn, '__name__', 'your function')} calls ntprl's own "
+                            f"{name}: write it yourself")
+
+    def refuse(name):
+        def call(*args, **kwargs):
+            raise Delegated(f"❌ {getattr(fn, '__name__', 'your function')} calls ntprl's "
+                            f"own {name}: write it yourself")
+        return call
+
+    try:
+        for owner, name, _ in originals:
+            setattr(owner, name, refuse(name))
+        yield
+    finally:
+        for owner, name, orig in originals:
+            setattr(owner, name, orig)
+
+
+def _code_names(code) -> list[str]:
+    """Global names a function's code (and the code nested in it) refers to."""
+    if code is None:
+        return []
+    names = list(code.co_names)
+    for const in code.co_consts:
+        if hasattr(const, "co_names"):
+            names += _code_names(const)
+    return names
+
+
+def _named(fn: Callable, reference: Callable, inputs, targets, tol: float = 1e-6) -> bool:
+    """:func:`check` with the reference's answers computed first, then ``fn`` run with the
+    library's ``targets`` forbidden (:func:`_forbid`)."""
+    inputs = list(inputs)
+    wants = [reference(*_args(a)) for a in inputs]
+    with _forbid(fn, targets):
+        return _compare(fn, inputs, wants, getattr(fn, "__name__", "your function"), tol)
+
+
+def _bits(rows: int, d: int, seed: int) -> torch.Tensor:
+    return torch.randint(0, 2, (rows, d), generator=torch.Generator().manual_seed(seed))
+
+
+def ex1_running_parity(running_parity: Callable) -> bool:
+    """``running_parity(x)``: the running parities of each row of a (n, d) LongTensor of bits
+    (a LongTensor of the same shape)."""
+    from .tasks import ParityTask
+
+    def reference(x):
+        out, s = [], [0] * x.shape[0]
+        for j in range(x.shape[1]):
+            s = [a ^ int(b) for a, b in zip(s, x[:, j])]
+            out.append(s)
+        return torch.tensor(out, dtype=torch.long).T.reshape(x.shape)
+
+    cases = [_bits(5, d, d) for d in (2, 3, 8, 16, 50)]
+    return _named(running_parity, reference, cases, [(ParityTask, "chain_of")])
+
+
+def ex1_sequence(make_sequence: Callable) -> bool:
+    """``make_sequence(x, long)``: prompt bits, then the running parities (long) or the parity
+    alone (short), then EOS, as a list of ints."""
+    from .tasks import EOS, ParityTask
+
+    def reference(x, long):
+        chain = [sum(x[: i + 1]) % 2 for i in range(len(x))]
+        return list(x) + (chain if long else chain[-1:]) + [EOS]
+
+    rng = random.Random(1)
+    cases = [([rng.randint(0, 1) for _ in range(d)], long) for d in (2, 3, 5, 7, 12)
+             for long in (True, False)]
+    return _named(make_sequence, reference, cases,
+                  [(ParityTask, "sample"), (ParityTask, "chain_of")])
+
+
+def ex1_predict(sampled_accuracy: Callable) -> bool:
+    """``sampled_accuracy(p)``: accuracy of sampling a model that goes long with probability p
+    (long answers right, short ones a coin flip)."""
+    from . import theory
+
+    return _named(sampled_accuracy, lambda p: p + (1 - p) / 2,
+                  [0.0, 0.1, 0.25, 1 / 3, 0.5, 0.9, 1.0],
+                  [(theory, "accuracy"), (theory, "greedy_accuracy")])
+
+
+def ex2_first_token(first_token_share: Callable) -> bool:
+    """``first_token_share(seqs, d)``: the fraction of sequences whose first response token
+    equals their first prompt bit (a float)."""
+    from .tasks import ParityTask
+
+    def reference(seqs, d):
+        return sum(int(row[d] == row[0]) for row in seqs.tolist()) / len(seqs)
+
+    cases = [(ParityTask(d, p).sample(500, torch.Generator().manual_seed(k)), d)
+             for k, (d, p) in enumerate([(4, 0.1), (8, 0.5), (16, 0.25), (20, 0.9), (3, 0.0)])]
+    return _named(first_token_share, reference, cases, [])
+
+
+def ex2_marker(greedy_goes_long_with_marker: Callable) -> bool:
+    """``greedy_goes_long_with_marker(p)``: does greedy decoding write the marker M, which has
+    probability p against (1 - p) / 2 for each bit? A tie is not a win (p = 1/3 is False)."""
+    from . import theory
+
+    def reference(p):
+        p = Fraction(p) if not isinstance(p, Fraction) else p
+        return p > (1 - p) / 2
+
+    cases = [0.0, 0.1, 0.3, 0.32, Fraction(1, 3), 0.34, 0.5, 0.9, 1.0]
+    return _named(greedy_goes_long_with_marker, reference, cases, [(theory, "tempered")])
+
+
+def ex2_temperature(long_prob_at: Callable) -> bool:
+    """``long_prob_at(p, tau)``: the long fraction of sampling at temperature ``tau`` from a
+    model calibrated to p (each of the two decisions tempered)."""
+    from . import theory
+
+    def reference(p, tau):
+        def sharpen(a, b):
+            a, b = a ** (1 / tau), b ** (1 / tau)
+            return a / (a + b)
+        return sharpen((1 + p) / 2, (1 - p) / 2) * sharpen(2 * p / (1 + p), (1 - p) / (1 + p))
+
+    cases = [(p, t) for p in (0.05, 0.2, 0.3, 0.4, 0.8) for t in (0.5, 0.75, 1.0, 1.5)]
+    return _named(long_prob_at, reference, cases,
+                  [(theory, "long_prob"), (theory, "tempered"), (theory, "accuracy")])
+
+
+def ex3_star_map(star_round: Callable) -> bool:
+    """``star_round(p)``: the long share after one perfectly fitted STaR round from share p."""
+    from . import theory
+
+    return _named(star_round, lambda p: 2 * p / (1 + p),
+                  [0.001, 0.01, 0.1, 0.25, 1 / 3, 0.5, 0.9, 1.0], [(theory, "star_map")])
+
+
+def ex3_feature(chain_feature: Callable) -> bool:
+    """``chain_feature(d, i)``: the pair of positions ``(a, b)``, a < b, whose sign product is
+    the chain token s_i (found here by brute force on sampled chains)."""
+    from .tasks import ParityTask
+
+    def reference(d, i):
+        seq = ParityTask(d, 1.0).sample(512, torch.Generator().manual_seed(0))
+        v, target = 1 - 2 * seq, 1 - 2 * seq[:, d + i - 1]
+        for a in range(d + i - 1):
+            for b in range(max(a + 1, d), d + i - 1):
+                if torch.equal(v[:, a] * v[:, b], target):
+                    return (a, b)
+
+    return _named(chain_feature, reference, [(4, 2), (6, 3), (8, 8), (12, 5), (5, 5)], [])
+
+
+def ex3_epsilon(rounds_to: Callable) -> bool:
+    """``rounds_to(p, eps)``: STaR rounds from long share p until the share is at least
+    1 - eps (odds double each round)."""
+    from . import theory
+
+    def reference(p, eps):
+        p, eps, n = Fraction(p), Fraction(eps), 0
+        while p < 1 - eps:
+            p, n = 2 * p / (1 + p), n + 1
+        return n
+
+    cases = [(0.01, 0.01), (0.2, 0.01), (0.05, 0.1), (0.5, 0.001), (0.3, 0.2), (0.9, 0.05)]
+    return _named(rounds_to, reference, cases,
+                  [(theory, "star_rounds_to_threshold"), (theory, "log_odds_rounds")])
+
+
+def ex4_grpo(grpo_advantages: Callable) -> bool:
+    """``grpo_advantages(rewards, group_size)``: (reward - group mean) / (group population std
+    + 1e-6) for groups of adjacent samples; a float tensor of the rewards' shape."""
+    from .train import rl
+
+    def reference(rewards, g):
+        rows = rewards.double().view(-1, g).tolist()
+        out = []
+        for row in rows:
+            m = sum(row) / g
+            sd = math.sqrt(sum((r - m) ** 2 for r in row) / g)
+            out += [(r - m) / (sd + 1e-6) for r in row]
+        return torch.tensor(out, dtype=torch.float32)
+
+    gen = torch.Generator().manual_seed(0)
+    cases = [((torch.rand(n * g, generator=gen) < q).float(), g)
+             for n, g, q in ((1, 2, 0.5), (4, 8, 0.4), (16, 4, 0.4), (3, 16, 0.2), (2, 4, 1.0))]
+    return _named(grpo_advantages, reference, cases, [(rl, "group_advantages")], tol=1e-5)
+
+
+def ex4_loss(pg_loss: Callable) -> bool:
+    """``pg_loss(logp, adv, mask, loss_agg, max_new_tokens)``: the on-policy policy-gradient
+    loss with ``loss_agg``'s token weights; its value and its gradient with respect to ``logp``
+    are compared (a loss that detaches ``logp`` fails)."""
+    from .train import rl
+
+    def weights(mask, agg, max_new):
+        m = mask.double()
+        if agg == "token_mean":
+            return m / m.sum()
+        if agg == "seq_mean":
+            return m / m.sum(1, keepdim=True) / len(m)
+        return m / (len(m) * max_new)
+
+    gen = torch.Generator().manual_seed(0)
+    cases = []
+    for b, t, agg in ((4, 9, "token_mean"), (6, 12, "seq_mean"), (5, 7, "constant"),
+                      (8, 20, "seq_mean"), (3, 5, "token_mean")):
+        lengths = torch.randint(1, t, (b,), generator=gen)
+        lengths[0] = t  # one answer as long as the budget, others short
+        mask = torch.arange(t)[None, :] < lengths[:, None]
+        logp = -torch.rand(b, t, generator=gen, dtype=torch.float64) * 3
+        adv = torch.randn(b, generator=gen, dtype=torch.float64)
+        cases.append((logp, adv, mask, agg, t))
+
+    def both(fn):  # value and gradient, as one comparable pair
+        def run(logp, adv, mask, agg, t):
+            x = logp.clone().requires_grad_(True)
+            loss = fn(x, adv, mask, agg, t)
+            if not isinstance(loss, torch.Tensor) or loss.dim() != 0 or not loss.requires_grad:
+                raise AssertionError("❌ pg_loss must return a scalar tensor that gradients "
+                                     "flow through (from logp)")
+            loss.backward()
+            return [loss.detach().double(), x.grad.double()]
+        run.__name__ = getattr(fn, "__name__", "pg_loss")
+        return run
+
+    reference = both(lambda logp, adv, mask, agg, t:
+                     -(weights(mask, agg, t) * adv[:, None] * logp).sum())
+    wants = [reference(*c) for c in cases]
+    answer = both(pg_loss)
+    with _forbid(pg_loss, [(rl, "token_weights"), (rl, "policy_loss"),
+                           (rl, "policy_gradient_update")]):
+        return _compare(answer, cases, wants, answer.__name__, 1e-6)
+
+
+def ex4_star(star_filter: Callable) -> bool:
+    """``star_filter(tokens, rewards)``: the rows of ``tokens`` whose reward is 1, in order (an
+    empty (0, T) tensor when there are none)."""
+    def reference(tokens, rewards):
+        kept = [t for t, r in zip(tokens, rewards) if r == 1]
+        return torch.stack(kept) if kept else tokens[:0]
+
+    gen = torch.Generator().manual_seed(0)
+    cases = [(torch.randint(0, 4, (n, 9), generator=gen),
+              (torch.rand(n, generator=gen) < q).float())
+             for n, q in ((8, 0.5), (32, 0.1), (5, 1.0), (6, 0.0))]
+    return _named(star_filter, reference, cases, [])
+
+
+def ex4_rounds(rounds_needed: Callable) -> bool:
+    """``rounds_needed(p)``: STaR rounds until the long share *exceeds* 1/3, in exact
+    arithmetic (p = 0.2 lands exactly on 1/3 after one round, so it needs two)."""
+    from . import theory
+
+    def reference(p):
+        q, n = Fraction(p).limit_denominator(10**12), 0
+        while q <= Fraction(1, 3):
+            q, n = 2 * q / (1 + q), n + 1
+        return n
+
+    cases = [0.005, 0.01, 0.05, 0.1, 1 / 9, 0.2, 0.25, 0.3, 1 / 3, 0.34, 0.9]
+    return _named(rounds_needed, reference, cases, [(theory, "star_rounds_to_threshold")])
+
+
 def ex5_chain(long_chain: Callable) -> bool:
-    """Chapter 5, ``ex5-chain``: ``long_chain(a, b, n)`` against the task's own chain on random
+    """Chapter 5, ``ex5-chain``: ``long_chain(a, b, n)`` against the chain format on random
     problems with 1, 2, 3 and 5 digits (and the extreme operands of each size)."""
     from .tasks import MultiplicationTask
+    from .tasks.multiplication import MARK, SEP
 
     def reference(a, b, n):
-        t = MultiplicationTask(n, 1.0)
-        return t.chain_of(t.encode_prompts(torch.tensor([a]), torch.tensor([b])))[0].tolist()
+        out = [MARK]
+        for i in range(1, n + 1):
+            out += [SEP] if i > 1 else []
+            s = a * (b % 10 ** i)
+            out += [(s // 10 ** j) % 10 for j in range(2 * n)]
+        return out
 
     gen = torch.Generator().manual_seed(0)
     cases = []
@@ -74,4 +369,95 @@ def ex5_chain(long_chain: Callable) -> bool:
         lo, hi = (10 ** (n - 1) if n > 1 else 0), 10 ** n
         cases += [(lo, lo, n), (hi - 1, hi - 1, n)]
         cases += [tuple(map(int, ab)) + (n,) for ab in torch.randint(lo, hi, (5, 2), generator=gen)]
-    return check(long_chain, reference, cases, name=getattr(long_chain, "__name__", None))
+    return _named(long_chain, reference, cases, [(MultiplicationTask, "chain_of")])
+
+
+def _threshold(threshold_for: Callable) -> bool:
+    from . import theory
+
+    return _named(threshold_for, lambda m: m / (1 + m), [1 / 9, 1 / 2, 1.0, 0.25, 0.8, 1 / 3],
+                  [(theory, "divergent_threshold")])
+
+
+def ex5_threshold(threshold_for: Callable) -> bool:
+    """``threshold_for(m)``: the p_cot above which greedy goes long when the short route's top
+    first token has m times the long route's share of the short mass: m / (1 + m)."""
+    return _threshold(threshold_for)
+
+
+def ex5_lengths(long_share: Callable) -> bool:
+    """``long_share(hist, task)``: the share of responses of exactly the task's long length in
+    a length histogram (``hist[k]`` = responses of k tokens)."""
+    from .tasks import MultiplicationTask
+
+    rng = random.Random(0)
+    cases = []
+    for n in (1, 2, 3):
+        task = MultiplicationTask(n, 0.5)
+        hist = [rng.randint(0, 50) for _ in range(task.long_len + 3)]
+        hist[task.long_len] += 1
+        cases.append((hist, task))
+    return _named(long_share, lambda hist, task: hist[task.long_len] / sum(hist), cases, [])
+
+
+def ex6_threshold(threshold_for: Callable) -> bool:
+    """Chapter 6's ``threshold_for(short_top_share)``: m / (1 + m)."""
+    return _threshold(threshold_for)
+
+
+EXTRACT_CASES = ["#### 18", "####18", "#### 1,234", "#### -5", "#### $42", "#### 3.50",
+                 "#### 7.0",
+                 "The answer is 12.", "so 3 + 4 = 7 apples", "#### 12\n#### 13", "no number",
+                 "#### .5", "it is 20 - 2", "#### 9\nQuestion: 1+1=?\nAnswer: #### 2",
+                 "37+48=85, 85+29=114.\n#### 114<|im_end|>", "#### none\nbut 4 apples"]
+
+
+def ex6_extract(my_extract: Callable) -> bool:
+    """``my_extract(text)``: the answer of a model's response, as chapter 6 defines it."""
+    from .llm import gsm8k
+
+    reference = gsm8k.extract_answer
+    return _named(my_extract, reference, EXTRACT_CASES, [(gsm8k, "extract_answer")])
+
+
+def ex6_target(my_long_target: Callable, solutions: Iterable[str] = ()) -> bool:
+    """``my_long_target(solution)``: a GSM8K solution without its <<...>> notes, ending in
+    '\n#### N' (``solutions``: more real solutions to try)."""
+    from .llm import gsm8k
+
+    tricky = ["She pays 3 * $4 = $<<3*4=12>>12.\n#### 12",
+              "It is 1,000 + 200 = <<1000+200=1200>>1,200 m.\n"
+              "Then 1200/4=<<1200/4=300>>300\n#### 1,200",
+              "No notes here.\n#### -7"]
+
+    def reference(solution):
+        reasoning, answer = solution.rsplit("####", 1)
+        reasoning = re.sub(r"<<[^<>]*>>", "", reasoning).rstrip()
+        return f"{reasoning}\n#### {gsm8k.normalize_number(answer)}"
+
+    return _named(my_long_target, reference, tricky + list(solutions),
+                  [(gsm8k, "long_target"), (gsm8k, "strip_calculator")])
+
+
+EXERCISES: dict[str, tuple[str, Callable]] = {
+    "ex1-running-parity": ("running_parity", ex1_running_parity),
+    "ex1-sequence": ("make_sequence", ex1_sequence),
+    "ex1-predict": ("sampled_accuracy", ex1_predict),
+    "ex2-first-token": ("first_token_share", ex2_first_token),
+    "ex2-marker": ("greedy_goes_long_with_marker", ex2_marker),
+    "ex2-temperature": ("long_prob_at", ex2_temperature),
+    "ex3-star-map": ("star_round", ex3_star_map),
+    "ex3-feature": ("chain_feature", ex3_feature),
+    "ex3-epsilon": ("rounds_to", ex3_epsilon),
+    "ex4-grpo": ("grpo_advantages", ex4_grpo),
+    "ex4-loss": ("pg_loss", ex4_loss),
+    "ex4-star": ("star_filter", ex4_star),
+    "ex4-rounds": ("rounds_needed", ex4_rounds),
+    "ex5-chain": ("long_chain", ex5_chain),
+    "ex5-threshold": ("threshold_for", ex5_threshold),
+    "ex5-lengths": ("long_share", ex5_lengths),
+    "ex6-threshold": ("threshold_for", ex6_threshold),
+    "ex6-extract": ("my_extract", ex6_extract),
+    "ex6-target": ("my_long_target", ex6_target),
+}
+"""Each exercise label of the book: the name of the function it asks for, and its check."""

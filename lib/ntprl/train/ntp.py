@@ -31,16 +31,57 @@ def response_mask(tokens: torch.Tensor, prompt_len: int, pad_id: int) -> torch.T
     return mask
 
 
-def sequence_loss(logits: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean cross-entropy of predicting ``tokens[:, t]`` from ``logits[:, t-1]`` where ``mask``.
+def sequence_loss(logits: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor,
+                  reduction: str = "mean") -> torch.Tensor:
+    """Cross-entropy of predicting ``tokens[:, t]`` from ``logits[:, t-1]`` where ``mask``.
 
     ``logits`` is the model output on ``tokens`` (B, T, V); ``mask`` (B, T) marks the tokens to be
-    predicted. The mean is over all masked tokens of the batch.
+    predicted. ``reduction="mean"`` averages over all masked tokens of the batch; ``"sum"``
+    adds them up (for a batch split into parts, whose sums are divided by the batch's count).
     """
+    one_of("reduction", reduction, ("mean", "sum"))
     target_mask = mask[:, 1:]
     lp = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]).float(),
                          tokens[:, 1:].reshape(-1), reduction="none")
-    return (lp * target_mask.reshape(-1)).sum() / target_mask.sum().clamp(min=1)
+    total = (lp * target_mask.reshape(-1)).sum()
+    return total if reduction == "sum" else total / target_mask.sum().clamp(min=1)
+
+
+BY_LENGTH = ("auto", "yes", "no")
+
+
+def length_groups(tokens: torch.Tensor, pad_id: int, max_groups: int = 4):
+    """The rows of a right-padded batch grouped by length, each group trimmed to its longest
+    row: a list of ``(row indices, length)``. Rows of equal length share a group; with more
+    than ``max_groups`` distinct lengths, rows sorted by length are cut into ``max_groups``
+    groups of equal size. A row's length runs to its last non-PAD token."""
+    real = tokens != pad_id
+    positions = torch.arange(1, tokens.shape[1] + 1, device=tokens.device)
+    lengths = (real * positions).max(dim=1).values
+    distinct = torch.unique(lengths)
+    if len(distinct) <= max_groups:
+        return [((lengths == n).nonzero().squeeze(1), int(n)) for n in distinct]
+    order = torch.argsort(lengths)
+    return [(rows, int(lengths[rows].max())) for rows in order.tensor_split(max_groups)]
+
+
+def ntp_loss(model, tokens: torch.Tensor, mask: torch.Tensor, pad_id: int, *,
+             by_length: bool, precision: str = "auto") -> torch.Tensor:
+    """The NTP loss of one batch (mean over its ``mask``ed tokens). With ``by_length`` the
+    model runs once per :func:`length_groups` group, trimmed to that group's length, so no
+    compute goes to trailing PAD: the same loss (causal attention never looks right, so a
+    row's logits do not depend on the PAD after it) up to float rounding."""
+    if not by_length:
+        with autocast(model, precision):
+            logits = model(tokens)
+        return sequence_loss(logits, tokens, mask)
+    total = tokens.new_zeros((), dtype=torch.float32)
+    for rows, n in length_groups(tokens, pad_id):
+        part, part_mask = tokens[rows, :n], mask[rows, :n]
+        with autocast(model, precision):
+            logits = model(part)
+        total = total + sequence_loss(logits, part, part_mask, reduction="sum")
+    return total / mask[:, 1:].sum().clamp(min=1)
 
 
 def lr_at(step: int, steps: int, lr: float, warmup_steps: int, decay_frac: float) -> float:
@@ -61,7 +102,8 @@ def train(model, task, steps: int, batch_size: int, lr: float, *, seed: int = 0,
           eval_every: int = 0, eval_fn: Callable | None = None,
           stop_when: Callable[[dict], bool] | None = None,
           checkpoint: str | os.PathLike | None = None, checkpoint_every: int = 500,
-          precision: str = "auto", progress: bool = True, desc: str = "NTP") -> list[dict]:
+          precision: str = "auto", by_length: str = "auto", progress: bool = True,
+          desc: str = "NTP") -> list[dict]:
     """Train ``model`` by next-token prediction on fresh batches of ``task``.
 
     Args:
@@ -85,6 +127,11 @@ def train(model, task, steps: int, batch_size: int, lr: float, *, seed: int = 0,
             starting weights); it is written every ``checkpoint_every`` steps and at the end.
         precision: ``"auto"`` (bf16 autocast on a CUDA GPU, float32 on the CPU), ``"fp32"``
             or ``"bf16"``: see :func:`ntprl.train.common.autocast`.
+        by_length: ``"yes"``: run the model once per group of equally long rows, each trimmed
+            to its length (:func:`ntp_loss`; at p_cot = 0.2 most rows are short and a padded
+            batch spends most of its compute on PAD); ``"no"``: one padded batch; ``"auto"``:
+            by length on the CPU (compute-bound: fewer tokens, less time), one batch on a GPU
+            (where small models are bound by kernel launches, which groups multiply).
         progress: show a tqdm progress bar.
 
     Returns:
@@ -98,6 +145,7 @@ def train(model, task, steps: int, batch_size: int, lr: float, *, seed: int = 0,
     check_eval(eval_every, eval_fn)
     one_of("optimizer", optimizer, OPTIMIZERS)
     one_of("precision", precision, PRECISIONS)
+    one_of("by_length", by_length, BY_LENGTH)
     if not isinstance(warmup_steps, int) or warmup_steps < 0:
         raise ValueError(f"warmup_steps={warmup_steps!r} is not allowed: "
                          "it must be an integer >= 0")
@@ -108,6 +156,7 @@ def train(model, task, steps: int, batch_size: int, lr: float, *, seed: int = 0,
     check_context(model, task)
 
     device = next(model.parameters()).device
+    grouped = by_length == "yes" or (by_length == "auto" and device.type == "cpu")
     opt = make_optimizer(model, optimizer, lr, betas=betas, weight_decay=weight_decay)
     gen = torch.Generator().manual_seed(seed)
     history: list[dict] = []
@@ -116,7 +165,7 @@ def train(model, task, steps: int, batch_size: int, lr: float, *, seed: int = 0,
                             seed=seed, optimizer=optimizer, weight_decay=weight_decay,
                             betas=betas, grad_clip=grad_clip, warmup_steps=warmup_steps,
                             decay_frac=decay_frac, log_every=log_every, eval_every=eval_every,
-                            precision=precision)
+                            precision=precision, by_length=by_length)
     ck = load_checkpoint(checkpoint, identity)
     if ck is not None:  # weights and optimiser state move to the model's device on loading
         model.load_state_dict(ck["model"])
@@ -151,9 +200,8 @@ def train(model, task, steps: int, batch_size: int, lr: float, *, seed: int = 0,
         for group in opt.param_groups:
             group["lr"] = cur_lr
         tokens = task.sample(batch_size, gen).to(device, non_blocking=True)
-        with autocast(model, precision):
-            logits = model(tokens)
-        loss = sequence_loss(logits, tokens, response_mask(tokens, task.prompt_len, task.PAD))
+        loss = ntp_loss(model, tokens, response_mask(tokens, task.prompt_len, task.PAD),
+                        task.PAD, by_length=grouped, precision=precision)
         optimizer_step(opt, loss, model, grad_clip)
         step += 1
         # the running sum stays on the device: no GPU -> CPU wait at every step

@@ -1,0 +1,188 @@
+"""The exercises' named checks and the grading command.
+
+Every check must pass on the chapter's solution and fail on the stub, on a typical wrong
+answer and on an answer that calls the library's own implementation; check cells must not
+define a reference; the grader must tell passed / failed / not attempted apart."""
+
+import csv
+import json
+import pathlib
+import re
+
+import pytest
+
+from ntprl import checks, grading
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+SRC = sorted((ROOT / "chapters" / "src").glob("0*.py"))
+
+
+def cells(path):
+    return re.split(r"\n(?=# %%)", path.read_text())
+
+
+def solutions() -> dict[str, str]:
+    """label -> the source of its solution cell, from the chapters' text sources."""
+    out = {}
+    for path in SRC:
+        label = None
+        for cell in cells(path):
+            found = re.findall(r":label: (ex\d+-[\w-]+)", cell)
+            if found:
+                label = found[-1]
+            if cell.startswith('# %% tags=["solution"]') and label:
+                out[label] = cell.split("\n", 1)[1]
+                label = None
+    return out
+
+
+SOLUTIONS = solutions()
+
+WRONG = {  # a typical mistake for each exercise
+    "ex1-running-parity": "def running_parity(x):\n    return torch.cumsum(x, dim=1)",
+    "ex1-sequence": "def make_sequence(x, long):\n"
+                    "    c = [sum(x[:i+1]) % 2 for i in range(len(x))]\n"
+                    "    return list(x) + (c if long else c[-1:])",
+    "ex1-predict": "def sampled_accuracy(p):\n    return p",
+    "ex2-first-token": "def first_token_share(seqs, d):\n"
+                       "    return (seqs[:, d + 1] == seqs[:, 0]).float().mean().item()",
+    "ex2-marker": "def greedy_goes_long_with_marker(p):\n    return p >= (1 - p) / 2",
+    "ex2-temperature": "def long_prob_at(p, tau):\n    return p ** (1 / tau)",
+    "ex3-star-map": "def star_round(p):\n    return p / (1 + p)",
+    "ex3-feature": "def chain_feature(d, i):\n    return (i, d + i - 1)",
+    "ex3-epsilon": "def rounds_to(p, eps):\n"
+                   "    return int(math.log2((1 - eps) / eps * (1 - p) / p))",
+    "ex4-grpo": "def grpo_advantages(rewards, group_size):\n"
+                "    g = rewards.float().view(-1, group_size)\n"
+                "    return ((g - g.mean(1, keepdim=True)) / (g.std(1, keepdim=True) + 1e-6))"
+                ".reshape(-1)",
+    "ex4-loss": "def pg_loss(logp, adv, mask, loss_agg, max_new_tokens):\n"
+                "    m = mask.float()\n    return -(m / m.sum() * adv[:, None] * logp).sum()",
+    "ex4-star": "def star_filter(tokens, rewards):\n    return tokens[rewards >= 0]",
+    "ex4-rounds": "def rounds_needed(p):\n    n = 0\n    while p < 1 / 3:\n"
+                  "        p, n = 2 * p / (1 + p), n + 1\n    return n",
+    "ex5-chain": "def long_chain(a, b, n):\n    out = [MARK]\n    for i in range(1, n + 1):\n"
+                 "        out += [SEP] if i > 1 else []\n        s = a * (b % 10 ** i)\n"
+                 "        out += [(s // 10 ** j) % 10 for j in reversed(range(2 * n))]\n"
+                 "    return out",
+    "ex5-threshold": "def threshold_for(m):\n    return m",
+    "ex5-lengths": "def long_share(hist, task):\n    return hist[task.long_len] / len(hist)",
+    "ex6-threshold": "def threshold_for(short_top_share):\n    return 1 / 3",
+    "ex6-extract": "def my_extract(text):\n    found = re.findall(r'-?\\d+', text)\n"
+                   "    return found[-1] if found else None",
+    "ex6-target": "def my_long_target(solution):\n    return solution",
+}
+
+DELEGATE = {  # a right answer, written by calling the library: must be refused
+    "ex1-running-parity": "def running_parity(x):\n"
+                          "    return ParityTask(x.shape[1], 1.0).chain_of(x)",
+    "ex1-predict": "from ntprl.theory import accuracy\n"
+                   "def sampled_accuracy(p):\n    return accuracy(p)",
+    "ex2-marker": "def greedy_goes_long_with_marker(p):\n"
+                  "    return theory.tempered([p, (1 - p) / 2, (1 - p) / 2], 0.0)[0] == 1.0",
+    "ex2-temperature": "def long_prob_at(p, tau):\n    return theory.long_prob(p, tau)",
+    "ex3-star-map": "from ntprl.theory import star_map\n"
+                    "def star_round(p):\n    return star_map(p)",
+    "ex4-grpo": "def grpo_advantages(rewards, group_size):\n"
+                "    return rl.group_advantages(rewards, group_size, 'group_std')",
+    "ex4-rounds": "def rounds_needed(p):\n    return theory.star_rounds_to_threshold(p)",
+    "ex4-loss": "def pg_loss(logp, adv, mask, loss_agg, max_new_tokens):\n"
+                "    w = rl.token_weights(mask, loss_agg, max_new_tokens)\n"
+                "    return -(w * adv[:, None] * logp).sum()",
+    "ex5-chain": "def long_chain(a, b, n):\n    t = MultiplicationTask(n, 1.0)\n"
+                 "    p = t.encode_prompts(torch.tensor([a]), torch.tensor([b]))\n"
+                 "    return t.chain_of(p)[0].tolist()",
+    "ex5-threshold": "def threshold_for(m):\n    return theory.divergent_threshold(m)",
+    "ex6-threshold": "def threshold_for(m):\n    return theory.divergent_threshold(m)",
+    "ex6-extract": "def my_extract(text):\n    return gsm8k.extract_answer(text)",
+    "ex6-target": "def my_long_target(solution):\n    return gsm8k.long_target(solution)",
+}
+
+
+def run(label, source):
+    return grading.grade_answers({label: source})[0]
+
+
+def test_every_exercise_of_the_book_has_a_named_check_and_a_test_case():
+    assert set(SOLUTIONS) == set(checks.EXERCISES) == set(WRONG)
+    for label, source in SOLUTIONS.items():
+        name = checks.EXERCISES[label][0]
+        assert f"def {name}(" in source, (label, name)
+
+
+@pytest.mark.parametrize("label", sorted(checks.EXERCISES))
+def test_named_check_passes_the_solution_and_fails_stub_wrong_and_delegating_answers(label):
+    name = checks.EXERCISES[label][0]
+    assert run(label, SOLUTIONS[label])["status"] == "passed", run(label, SOLUTIONS[label])
+    stub = f"def {name}(*args):\n    raise NotImplementedError('not yet')"
+    got = run(label, stub)
+    assert got["status"] == "failed" and "not written yet" in got["detail"], got
+    got = run(label, WRONG[label])
+    assert got["status"] == "failed", got
+    if label in DELEGATE:
+        got = run(label, DELEGATE[label])
+        assert got["status"] == "failed" and "calls ntprl's own" in got["detail"], got
+
+
+def test_checks_restore_the_library_after_refusing_a_delegating_answer():
+    from ntprl import theory
+
+    before = theory.star_map
+    assert run("ex3-star-map", DELEGATE["ex3-star-map"])["status"] == "failed"
+    assert theory.star_map is before and theory.star_map(0.5) == pytest.approx(2 / 3)
+
+
+def test_check_cells_define_no_reference_and_call_the_named_check():
+    for path in SRC:
+        parts = cells(path)
+        for i, cell in enumerate(parts):
+            if not cell.startswith('# %% tags=["solution"]'):
+                continue
+            check = next(c for c in parts[i + 1:] if c.startswith("# %%")
+                         and not c.startswith("# %% [markdown]"))
+            assert "def " not in check, (path.name, check[:200])
+            assert re.search(r"checks\.ex\d+_\w+\(", check), (path.name, check[:200])
+
+
+def make_submission(folder, chapter, answers: dict[str, str] | None):
+    """A student's copy of ``chapter`` with some answer cells replaced."""
+    nb = json.loads((ROOT / "chapters" / "student" / chapter).read_text())
+    labels = grading.answer_cells(nb)
+    for cell in nb["cells"]:
+        src = "".join(cell["source"])
+        for label, stub_src in labels.items():
+            if answers and label in answers and src == stub_src:
+                cell["source"] = answers[label]
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / chapter).write_text(json.dumps(nb))
+
+
+def test_grade_command_writes_a_csv_for_complete_empty_and_wrong_submissions(tmp_path, capsys):
+    from ntprl.__main__ import main
+
+    chapter = "04_rl_post_training.ipynb"
+    labels = ["ex4-grpo", "ex4-loss", "ex4-star", "ex4-rounds"]
+    make_submission(tmp_path / "subs" / "complete", chapter, {k: SOLUTIONS[k] for k in labels})
+    make_submission(tmp_path / "subs" / "empty", chapter, None)
+    make_submission(tmp_path / "subs" / "wrong", chapter,
+                    {"ex4-grpo": WRONG["ex4-grpo"], "ex4-star": SOLUTIONS["ex4-star"],
+                     "ex4-rounds": "def rounds_needed(p):\n    while True:\n        pass"})
+    out = tmp_path / "grades.csv"
+    assert main(["grade", str(tmp_path / "subs"), "--out", str(out), "--timeout", "20"]) == 0
+    rows = list(csv.DictReader(out.open()))
+    got = {(r["student"], r["exercise"]): r["status"] for r in rows}
+    assert got == {**{("complete", k): "passed" for k in labels},
+                   **{("empty", k): "not attempted" for k in labels},
+                   ("wrong", "ex4-grpo"): "failed", ("wrong", "ex4-loss"): "not attempted",
+                   ("wrong", "ex4-star"): "failed", ("wrong", "ex4-rounds"): "failed"}
+    # the endless loop failed the notebook on the time limit, named in the detail
+    assert all("longer than 20 s" in r["detail"] for r in rows
+               if r["student"] == "wrong" and r["status"] == "failed")
+    assert "4 passed, 3 failed, 5 not attempted" in capsys.readouterr().out
+
+
+def test_grade_refuses_paths_without_notebooks(tmp_path):
+    with pytest.raises(ValueError, match="no notebooks"):
+        grading.grade([tmp_path], tmp_path / "g.csv")
+    with pytest.raises(ValueError, match="is not allowed"):
+        grading.grade([tmp_path / "nothing.txt"], tmp_path / "g.csv")
