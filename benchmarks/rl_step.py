@@ -1,4 +1,5 @@
-"""Rollouts per second of one GRPO step: ``ntprl.train.rl`` against TRL's ``GRPOTrainer``.
+"""Speed of GRPO steps, ``ntprl.train.rl`` against TRL's ``GRPOTrainer``: rollouts and
+generated tokens (EOS included) per second.
 
 Same model size (a 2-layer, width-128 GPT / GPT-2), same task (d = 32 parity prompts, up to
 d + 1 = 33 new tokens), same batch (32 prompts x 8 samples = 256 rollouts a step), temperature
@@ -7,6 +8,7 @@ steps after one warm-up step; rollouts per second are printed with their ratio, 
 this one run. TRL is not a dependency of the book: ``pip install trl`` first.
 
     python benchmarks/rl_step.py [--steps 3]
+    python benchmarks/rl_step.py --processes 3   # median and spread over fresh processes
 """
 
 from __future__ import annotations
@@ -31,9 +33,12 @@ def ours(task, steps):
     rl.train(model, task, "grpo", 1, prompts_per_step=PROMPTS, samples_per_prompt=SAMPLES,
              progress=False)
     t0 = time.perf_counter()
-    rl.train(model, task, "grpo", steps, prompts_per_step=PROMPTS, samples_per_prompt=SAMPLES,
-             progress=False, seed=1)
-    return steps * PROMPTS * SAMPLES / (time.perf_counter() - t0)
+    hist = rl.train(model, task, "grpo", steps, prompts_per_step=PROMPTS,
+                    samples_per_prompt=SAMPLES, progress=False, seed=1)
+    dt = time.perf_counter() - t0
+    n = PROMPTS * SAMPLES  # tokens written: the response and its EOS (none when truncated)
+    tokens = sum(n * (r["len_mean"] + 1 - r["truncated_frac"]) for r in hist)
+    return steps * n / dt, tokens / dt
 
 
 def trl_grpo(task, steps):
@@ -63,41 +68,65 @@ def trl_grpo(task, steps):
         return out
 
     class Clock(TrainerCallback):
-        times = []
+        times, lengths = [], []
 
         def on_step_end(self, args, state, control, **kw):
             self.times.append(time.perf_counter())
+
+        def on_log(self, args, state, control, logs=None, **kw):
+            if logs and "completions/mean_length" in logs:  # EOS included (TRL's mask)
+                self.lengths.append(logs["completions/mean_length"])
 
     with tempfile.TemporaryDirectory() as out:
         args = GRPOConfig(output_dir=out, per_device_train_batch_size=PROMPTS * SAMPLES,
                           num_generations=SAMPLES, max_completion_length=task.max_response_len,
                           max_steps=steps + 1, learning_rate=3e-4, beta=0.0, temperature=1.0,
-                          logging_steps=1000, save_strategy="no", report_to="none", use_cpu=True,
+                          logging_steps=1, save_strategy="no", report_to="none", use_cpu=True,
                           dataloader_num_workers=0, seed=0)
         clock = Clock()
         trainer = GRPOTrainer(model=model, reward_funcs=reward, args=args, train_dataset=data,
                               processing_class=tokenizer, callbacks=[clock])
         trainer.train()
     t = clock.times
-    return steps * PROMPTS * SAMPLES / (t[-1] - t[0])
+    dt = t[-1] - t[0]
+    mean_len = sum(clock.lengths[1:]) / max(1, len(clock.lengths[1:])) if clock.lengths else 0.0
+    return steps * PROMPTS * SAMPLES / dt, steps * PROMPTS * SAMPLES * mean_len / dt
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--d", type=int, default=32)
+    ap.add_argument("--processes", type=int, default=1,
+                    help="repeat in this many fresh processes; print the median and spread")
+    ap.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.processes > 1:
+        import fresh
+
+        rows = fresh.run(__file__, ["--steps", str(args.steps), "--d", str(args.d)],
+                         args.processes)
+        fresh.summary(rows)
+        return rows
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     task = ParityTask(args.d, 0.25)
-    a = ours(task, args.steps)
-    print(f"ntprl.train.rl (GRPO)      {a:8.1f} rollouts/s")
+    a, a_tok = ours(task, args.steps)
     try:
-        b = trl_grpo(task, args.steps)
+        b, b_tok = trl_grpo(task, args.steps)
     except ImportError as e:
         print(f"TRL is not installed ({e}); `pip install trl` to compare")
         return
-    print(f"TRL GRPOTrainer            {b:8.1f} rollouts/s")
-    print(f"ratio ntprl / TRL          {a / b:8.2f}x  (d={args.d}, "
+    if args.json:
+        import json
+
+        print(json.dumps({"ntprl rollouts/s": a, "TRL rollouts/s": b, "ntprl tokens/s": a_tok,
+                          "TRL tokens/s": b_tok, "ratio rollouts/s": a / b,
+                          "ratio tokens/s": a_tok / b_tok if b_tok else float("nan")}))
+        return
+    print(f"ntprl.train.rl (GRPO)      {a:8.1f} rollouts/s  {a_tok:9.0f} tokens/s")
+    print(f"TRL GRPOTrainer            {b:8.1f} rollouts/s  {b_tok:9.0f} tokens/s")
+    print(f"ratio ntprl / TRL          {a / b:8.2f}x rollouts, "
+          f"{a_tok / b_tok if b_tok else float('nan'):.2f}x tokens  (d={args.d}, "
           f"{PROMPTS}x{SAMPLES} rollouts a step, "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads)")
 

@@ -5,7 +5,8 @@ d + 1 = 33 new tokens per row (a full long answer with EOS), greedy decoding, no
 every method writes the same number of tokens. Prints new tokens per second and the ratios,
 all measured in this one run.
 
-    python benchmarks/sampler.py            # add --repeats N for more timing repeats
+    python benchmarks/sampler.py                 # one process (--repeats N timing repeats)
+    python benchmarks/sampler.py --processes 5   # five fresh processes: median and spread
 """
 
 from __future__ import annotations
@@ -35,7 +36,17 @@ def main(argv=None):
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--d", type=int, default=32)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--processes", type=int, default=1,
+                    help="repeat in this many fresh processes; print the median and spread")
+    ap.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.processes > 1:
+        import fresh
+
+        rows = fresh.run(__file__, ["--batch", str(args.batch), "--d", str(args.d),
+                                    "--repeats", str(args.repeats)], args.processes)
+        fresh.summary(rows)
+        return rows
     torch.manual_seed(0)
     B, d, new = args.batch, args.d, args.d + 1
     cfg = GPTConfig(vocab_size=4, block_size=2 * d + 2, n_layer=2, n_head=4, n_embd=128)
@@ -59,6 +70,14 @@ def main(argv=None):
     except ImportError:
         print("transformers is not installed: skipping the Hugging Face comparison")
     tps = {k: B * new / v for k, v in rows.items()}
+    if args.json:
+        import json
+
+        base = tps["ntprl generate (KV cache)"]
+        print(json.dumps({**{f"{k} tokens/s": v for k, v in tps.items()},
+                          **{f"ratio ntprl / {k}": base / v for k, v in tps.items()
+                             if not k.startswith("ntprl")}}))
+        return tps
     print(f"batch {B}, d={d}, {new} new tokens/row, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads")
     for k, v in tps.items():

@@ -150,3 +150,11 @@ def test_student_copy_leaks_no_line_of_a_solution(path):
                     solution_lines.append(line)
     leaked = [ln for ln in solution_lines if len(ln.strip()) > 12 and ln.strip() in student_text]
     assert not leaked, leaked[:3]
+
+
+def test_every_stored_run_is_listed_in_the_reproducibility_appendix():
+    page = (ROOT / "book" / "reproducibility.md").read_text()
+    for path in sorted((ROOT / "lib" / "ntprl" / "runs").glob("*.json")):
+        stem = path.name
+        short = re.sub(r"-seed\d+\.json$", "", stem)
+        assert stem in page or f"`{short}-seed" in page, f"{stem} is not in book/reproducibility.md"

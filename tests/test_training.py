@@ -277,3 +277,19 @@ def test_ntp_by_length_trains_like_the_padded_batch():
         torch.testing.assert_close(weights[0][k], weights[1][k], rtol=1e-3, atol=1e-5)
     with pytest.raises(ValueError, match="by_length="):
         ntp.train(m, task, 2, 4, 1e-3, by_length=True, progress=False)
+
+
+def test_progress_bars_follow_ntprl_progress(monkeypatch, capsys):
+    from ntprl import progress
+
+    monkeypatch.setenv("NTPRL_PROGRESS", "off")
+    assert progress.bar(range(3)).disable
+    task = ParityTask(4, 0.5)
+    m = GPT(GPTConfig(vocab_size=4, block_size=task.seq_len, n_layer=1, n_head=2, n_embd=16))
+    ntp.train(m, task, 3, 4, 1e-3, progress=True)
+    assert "NTP" not in capsys.readouterr().err
+    monkeypatch.setenv("NTPRL_PROGRESS", "auto")
+    assert not progress.bar(range(3)).disable
+    monkeypatch.setenv("NTPRL_PROGRESS", "text")
+    with pytest.raises(ValueError, match="NTPRL_PROGRESS='text'"):
+        progress.bar(range(3))

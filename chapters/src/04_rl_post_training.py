@@ -356,12 +356,11 @@ if "grpo-early" in runs:
 # of learning); the printout above shows what happened here.
 #
 # What counts as *early* depends on the scale. At `gpu` ($d = 25$, batch 256) NTP has already
-# learned the chain by step 200: our first `gpu` preset took that checkpoint, and GRPO from it
-# reached 100% greedy accuracy in 5 steps (a run on an H200, confirmed on a CPU), because its
-# long answers were already right (sampled accuracy 0.59 at long share 0.19). The presets now
-# take step 50 at `gpu` and `paper`, and the cell above first asserts that the checkpoint's
-# sampled accuracy is still at chance, so a too-late checkpoint fails loudly instead of
-# seeming to refute the claim.
+# learned the chain by step 200, and GRPO from that checkpoint generalises at once (see the
+# {doc}`reproducibility appendix <../book/reproducibility>`): its long answers are already
+# right. The presets take step 50 at `gpu` and `paper`, and the cell above first asserts that
+# the checkpoint's sampled accuracy is still at chance, so a too-late checkpoint fails loudly
+# instead of seeming to refute the claim.
 #
 # ### Partial chains (leap-2)
 #
@@ -402,10 +401,9 @@ ax.legend(fontsize=7)
 # The library ships the experiments of this chapter run at the `gpu` scale ($d = 25$,
 # $p_{cot} = 0.25$) on a GPU (`python -m ntprl run EXPERIMENT --scale gpu`), so a reader on a
 # CPU can compare the small live runs above with larger ones. When we executed this chapter
-# itself at `gpu` on an NVIDIA H200, every claim above held, with two exceptions that we
-# corrected or report. (1) Our first `gpu` preset took the "early" checkpoint at NTP step 200,
-# when the chain was already learned, and GRPO from it generalised; the preset now takes
-# step 50 (see *Starting RL too early*). (2) In the chapter's own `gpu` run, STaR from
+# itself at `gpu` on an NVIDIA H200, every claim above held, with one exception (the history
+# is in the {doc}`reproducibility appendix <../book/reproducibility>`). In the chapter's own
+# `gpu` run, STaR from
 # $p_{cot} = 0.02$ did *not* reach 95% greedy accuracy within `scale.rounds_max` = 15 rounds
 # (rounds for $p_{cot}$ = 0.02, 0.05, 0.1, 0.2: none, 4, 3, 2), while the two stored runs
 # below took 7 and 8 rounds. From the rarest chains the outcome varies from run to run (GPU

@@ -201,4 +201,12 @@ def setup(name: str | None = None, seed: int = 0) -> Scale:
     plots.style()
     print(f"scale: {scale.name} — {scale.description}")
     print(f"device: {device()}, torch {torch.__version__}, ntprl {ntprl.__version__}, seed {seed}")
+    import datetime
+
+    from .results import device_name, git_commit
+
+    commit = git_commit()
+    print(f"run: {datetime.date.today().isoformat()} on {device_name()}"
+          + (f", code at commit {commit[:12]}{'-dirty' if commit.endswith('-dirty') else ''}"
+             if commit else ", library installed from a package (no git checkout)"))
     return scale

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import torch
-from tqdm.auto import tqdm
 
+from ..progress import bar as progress_bar
 from ..metrics import evaluate
 from ..models import LinearAR, LinearARConfig
 from ..scale import Scale, device
@@ -47,7 +47,7 @@ def linear_theory(scale: Scale, seed: int = 0, *, progress: bool = True, workdir
            "steps": scale.linear_steps, "batch_size": scale.linear_batch, "threshold": [],
            "star": [], "star_samples": [], "chain": [], "short": []}
     total = len(scale.threshold_p_grid) + len(scale.linear_rounds_p) + 2 + 2 * len(scale.linear_ds)
-    bar = tqdm(total=total, desc="linear_theory", disable=not progress)
+    bar = progress_bar(total=total, desc="linear_theory", disable=not progress)
 
     def part(key, fn, **settings):
         result = resumable(workdir, f"{key}-s{seed}", fn,

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import torch
-from tqdm.auto import tqdm
 
+from ..progress import bar as progress_bar
 from ..metrics import decoding_tree
 from ..scale import Scale
 from ..tasks import ParityTask
@@ -22,7 +22,7 @@ def parity_hardness(scale: Scale, seed: int = 0, *, progress: bool = True, workd
     out = {"experiment": "parity_hardness", "scale": scale.name, "seed": seed,
            "batch_size": scale.batch_size, "max_steps": scale.hardness_max_steps,
            "target": scale.hardness_target, "short": [], "chain": []}
-    for kind, d, p in tqdm(runs, desc="parity_hardness", disable=not progress):
+    for kind, d, p in progress_bar(runs, desc="parity_hardness", disable=not progress):
         out[kind].append(resumable(
             workdir, f"hardness-{kind}-d{d}-s{seed}",
             lambda ck: steps_to_learn(ParityTask(d, p), scale, seed, checkpoint=ck,
@@ -55,7 +55,7 @@ def threshold(scale: Scale, seed: int = 0, *, progress: bool = True, workdir=Non
     model's own first-token and continue probabilities."""
     runs = []
     grid = [(p, s) for s in range(seed, seed + scale.seeds) for p in scale.threshold_p_grid]
-    for p, s in tqdm(grid, desc="threshold", disable=not progress):
+    for p, s in progress_bar(grid, desc="threshold", disable=not progress):
         task = ParityTask(scale.d, p)
         runs.append(resumable(
             workdir, f"threshold-p{p:.4f}-s{s}",

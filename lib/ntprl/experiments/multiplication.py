@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import pathlib
 
-from tqdm.auto import tqdm
 
+from ..progress import bar as progress_bar
 from ..metrics import evaluate, route_probs
 from ..scale import Scale
 from ..tasks import MultiplicationTask
@@ -95,7 +95,7 @@ def mult_hardness(scale: Scale, seed: int = 0, *, progress: bool = True, workdir
            "batch_size": scale.mult_batch, "max_steps": scale.mult_max_steps,
            "target": scale.hardness_target, "short": [], "chain": []}
     runs = [(kind, n, p) for kind, p in (("short", 0.0), ("chain", 1.0)) for n in scale.mult_ns]
-    for kind, n, p in tqdm(runs, desc="mult_hardness", disable=not progress):
+    for kind, n, p in progress_bar(runs, desc="mult_hardness", disable=not progress):
         if kind == "chain" and n == scale.mult_n and scale.mult_recal_steps:
             out[kind].append(chain_base(scale, seed, workdir=workdir)[0])  # the mixtures' base
             continue
@@ -113,7 +113,7 @@ def mult_threshold(scale: Scale, seed: int = 0, *, progress: bool = True, workdi
     (:func:`~ntprl.metrics.route_probs`)."""
     out = {"experiment": "mult_threshold", "scale": scale.name, "n_digits": scale.mult_n,
            "recal_steps": scale.mult_recal_steps, "batch_size": scale.mult_batch, "runs": []}
-    for p in tqdm(scale.mult_p_grid, desc="mult_threshold", disable=not progress):
+    for p in progress_bar(scale.mult_p_grid, desc="mult_threshold", disable=not progress):
         task = MultiplicationTask(scale.mult_n, p)
 
         def one(_checkpoint):  # the NTP runs checkpoint themselves in the workdir

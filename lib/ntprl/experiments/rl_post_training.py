@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import copy
 
-from tqdm.auto import tqdm
 
+from ..progress import bar as progress_bar
 from ..scale import Scale
 from ..tasks import ParityTask
 from ..train import ntp, rl
@@ -89,7 +89,7 @@ def rl_post_training(scale: Scale, seed: int = 0, *, progress: bool = True, work
                     task, scale, state, algo, seed, progress=False, temperature=temp))
     if early is not None:
         go("grpo-early", lambda: rl_run(task, scale, early, "grpo", seed, progress=False))
-    for name in tqdm(parts, desc="rl_post_training", disable=not progress):
+    for name in progress_bar(parts, desc="rl_post_training", disable=not progress):
         if name in todo:  # grpo-early exists only when the scale keeps an early checkpoint
             runs[name] = todo[name]()
     if early is not None and "grpo-early" in runs:
@@ -107,7 +107,7 @@ def rounds_vs_p(scale: Scale, seed: int = 0, *, progress: bool = True, workdir=N
     base, _ = pretrain(base_task, scale, scale.rl_ntp_steps, seed, early_step=scale.rl_early_step,
                        progress=progress, workdir=workdir)
     out = {"experiment": "rounds_vs_p", "scale": scale.name, "d": scale.d, "runs": []}
-    for p in tqdm(scale.rounds_p_grid, desc="rounds_vs_p", disable=not progress):
+    for p in progress_bar(scale.rounds_p_grid, desc="rounds_vs_p", disable=not progress):
         task = ParityTask(scale.d, p)
 
         def one(_checkpoint):  # parts are cached whole; a part restarts if interrupted
@@ -136,7 +136,7 @@ def leap2(scale: Scale, seed: int = 0, *, progress: bool = True, workdir=None) -
     out = {"experiment": "leap2", "scale": scale.name, "d": scale.d, "steps": scale.rl_ntp_steps,
            "runs": []}
     grid = [(c, p) for c in ("full", "leap2") for p in scale.leap2_p_grid]
-    for chain, p in tqdm(grid, desc="leap2", disable=not progress):
+    for chain, p in progress_bar(grid, desc="leap2", disable=not progress):
         task = ParityTask(scale.d, p, chain)
         early = scale.rl_early_step if p == scale.rl_p_cot else None  # share rl_post_training's
         state, _ = pretrain(task, scale, scale.rl_ntp_steps, seed, early_step=early,

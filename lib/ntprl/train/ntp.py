@@ -17,8 +17,8 @@ from typing import Callable
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
+from ..progress import bar as progress_bar
 from .common import (OPTIMIZERS, PRECISIONS, atomic_save, autocast, check_context, check_eval,
                      load_checkpoint, make_optimizer, one_of, optimizer_step, positive,
                      run_identity)
@@ -193,7 +193,8 @@ def train(model, task, steps: int, batch_size: int, lr: float, *, seed: int = 0,
         stopped = evaluate_into(rec, 0)
         history.append(rec)
     model.train()
-    bar = tqdm(total=steps, initial=start, desc=desc, disable=not progress or stopped, leave=False)
+    bar = progress_bar(total=steps, initial=start, desc=desc, disable=not progress or stopped,
+                       leave=False)
     step = start
     while step < steps and not stopped:
         cur_lr = lr_at(step, steps, lr, warmup_steps, decay_frac)

@@ -63,8 +63,8 @@ from typing import Callable
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
+from ..progress import bar as progress_bar
 from ..metrics import full_chain, require_room
 from ..sampling import generate
 from .common import (OPTIMIZERS, PRECISIONS, atomic_save, autocast, check_context, check_eval,
@@ -355,7 +355,7 @@ def train(model, task, algo: str, steps: int, *, lr: float = 3e-4, prompts_per_s
 
     if start == 0 and eval_every:
         history.append(evaluate_into({"step": 0}, 0))
-    bar = tqdm(total=steps, initial=start, desc=desc or algo.upper(), disable=not progress,
+    bar = progress_bar(total=steps, initial=start, desc=desc or algo.upper(), disable=not progress,
                leave=False)
     stopped = bool(history) and history[-1].get("stopped", False)
     for step in range(start, steps):

@@ -1,0 +1,35 @@
+"""Repeat a benchmark in fresh Python processes and summarise: the median and the spread.
+
+A ratio of two speeds measured in one process swings by half from one process to the next on
+a small CPU (thread pools, allocator and cache state), so the benchmarks report the median
+over ``--processes`` fresh processes, each printing its numbers as one JSON line.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+
+
+def run(script: str, argv: list[str], processes: int) -> list[dict]:
+    """Run ``script --json argv`` in ``processes`` fresh processes, one after the other."""
+    rows = []
+    for i in range(processes):
+        out = subprocess.run([sys.executable, script, "--json", *argv], capture_output=True,
+                             text=True, check=True)
+        rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+        print(f"process {i + 1}/{processes}: " + ", ".join(f"{k} {v:,.2f}"
+                                                           for k, v in rows[-1].items()),
+              flush=True)
+    return rows
+
+
+def summary(rows: list[dict], keys=None) -> None:
+    """Print the median and the [min, max] of each number over the processes."""
+    keys = keys or list(rows[0])
+    print(f"\nover {len(rows)} fresh processes: median [min – max]")
+    for k in keys:
+        vals = [r[k] for r in rows if k in r]
+        print(f"  {k:40s} {statistics.median(vals):12,.2f}  [{min(vals):,.2f} – {max(vals):,.2f}]")

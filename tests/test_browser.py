@@ -1,0 +1,128 @@
+"""The built book as a reader meets it: every page opened in headless Chromium.
+
+Runs after a book build (``make book-test`` calls it on the smoke build; set ``NTPRL_BOOK_HTML``
+to check another build) and fails on what a reader would see as broken: raw MyST or LaTeX in
+the visible text, a broken internal link or anchor, an image that does not load, a JavaScript
+error, an exercise solution visible without opening its dropdown, a chapter without a figure.
+A screenshot of each page goes to ``<html>/../screenshots/``.
+
+Needs Debian's ``chromium`` and ``chromium-driver`` and the ``selenium`` package; without them
+it skips, saying what to install. Marked ``browser``: the unit-test run leaves it out.
+"""
+
+import os
+import pathlib
+import re
+import shutil
+import urllib.parse
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+HTML = pathlib.Path(os.environ.get("NTPRL_BOOK_HTML", ROOT / "_build/smoke/_build/html"))
+SKIP_PAGES = {"genindex.html", "search.html", "py-modindex.html"}
+
+pytestmark = pytest.mark.browser
+
+
+def pages() -> list[pathlib.Path]:
+    if not HTML.is_dir():
+        return []
+    return sorted(p for p in HTML.rglob("*.html") if p.name not in SKIP_PAGES
+                  and not any(part.startswith("_") for part in p.relative_to(HTML).parts))
+
+
+@pytest.fixture(scope="module")
+def driver():
+    if not HTML.is_dir():
+        pytest.skip(f"no built book at {HTML}: run `make book-test` first")
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    chromedriver = shutil.which("chromedriver")
+    if not (chromium and chromedriver):
+        pytest.skip("Chromium is not installed: `apt-get install chromium chromium-driver`")
+    webdriver = pytest.importorskip("selenium.webdriver", reason="`pip install selenium`")
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = chromium
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1280,1600",
+                "--allow-file-access-from-files", "--disable-dev-shm-usage"):
+        opts.add_argument(arg)
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    d = webdriver.Chrome(options=opts, service=webdriver.ChromeService(chromedriver))
+    d.set_page_load_timeout(60)
+    yield d
+    d.quit()
+
+
+# the text a reader sees, without code, outputs and rendered math
+VISIBLE_TEXT = """
+const root = document.querySelector('main') || document.body;
+const copy = root.cloneNode(true);
+copy.querySelectorAll('mjx-container, .math, script, style, pre, code, .cell_output, '
+  + '.highlight, .MathJax, mjx-assistive-mml, .headerlink').forEach(e => e.remove());
+return copy.innerText;
+"""
+BROKEN_IMAGES = """
+return Array.from(document.images).filter(i => !(i.complete && i.naturalWidth > 0))
+  .map(i => i.getAttribute('src'));
+"""
+VISIBLE_SOLUTIONS = """
+return Array.from(document.querySelectorAll('.solution')).filter(e => {
+  const closed = e.closest('details:not([open])');
+  return !closed && e.getClientRects().length > 0 && e.offsetHeight > 0;
+}).map(e => (e.id || e.className));
+"""
+RAW = [r"\{cite\}", r"\{doc\}", r"\{ref\}", r"\{numref\}", r"^:::", r"\$\$", r"\\\(",
+       r"\{solution-start\}", r"\{exercise\}"]
+
+
+def test_the_book_was_built():
+    if not HTML.is_dir():
+        pytest.skip(f"no built book at {HTML}: run `make book-test` first")
+    assert (HTML / "book" / "intro.html").exists() or (HTML / "index.html").exists()
+    assert len([p for p in pages() if "chapters" in p.parts]) >= 6
+
+
+@pytest.mark.parametrize("page", pages(), ids=lambda p: str(p.relative_to(HTML)))
+def test_page_reads_clean_in_a_browser(driver, page):
+    rel = page.relative_to(HTML)
+    driver.get(page.as_uri())
+    driver.execute_script("return document.readyState")
+    shots = HTML.parent / "screenshots"
+    shots.mkdir(parents=True, exist_ok=True)
+    height = driver.execute_script("return document.body.scrollHeight")
+    driver.set_window_size(1280, min(max(height, 800), 12000))
+    driver.save_screenshot(str(shots / (str(rel).replace("/", "__").replace(".html", ".png"))))
+    problems = []
+    text = driver.execute_script(VISIBLE_TEXT)
+    for pat in RAW:
+        for m in re.finditer(pat, text, re.M):
+            problems.append(f"raw markup {m.group(0)!r} near {text[max(0, m.start() - 40):m.end() + 40]!r}")
+    for m in re.finditer(r"(?<![\w\\])\$(?!\d)", text):  # a lone $ not before a number
+        problems.append(f"stray '$' near {text[max(0, m.start() - 40):m.end() + 40]!r}")
+    broken = driver.execute_script(BROKEN_IMAGES)
+    problems += [f"image does not load: {src}" for src in broken]
+    errors = [e["message"] for e in driver.get_log("browser") if e.get("level") == "SEVERE"]
+    problems += [f"console error: {m}" for m in errors]
+    problems += [f"solution visible without its dropdown: {s}"
+                 for s in driver.execute_script(VISIBLE_SOLUTIONS)]
+    if "chapters" in rel.parts:
+        n_fig = driver.execute_script(
+            "return document.querySelectorAll('.cell_output img, figure img').length")
+        if not n_fig:
+            problems.append("a chapter without a figure")
+    # internal links and anchors
+    for href in driver.execute_script(
+            "return Array.from(document.querySelectorAll('a[href]')).map(a => "
+            "a.getAttribute('href'))"):
+        parsed = urllib.parse.urlparse(href)
+        if parsed.scheme or href.startswith("//") or href.startswith("mailto:"):
+            continue
+        target = (page.parent / urllib.parse.unquote(parsed.path)).resolve() if parsed.path \
+            else page
+        if not target.exists():
+            problems.append(f"broken link: {href}")
+        elif parsed.fragment and target.suffix == ".html":
+            ids = set(re.findall(r'id="([^"]+)"', target.read_text(errors="replace")))
+            if urllib.parse.unquote(parsed.fragment) not in ids:
+                problems.append(f"broken anchor: {href}")
+    assert not problems, f"{rel}:\n  " + "\n  ".join(dict.fromkeys(problems))
