@@ -94,11 +94,16 @@ def test_page_reads_clean_in_a_browser(driver, page):
     driver.save_screenshot(str(shots / (str(rel).replace("/", "__").replace(".html", ".png"))))
     problems = []
     text = driver.execute_script(VISIBLE_TEXT)
+
+    def near(m):
+        return repr(text[max(0, m.start() - 40):m.end() + 40])
+
     for pat in RAW:
-        for m in re.finditer(pat, text, re.M):
-            problems.append(f"raw markup {m.group(0)!r} near {text[max(0, m.start() - 40):m.end() + 40]!r}")
-    for m in re.finditer(r"(?<![\w\\])\$(?!\d)", text):  # a lone $ not before a number
-        problems.append(f"stray '$' near {text[max(0, m.start() - 40):m.end() + 40]!r}")
+        problems += [f"raw markup {m.group(0)!r} near {near(m)}"
+                     for m in re.finditer(pat, text, re.M)]
+    # a lone $ that is not a price or a shell variable
+    problems += [f"stray '$' near {near(m)}"
+                 for m in re.finditer(r"(?<![\w\\])\$(?![\d{A-Z_])", text)]
     broken = driver.execute_script(BROKEN_IMAGES)
     problems += [f"image does not load: {src}" for src in broken]
     errors = [e["message"] for e in driver.get_log("browser") if e.get("level") == "SEVERE"]
