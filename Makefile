@@ -27,7 +27,8 @@ book: $(STAMP)
 PUBLISH_CONFIG := _build/publish/_config.yml
 book-publish: $(STAMP)
 	mkdir -p _build/publish
-	sed 's/^\(  execute_notebooks:\) *force/\1 cache/' _config.yml > $(PUBLISH_CONFIG)
+	sed -e 's/^\(  execute_notebooks:\) *force/\1 cache/' \
+	  -e 's|^\(    dedupe_scripts:\) *book/_ext|\1 $(CURDIR)/book/_ext|' _config.yml > $(PUBLISH_CONFIG)
 	grep -q '^  execute_notebooks: cache' $(PUBLISH_CONFIG)
 	NTPRL_PROGRESS=off NTPRL_SCALE=$${NTPRL_SCALE:-fast} $(BIN)/jupyter-book build . --config $(PUBLISH_CONFIG)
 
@@ -56,7 +57,8 @@ notebooks-test: $(STAMP)
 SMOKE_CONFIG := _build/smoke/_config.yml
 book-test: $(STAMP)
 	mkdir -p _build/smoke
-	sed 's/^\(  timeout:\) *[0-9]*/\1 300/' _config.yml > $(SMOKE_CONFIG)
+	sed -e 's/^\(  timeout:\) *[0-9]*/\1 300/' \
+	  -e 's|^\(    dedupe_scripts:\) *book/_ext|\1 $(CURDIR)/book/_ext|' _config.yml > $(SMOKE_CONFIG)
 	grep -q '^  timeout: 300' $(SMOKE_CONFIG)
 	for try in 1 2; do \
 	  NTPRL_PROGRESS=off NTPRL_SCALE=smoke $(BIN)/jupyter-book build . -W -n --keep-going --all \

@@ -148,7 +148,7 @@ for kind in ("short", "chain"):
     print(f"{kind:5s}", [(r["d"], r["samples"] if r["samples"] else f">{hardness['max_steps'] * hardness['batch_size']}")
                          for r in hardness[kind]])
 
-# %%
+# %% tags=["hide-input"]
 ax = plots.hardness(hardness)
 ax.set_title("Samples to learn d-bit parity: bare answers vs chains");
 

@@ -156,7 +156,7 @@ for r in runs:
           f"{f['sampled_acc']:10.3f}  {f['first_token']:.3f}  {f['continue']:.3f}")
 
 
-# %%
+# %% tags=["hide-input"]
 def by_p(values):
     """Mean and spread over seeds at each distinct p_cot (error bars when there are seeds)."""
     ps = np.unique(P)
@@ -302,7 +302,7 @@ for r in (low, high):
 # chance. We run the same experiment at this scale's size and watch greedy accuracy, the long
 # fraction and the loss as samples accumulate.
 
-# %%
+# %% tags=["hide-input"]
 long_run = more_data(scale, seed=0, workdir=workdir)
 h = [r for r in long_run["history"] if "greedy_acc" in r]
 fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.5))

@@ -79,7 +79,9 @@ workdir = WORKDIR or None  # experiments cache and resume their parts here
 #
 # fixed once and for all (frozen), and each position has its own linear head $W_t$ from
 # $\phi_t$ to logits over $\{0, 1, \text{EOS}\}$:
+#
 # $$P(\text{next} = k \mid \text{prefix}) = \operatorname{softmax}_k(W_t \phi_t).$$
+#
 # `ntprl.models.LinearAR` implements it with the same `logits = model(tokens)` interface as
 # the GPT, so the NTP trainer, the sampler and the STaR trainer run on it unchanged. Three
 # facts make it the right model for the story:
@@ -198,7 +200,7 @@ for i, p in enumerate(P):
     print(f" {p:5.3f}    {F['first_token'][i]:.3f} / {theory.first_token_prob(p):.3f}     {F['continue'][i]:.3f} / {theory.continue_prob(p):.3f}"
           f"        {F['sampled_long_frac'][i]:.3f}        {F['greedy_acc'][i]:.3f}")
 
-# %%
+# %% tags=["hide-input"]
 grid = np.linspace(0.01, 0.99, 200)
 fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
 ax1.plot(grid, (1 + grid) / 2, "--", color=plots.COLORS["theory"], label="$(1+p)/2$")
@@ -233,7 +235,7 @@ if scale.checks_claims:
 # with `scale.linear_star_steps` steps of plain SGD (batch `scale.linear_star_batch`), continuing
 # from the previous round's weights.
 
-# %%
+# %% tags=["hide-input"]
 st = lin["star"]
 for r in st:
     print(f"p_cot = {r['p_cot']:.2f}: start long share {r['start']['sampled_long_frac']:.3f}, rounds {r['rounds']}, "
@@ -297,7 +299,7 @@ if scale.checks_claims:
 # more samples per round, the lag should shrink. Below, from $p_{cot}$ =
 # `scale.linear_contrast_p`, the same rounds with few and with many samples per round.
 
-# %%
+# %% tags=["hide-input"]
 few, many = lin["star_samples"]
 
 
@@ -379,7 +381,7 @@ else:
 # linear model cannot even represent the target: its greedy accuracy is at chance at every
 # $d$, however long it trains.
 
-# %%
+# %% tags=["hide-input"]
 ch, sh = lin["chain"], lin["short"]
 ds = np.array([r["d"] for r in ch])
 steps = np.array([r["steps"] if r["steps"] else np.nan for r in ch], dtype=float)

@@ -126,7 +126,7 @@ print(f"  greedy accuracy {s0['greedy_acc']:.3f}, greedy length {s0['greedy_len_
 # as many sequences as GRPO samples, and (b) run GRPO with the end-to-end reward. Greedy
 # accuracy and greedy response length, as training proceeds:
 
-# %%
+# %% tags=["hide-input"]
 def series(run, key):
     h = [r for r in run["history"] if key in r]
     return [r["step"] for r in h], [r[key] for r in h]
@@ -168,7 +168,7 @@ if scale.checks_claims:
 # between: RL does not *grow* answers token by token, it shifts probability between two routes
 # the model already has.
 
-# %%
+# %% tags=["hide-input"]
 H = np.array([r["len_hist"] for r in grpo["history"] if "len_hist" in r], dtype=float)
 H = H / H.sum(1, keepdims=True)
 fig, ax = plt.subplots(figsize=(7, 3.4))
@@ -186,7 +186,7 @@ fig.colorbar(im, ax=ax, label="fraction of samples");
 # run measured before each round with the map applied to the previous measurement (one round
 # of prediction), and with the map iterated from the start.
 
-# %%
+# %% tags=["hide-input"]
 star = runs["star-e2e"]
 measured = [r["long_frac"] for r in star["history"] if "long_frac" in r]  # rollouts of each round
 measured.append(star["history"][-1]["sampled_long_frac"])                 # after the last round
@@ -222,7 +222,7 @@ if scale.checks_claims:
 # learned, only its share moves — a shortcut we take to fit the CPU budget) and count the
 # rounds until greedy accuracy reaches 95%.
 
-# %%
+# %% tags=["hide-input"]
 rv = rounds_vs_p(scale, seed=0, workdir=workdir)
 ps = [r["p_cot"] for r in rv["runs"]]
 rounds = [r["rounds"] for r in rv["runs"]]
@@ -284,7 +284,7 @@ if scale.checks_claims:
 # answers and broken chains are sampled; the end-to-end reward keeps every one whose last
 # token happens to be right, so STaR fine-tunes on noise as well as on chains. Our runs:
 
-# %%
+# %% tags=["hide-input"]
 temps = list(scale.rl_temperatures)
 table = {}
 print(f"{'temperature':>11s}  {'GRPO greedy acc':>15s}  {'STaR greedy acc':>15s}  "
@@ -369,7 +369,7 @@ if "grpo-early" in runs:
 # the 1/3 threshold: completeness of the chain trades off against $p_{cot}$. Our runs, NTP
 # only, with the recipe of the checkpoint above:
 
-# %%
+# %% tags=["hide-input"]
 lp = leap2(scale, seed=0, workdir=workdir)
 for r in lp["runs"]:
     f, p = r["final"], r["p_cot"]

@@ -60,6 +60,8 @@ class Scale:
                                 # and leap2 use d
     rl_p_cot: float = 0.2       # p_cot of the NTP checkpoint RL starts from (below 1/3)
     rl_ntp_steps: int = 1500    # NTP steps before RL
+    rl_start_steps: tuple[int, ...] = (25, 50, 100, 200, 400, 1000)  # NTP checkpoints that
+                                # rl_start_sweep starts GRPO from (early to learned chain)
     rl_early_step: int = 100    # an early NTP checkpoint, before the chain is learned (its
                                 # sampled accuracy still at chance; chapter 4 checks this)
     rl_lr: float = 3e-4         # RL learning rate
@@ -120,7 +122,8 @@ PRESETS = {
         hardness_ds_short=(3, 4), hardness_ds_chain=(4, 6), hardness_max_steps=20,
         hardness_eval_every=10, d=6, threshold_p_grid=(0.2, 0.5), threshold_steps=10,
         more_data_d=6, more_data_steps=20, more_data_eval_every=10,
-        rl_d=6, rl_ntp_steps=20, rl_early_step=10, rl_prompts=4, rl_samples=4, rl_steps=4,
+        rl_d=6, rl_ntp_steps=20, rl_start_steps=(5, 10, 20), rl_early_step=10, rl_prompts=4,
+        rl_samples=4, rl_steps=4,
         rl_eval_every=2,
         star_samples=32, star_steps=2, star_rounds=2, rl_temperatures=(1.0, 1.5),
         rounds_p_grid=(0.1, 0.2), recal_steps=5, rounds_max=2, leap2_p_grid=(0.2,),
@@ -143,7 +146,8 @@ PRESETS = {
         hardness_max_steps=5000, hardness_eval_every=100,
         d=25, threshold_p_grid=(0.1, 0.2, 0.25, 0.3, 0.33, 0.37, 0.4, 0.5, 0.7),
         threshold_steps=1500, more_data_d=25, more_data_steps=6000, more_data_eval_every=500,
-        rl_d=25, rl_p_cot=0.25, rl_ntp_steps=3000, rl_early_step=50, rl_prompts=64, rl_steps=40,
+        rl_d=25, rl_p_cot=0.25, rl_ntp_steps=3000,
+        rl_start_steps=(25, 50, 100, 200, 500, 3000), rl_early_step=50, rl_prompts=64, rl_steps=40,
         star_samples=2048, star_steps=60, star_rounds=10, recal_steps=500, rounds_max=15,
         leap2_p_grid=(0.1, 0.2), mult_ns=(1, 2, 3, 4), mult_batch=128,
         mult_max_steps=6000, mult_eval_every=250, mult_n=4, mult_recal_steps=500,
@@ -159,6 +163,7 @@ PRESETS = {
                                 0.7, 0.9),
         threshold_steps=10_000, more_data_d=50, more_data_steps=50_000, more_data_eval_every=2500,
         rl_d=50, rl_p_cot=0.25, rl_ntp_steps=40_000, rl_early_step=50, rl_prompts=64,
+        rl_start_steps=(50, 100, 200, 500, 2000, 10_000),
         rl_samples=8,
         rl_steps=100, rl_eval_every=5, star_samples=4096, star_steps=200, star_rounds=20,
         rounds_p_grid=(0.01, 0.02, 0.05, 0.1, 0.2), recal_steps=2000, rounds_max=30,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 
 
 from ..progress import bar as progress_bar
@@ -10,7 +11,7 @@ from ..scale import Scale
 from ..tasks import ParityTask
 from ..train import ntp, rl
 from .common import (MORE_NTP_SEED, RECAL_SEED, TARGET, eval_fn, first_step, load_model,
-                     measure, part_identity, pretrain, resumable)
+                     make_model, measure, part_identity, pretrain, resumable)
 
 
 def rl_run(task, scale: Scale, state: dict, algo: str, seed: int = 0, *, progress: bool = True,
@@ -145,3 +146,38 @@ def leap2(scale: Scale, seed: int = 0, *, progress: bool = True, workdir=None) -
                             "final": measure(load_model(task, scale, state, seed), task, scale,
                                              seed)})
     return out
+
+
+def rl_start_sweep(scale: Scale, seed: int = 0, *, progress: bool = True,
+                   workdir=None) -> dict:
+    """Chapter 4, *RL started too early* (paper: length grows for almost every checkpoint, but
+    generalisation needs the chain): GRPO from NTP checkpoints taken at each step of
+    ``scale.rl_start_steps`` (from "chain not learned" to "chain learned") of one NTP run at
+    d = ``scale.rl_d``, p_cot = ``scale.rl_p_cot`` (constant lr, no decay). For each: the
+    checkpoint's greedy and sampled numbers, then the RL history (greedy accuracy, sampled
+    length, complete-chain shares every ``scale.rl_eval_every`` steps)."""
+    task = ParityTask(scale.rl_d, scale.rl_p_cot)
+    steps = sorted(set(scale.rl_start_steps))
+
+    def run(_checkpoint):  # cached whole; an interrupted sweep starts again
+        model = make_model(task, scale, seed)
+        snaps = {}
+
+        def keep(m, step):
+            if step in steps:
+                snaps[step] = {k: v.detach().cpu().clone() for k, v in m.state_dict().items()}
+            return {}
+
+        ntp.train(model, task, steps[-1], scale.batch_size, scale.lr, seed=seed,
+                  eval_every=math.gcd(*steps), eval_fn=keep, progress=False)
+        out = []
+        for s in progress_bar(steps, desc="rl_start_sweep", disable=not progress):
+            start = eval_fn(task, scale, seed)(load_model(task, scale, snaps[s], seed), 0)
+            hist = rl_run(task, scale, snaps[s], "grpo", seed, progress=False)["history"]
+            out.append({"ntp_step": s, "start": start, "history": hist})
+        return out
+
+    runs = resumable(workdir, f"rl-start-sweep-s{seed}", run,
+                     part_identity(scale, seed, part="rl_start_sweep", steps=steps))
+    return {"experiment": "rl_start_sweep", "scale": scale.name, "d": scale.rl_d,
+            "p_cot": scale.rl_p_cot, "rl_steps": scale.rl_steps, "runs": runs}
