@@ -217,10 +217,11 @@ if scale.checks_claims:
 # If each round doubles the odds, greedy decoding goes long once the odds pass $1/2$, after
 # $\lfloor\log_2\frac{1-p}{2p}\rfloor + 1$ rounds (one fewer lands exactly on $1/3$ when the
 # log is an integer, as at $p = 0.2$: a tie). Rarer chains cost only logarithmically more. For each
-# $p_{cot}$ on a grid we start STaR from a model calibrated at that $p_{cot}$ (the base NTP
-# model, fine-tuned a few hundred NTP steps on $\mathcal{D}(p_{cot})$: the chain is already
-# learned, only its share moves — a shortcut we take to fit the CPU budget) and count the
-# rounds until greedy accuracy reaches 95%.
+# $p_{cot}$ on a grid we start STaR from a model calibrated at that $p_{cot}$ and count the
+# rounds until greedy accuracy reaches 95%. At `gpu` and `paper` each start model is trained
+# by NTP from scratch on $\mathcal{D}(p_{cot})$, as in the paper; at `smoke` and `fast` it is
+# the base NTP model fine-tuned a few hundred NTP steps on $\mathcal{D}(p_{cot})$ — the chain
+# is already learned, only its share moves — **a shortcut of ours** to fit the CPU budget.
 
 # %% tags=["hide-input"]
 rv = rounds_vs_p(scale, seed=0, workdir=workdir)
@@ -361,6 +362,75 @@ if "grpo-early" in runs:
 # right. The presets take step 50 at `gpu` and `paper`, and the cell above first asserts that
 # the checkpoint's sampled accuracy is still at chance, so a too-late checkpoint fails loudly
 # instead of seeming to refute the claim.
+#
+# #### From six checkpoints: length and generalisation (a stored CPU run)
+#
+# The paper reports that response length grows under RL from almost every NTP checkpoint, but
+# that only a model that has learned the chain generalises. `rl_start_sweep` runs GRPO from
+# six checkpoints of one NTP run at the `fast` setting ($d = 16$, $p_{cot} = 0.2$, steps 25
+# to 1000, constant learning rate), recording greedy accuracy, the mean sampled length and the
+# share of complete chains over RL. It takes about five minutes on a 2-core CPU, so the chapter
+# shows a stored run (`python -m ntprl run rl_start_sweep --scale fast`).
+
+# %% tags=["hide-input"]
+sweep_run = results.stored("rl_start_sweep")
+if sweep_run is None:
+    print("This version of ntprl ships no stored run of `rl_start_sweep`.")
+else:
+    sw = sweep_run["result"]
+    print(f"rl_start_sweep ({sweep_run['scale']}, {sweep_run['device']}, {sweep_run['date']}): "
+          f"d = {sw['d']}, p_cot = {sw['p_cot']}, {sw['rl_steps']} GRPO steps from each checkpoint")
+    print(" NTP step | start: sampled acc, full chains | end: greedy acc, sampled length "
+          "(start -> end), full chains")
+    for r in sw["runs"]:
+        h = [x for x in r["history"] if "greedy_acc" in x]
+        print(f" {r['ntp_step']:8d} | {r['start']['sampled_acc']:.3f}, "
+              f"{r['start']['sampled_full_frac']:.3f}       | {h[-1]['greedy_acc']:.3f}, "
+              f"{h[0]['sampled_len_mean']:5.2f} -> {h[-1]['sampled_len_mean']:5.2f}, "
+              f"{h[-1]['sampled_full_frac']:.3f}")
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
+    for r in sw["runs"]:
+        h = [x for x in r["history"] if "greedy_acc" in x]
+        steps_ = [x["step"] for x in h]
+        for ax, key in zip(axes, ("greedy_acc", "sampled_len_mean", "sampled_full_frac")):
+            ax.plot(steps_, [x[key] for x in h], "o-", ms=3, label=f"NTP step {r['ntp_step']}")
+    for ax, title in zip(axes, ("greedy accuracy", "mean sampled length",
+                                "complete chains among samples")):
+        ax.set(xlabel="GRPO step", title=title)
+    axes[0].legend(fontsize=7)
+    plots.label_run(axes[2], sweep_run)
+    fig.tight_layout()
+    # the paragraph below, checked on the stored numbers
+    ends = {r["ntp_step"]: ([x for x in r["history"] if "greedy_acc" in x], r["start"])
+            for r in sw["runs"]}
+    unlearned = [k for k, (h, st) in ends.items() if st["sampled_acc"] <= 0.55]
+    learned = [k for k, (h, st) in ends.items() if st["sampled_acc"] >= 0.57]
+    assert unlearned and learned, {k: st["sampled_acc"] for k, (h, st) in ends.items()}
+    assert all(ends[k][0][-1]["greedy_acc"] <= 0.6 for k in unlearned)
+    grew = [k for k in unlearned
+            if ends[k][0][-1]["sampled_len_mean"] >= ends[k][0][0]["sampled_len_mean"] + 1]
+    shrank = [k for k in unlearned
+              if ends[k][0][-1]["sampled_len_mean"] < ends[k][0][0]["sampled_len_mean"]]
+    assert grew and shrank, (grew, shrank)
+    assert all(ends[k][0][-1]["greedy_acc"] >= 0.95
+               and ends[k][0][-1]["sampled_len_mean"] >= 0.8 * sw["d"] for k in learned)
+    print(f"chain not yet right (sampled acc <= 0.55): NTP steps {unlearned}; of these, length "
+          f"grew from {grew} and shrank from {shrank}, and none generalised; chain learned: "
+          f"{learned}, all generalised with answers of ~d tokens")
+
+# %% [markdown]
+# Three regimes, and the paper's claim in the middle one. From the earliest checkpoints (steps
+# 25 and 50 here), whose long answers are noise, GRPO *shortens* the answers (mean sampled
+# length about 3 → 1): with no right chain to find, the short route's coin flip is the better
+# bet. From steps 100 and 200 the model writes complete chains more often than before, but
+# they are not yet right (sampled accuracy at chance): GRPO *lengthens* the answers (to 5–7
+# tokens, up to 40% complete chains) while greedy accuracy stays at chance — **length grows
+# without a generalising model**, as the paper warns. From steps 400 and 1000, where the
+# sampled long answers are right (sampled accuracy 0.59, theory $(1+p)/2 = 0.6$), GRPO reaches
+# ~100% greedy accuracy with answers of ~$d$ tokens within 10–20 steps. So length growth under
+# RL is evidence of nothing by itself; the sampled accuracy of the starting checkpoint tells
+# the cases apart. (The paper reports length growth for *almost all* checkpoints; here it fell
+# from the two earliest.)
 #
 # ### Partial chains (leap-2)
 #

@@ -75,6 +75,8 @@ class Scale:
     rl_temperatures: tuple[float, ...] = (0.75, 1.0, 1.5)
     rounds_p_grid: tuple[float, ...] = (0.02, 0.05, 0.1, 0.2)
     recal_steps: int = 200      # NTP steps that move the base model to each p_cot of the grid
+    rounds_from_scratch: bool = False  # rounds_vs_p: train each p_cot's start model by NTP from
+                                # scratch (rl_ntp_steps) instead of re-calibrating the base model
     rounds_max: int = 10        # STaR rounds allowed per p_cot
     leap2_p_grid: tuple[float, ...] = (0.2,)
     # -- chapter 5: multiplication ------------------------------------------------------------
@@ -149,6 +151,7 @@ PRESETS = {
         rl_d=25, rl_p_cot=0.25, rl_ntp_steps=3000,
         rl_start_steps=(25, 50, 100, 200, 500, 3000), rl_early_step=50, rl_prompts=64, rl_steps=40,
         star_samples=2048, star_steps=60, star_rounds=10, recal_steps=500, rounds_max=15,
+        rounds_from_scratch=True,
         leap2_p_grid=(0.1, 0.2), mult_ns=(1, 2, 3, 4), mult_batch=128,
         mult_max_steps=6000, mult_eval_every=250, mult_n=4, mult_recal_steps=500,
         mult_p_grid=(0.2, 0.35, 0.45, 0.55, 0.65, 0.8), mult_rl_steps=40),
@@ -167,6 +170,7 @@ PRESETS = {
         rl_samples=8,
         rl_steps=100, rl_eval_every=5, star_samples=4096, star_steps=200, star_rounds=20,
         rounds_p_grid=(0.01, 0.02, 0.05, 0.1, 0.2), recal_steps=2000, rounds_max=30,
+        rounds_from_scratch=True,
         leap2_p_grid=(0.05, 0.1, 0.15, 0.2, 0.25, 0.3), mult_ns=(1, 2, 3, 4, 5, 6, 7),
         mult_batch=256, mult_max_steps=50_000, mult_eval_every=1000, mult_n=7,
         mult_steps=50_000,

@@ -101,20 +101,30 @@ def rl_post_training(scale: Scale, seed: int = 0, *, progress: bool = True, work
 
 def rounds_vs_p(scale: Scale, seed: int = 0, *, progress: bool = True, workdir=None) -> dict:
     """Chapter 4: STaR rounds until greedy accuracy reaches 95%, for each p_cot of
-    ``scale.rounds_p_grid``. Each start model is the NTP model of ``rl_p_cot`` re-calibrated by
-    ``scale.recal_steps`` further NTP steps on D(p_cot) (the chain is already learned; only its
-    share moves), which is far cheaper than learning the chain from scarce data each time."""
-    base_task = ParityTask(scale.d, scale.rl_p_cot)
-    base, _ = pretrain(base_task, scale, scale.rl_ntp_steps, seed, early_step=scale.rl_early_step,
-                       progress=progress, workdir=workdir)
-    out = {"experiment": "rounds_vs_p", "scale": scale.name, "d": scale.d, "runs": []}
+    ``scale.rounds_p_grid``. With ``scale.rounds_from_scratch`` (the ``gpu`` and ``paper``
+    presets) each start model is trained by NTP from scratch on D(p_cot) for
+    ``scale.rl_ntp_steps`` steps, as in the paper. Otherwise (a shortcut for a CPU) it is the
+    NTP model of ``rl_p_cot`` re-calibrated by ``scale.recal_steps`` further NTP steps on
+    D(p_cot): the chain is already learned, only its share moves."""
+    base = None
+    if not scale.rounds_from_scratch:
+        base_task = ParityTask(scale.d, scale.rl_p_cot)
+        base, _ = pretrain(base_task, scale, scale.rl_ntp_steps, seed,
+                           early_step=scale.rl_early_step, progress=progress, workdir=workdir)
+    out = {"experiment": "rounds_vs_p", "scale": scale.name, "d": scale.d,
+           "from_scratch": scale.rounds_from_scratch, "runs": []}
     for p in progress_bar(scale.rounds_p_grid, desc="rounds_vs_p", disable=not progress):
         task = ParityTask(scale.d, p)
 
         def one(_checkpoint):  # parts are cached whole; a part restarts if interrupted
-            model = load_model(task, scale, base, seed)
-            ntp.train(model, task, scale.recal_steps, scale.batch_size, scale.lr,
-                      seed=seed + RECAL_SEED, decay_frac=0.5, progress=False)
+            if base is None:
+                state, _ = pretrain(task, scale, scale.rl_ntp_steps, seed, progress=False,
+                                    workdir=workdir)
+                model = load_model(task, scale, state, seed)
+            else:
+                model = load_model(task, scale, base, seed)
+                ntp.train(model, task, scale.recal_steps, scale.batch_size, scale.lr,
+                          seed=seed + RECAL_SEED, decay_frac=0.5, progress=False)
             state = copy.deepcopy(model.state_dict())
             start = eval_fn(task, scale, seed)(model, 0)
             run = rl_run(task, scale, state, "star", seed, progress=False,
