@@ -124,15 +124,16 @@ def test_page_reads_clean_in_a_browser(driver, page):
             "return document.querySelectorAll('.cell_output img, figure img').length")
         if not n_fig:
             problems.append("a chapter without a figure")
-    # internal links and anchors
+    # internal links and anchors, relative to where the browser is (index.html redirects)
+    here = pathlib.Path(urllib.parse.unquote(urllib.parse.urlparse(driver.current_url).path))
     for href in driver.execute_script(
             "return Array.from(document.querySelectorAll('a[href]')).map(a => "
             "a.getAttribute('href'))"):
         parsed = urllib.parse.urlparse(href)
         if parsed.scheme or href.startswith("//") or href.startswith("mailto:"):
             continue
-        target = (page.parent / urllib.parse.unquote(parsed.path)).resolve() if parsed.path \
-            else page
+        target = (here.parent / urllib.parse.unquote(parsed.path)).resolve() if parsed.path \
+            else here
         if not target.exists():
             problems.append(f"broken link: {href}")
         elif parsed.fragment and target.suffix == ".html":

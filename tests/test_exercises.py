@@ -48,6 +48,12 @@ WRONG = {  # a typical mistake for each exercise
                        "    return (seqs[:, d + 1] == seqs[:, 0]).float().mean().item()",
     "ex2-marker": "def greedy_goes_long_with_marker(p):\n    return p >= (1 - p) / 2",
     "ex2-temperature": "def long_prob_at(p, tau):\n    return p ** (1 / tau)",
+    "ex2-probe": "def calibration_probe(model, prompts):\n    d = prompts.shape[1]\n"
+                 "    x1 = prompts[:, :1]\n"
+                 "    logits = model(torch.cat([prompts, x1], 1)).float()\n"
+                 "    pf = torch.softmax(logits[:, d], -1).gather(1, x1).squeeze(1)\n"
+                 "    pe = torch.softmax(logits[:, d], -1)[:, EOS]\n"
+                 "    return pf.mean().item(), (1 - pe).mean().item()",
     "ex3-star-map": "def star_round(p):\n    return p / (1 + p)",
     "ex3-feature": "def chain_feature(d, i):\n    return (i, d + i - 1)",
     "ex3-epsilon": "def rounds_to(p, eps):\n"
@@ -81,6 +87,10 @@ DELEGATE = {  # a right answer, written by calling the library: must be refused
     "ex2-marker": "def greedy_goes_long_with_marker(p):\n"
                   "    return theory.tempered([p, (1 - p) / 2, (1 - p) / 2], 0.0)[0] == 1.0",
     "ex2-temperature": "def long_prob_at(p, tau):\n    return theory.long_prob(p, tau)",
+    "ex2-probe": "from ntprl.metrics import branch_probs\n"
+                 "def calibration_probe(model, prompts):\n"
+                 "    t = ParityTask(prompts.shape[1], 0.5)\n"
+                 "    return tuple(branch_probs(model, t, len(prompts)).values())",
     "ex3-star-map": "from ntprl.theory import star_map\n"
                     "def star_round(p):\n    return star_map(p)",
     "ex4-grpo": "def grpo_advantages(rewards, group_size):\n"

@@ -491,6 +491,41 @@ ax.set(xlabel="$p_{cot}$", ylabel="long fraction (theory)",
 ax.legend(fontsize=8);
 
 # %% [markdown]
+# :::{exercise}
+# :label: ex2-probe
+# Write the calibration probe the experiments above use, `calibration_probe(model, prompts)`:
+# for a batch of parity prompts `(n, d)`, return `(first, cont)` — the mean probability the
+# model gives to writing $x_1$ as its first response token, and the mean probability that,
+# having written $x_1$, it does *not* write EOS next (it goes on with the chain). Use one
+# teacher-forced forward pass on prompt + $x_1$; no sampling. The check runs it on small
+# random GPTs and compares with its own probe on the same prompts.
+# :::
+#
+# :::{solution-start} ex2-probe
+# :class: dropdown
+# :::
+
+# %% tags=["solution"]
+def calibration_probe(model, prompts):
+    d = prompts.shape[1]
+    x1 = prompts[:, :1]
+    with torch.no_grad():
+        logits = model(torch.cat([prompts, x1], dim=1)).float()
+    p_first = torch.softmax(logits[:, d - 1], dim=-1).gather(1, x1).squeeze(1)
+    p_eos = torch.softmax(logits[:, d], dim=-1)[:, EOS]
+    return p_first.mean().item(), (1 - p_eos).mean().item()
+
+# %% [markdown]
+# The logits at position $t$ predict token $t + 1$: the first response token is predicted at
+# the prompt's last position $d - 1$, the token after it at position $d$.
+#
+# :::{solution-end}
+# :::
+
+# %%
+checks.ex2_probe(calibration_probe)
+
+# %% [markdown]
 # ## Concept questions
 #
 # For discussion; they have no single numeric answer and no check.

@@ -214,6 +214,35 @@ def ex2_temperature(long_prob_at: Callable) -> bool:
                   [(theory, "long_prob"), (theory, "tempered"), (theory, "accuracy")])
 
 
+def ex2_probe(calibration_probe: Callable) -> bool:
+    """``calibration_probe(model, prompts)``: ``(P(first response token = x_1), P(not EOS after
+    x_1))``, each averaged over the prompts, from one teacher-forced pass; checked on small
+    random GPTs (their probabilities are arbitrary, so a formula cannot pass)."""
+    from . import metrics
+    from .models import GPT, GPTConfig
+    from .tasks import EOS, ParityTask
+
+    def reference(model, prompts):
+        d = prompts.shape[1]
+        seq = torch.cat([prompts, prompts[:, :1]], dim=1)
+        with torch.no_grad():
+            probs = torch.softmax(model(seq).double(), dim=-1)
+        first = probs[torch.arange(len(prompts)), d - 1, prompts[:, 0]]
+        return first.mean().item(), (1 - probs[:, d, EOS]).mean().item()
+
+    cases = []
+    for k, d in enumerate((5, 8, 12)):
+        task = ParityTask(d, 0.5)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(100 + k)
+            model = GPT(GPTConfig(vocab_size=4, block_size=task.seq_len, n_layer=1, n_head=2,
+                                  n_embd=16)).eval()
+            for p in model.parameters():  # spread the probabilities far from uniform
+                p.data.mul_(20)
+        cases.append((model, task.prompts(64, torch.Generator().manual_seed(k))))
+    return _named(calibration_probe, reference, cases, [(metrics, "branch_probs")], tol=1e-4)
+
+
 def ex3_star_map(star_round: Callable) -> bool:
     """``star_round(p)``: the long share after one perfectly fitted STaR round from share p."""
     from . import theory
@@ -446,6 +475,7 @@ EXERCISES: dict[str, tuple[str, Callable]] = {
     "ex2-first-token": ("first_token_share", ex2_first_token),
     "ex2-marker": ("greedy_goes_long_with_marker", ex2_marker),
     "ex2-temperature": ("long_prob_at", ex2_temperature),
+    "ex2-probe": ("calibration_probe", ex2_probe),
     "ex3-star-map": ("star_round", ex3_star_map),
     "ex3-feature": ("chain_feature", ex3_feature),
     "ex3-epsilon": ("rounds_to", ex3_epsilon),
