@@ -62,7 +62,7 @@ except ModuleNotFoundError:
 from ntprl import checks, plots, results, theory
 from ntprl.experiments import more_data, threshold
 from ntprl.metrics import format_tree
-from ntprl.tasks import ParityTask
+from ntprl.tasks import EOS, ParityTask
 
 scale = ntprl.scale.setup(None if SCALE == "auto" else SCALE, seed=0)
 workdir = WORKDIR or None  # experiments cache and resume their parts here
