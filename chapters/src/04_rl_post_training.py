@@ -427,7 +427,7 @@ else:
 # tokens, up to 40% complete chains) while greedy accuracy stays at chance — **length grows
 # without a generalising model**, as the paper warns. From steps 400 and 1000, where the
 # sampled long answers are right (sampled accuracy 0.59, theory $(1+p)/2 = 0.6$), GRPO reaches
-# ~100% greedy accuracy with answers of ~$d$ tokens within 10–20 steps. So length growth under
+# ~100% greedy accuracy within 5–10 steps, with answers growing to ~$d$ tokens. So length growth under
 # RL is evidence of nothing by itself; the sampled accuracy of the starting checkpoint tells
 # the cases apart. (The paper reports length growth for *almost all* checkpoints; here it fell
 # from the two earliest.)
