@@ -412,6 +412,8 @@ else:
     shrank = [k for k in unlearned
               if ends[k][0][-1]["sampled_len_mean"] < ends[k][0][0]["sampled_len_mean"]]
     assert grew and shrank, (grew, shrank)
+    assert all(ends[k][0][-1]["sampled_len_mean"] <= 1.5 for k in shrank)  # "about 3 -> 1"
+    assert all(ends[k][0][-1]["sampled_full_frac"] >= 0.25 for k in grew)  # "up to 40%"
     assert all(ends[k][0][-1]["greedy_acc"] >= 0.95
                and ends[k][0][-1]["sampled_len_mean"] >= 0.8 * sw["d"] for k in learned)
     print(f"chain not yet right (sampled acc <= 0.55): NTP steps {unlearned}; of these, length "

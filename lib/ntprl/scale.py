@@ -18,6 +18,7 @@ Every chapter and experiment reads its sizes from a :class:`Scale`. Pick one wit
 
 from __future__ import annotations
 
+import datetime
 import os
 from dataclasses import dataclass, replace
 
@@ -204,16 +205,13 @@ def setup(name: str | None = None, seed: int = 0) -> Scale:
     and print what this run uses. Returns the :class:`Scale`."""
     import ntprl
     from . import plots
+    from .results import device_name, git_commit
 
     scale = get(name)
     torch.manual_seed(seed)
     plots.style()
     print(f"scale: {scale.name} — {scale.description}")
     print(f"device: {device()}, torch {torch.__version__}, ntprl {ntprl.__version__}, seed {seed}")
-    import datetime
-
-    from .results import device_name, git_commit
-
     commit = git_commit()
     print(f"run: {datetime.date.today().isoformat()} on {device_name()}"
           + (f", code at commit {commit[:12]}{'-dirty' if commit.endswith('-dirty') else ''}"
