@@ -58,7 +58,7 @@ class Scale:
     more_data_eval_every: int = 250
     # -- chapter 4: RL after NTP -------------------------------------------------------------
     rl_d: int = 16              # d of rl_post_training (the headline: NTP, then RL); rounds_vs_p
-                                # and leap2 use d
+                                # uses d
     rl_p_cot: float = 0.2       # p_cot of the NTP checkpoint RL starts from (below 1/3)
     rl_ntp_steps: int = 1500    # NTP steps before RL
     rl_start_steps: tuple[int, ...] = (25, 50, 100, 200, 400, 1000)  # NTP checkpoints that
@@ -79,7 +79,10 @@ class Scale:
     rounds_from_scratch: bool = False  # rounds_vs_p: train each p_cot's start model by NTP from
                                 # scratch (rl_ntp_steps) instead of re-calibrating the base model
     rounds_max: int = 10        # STaR rounds allowed per p_cot
-    leap2_p_grid: tuple[float, ...] = (0.2,)
+    leap2_d: int = 8            # d of the leap-2 experiment (small enough that its chain, whose
+                                # steps are three-way XORs, is learned within leap2_steps)
+    leap2_steps: int = 3000     # NTP steps per leap-2 / full-chain / short-only run
+    leap2_p_grid: tuple[float, ...] = (0.1, 0.2, 0.3)
     # -- chapter 5: multiplication ------------------------------------------------------------
     mult_ns: tuple[int, ...] = (1, 2, 3)  # digits of the samples-to-learn experiment
     mult_batch: int = 64        # sequences per NTP step of every chapter-5 run
@@ -130,6 +133,7 @@ PRESETS = {
         rl_eval_every=2,
         star_samples=32, star_steps=2, star_rounds=2, rl_temperatures=(1.0, 1.5),
         rounds_p_grid=(0.1, 0.2), recal_steps=5, rounds_max=2, leap2_p_grid=(0.2,),
+        leap2_d=4, leap2_steps=20,
         linear_d=6, linear_steps=20, linear_batch=32, linear_rounds_p=(0.1, 0.2), linear_ds=(4, 6),
         linear_max_steps=20, linear_eval_every=10, linear_short_steps=5, linear_star_steps=2,
         linear_star_samples=64, linear_star_batch=32, linear_contrast_samples=32,
@@ -153,7 +157,7 @@ PRESETS = {
         rl_start_steps=(25, 50, 100, 200, 500, 3000), rl_early_step=50, rl_prompts=64, rl_steps=40,
         star_samples=2048, star_steps=60, star_rounds=10, recal_steps=500, rounds_max=15,
         rounds_from_scratch=True,
-        leap2_p_grid=(0.1, 0.2), mult_ns=(1, 2, 3, 4), mult_batch=128,
+        leap2_p_grid=(0.1, 0.2, 0.3), mult_ns=(1, 2, 3, 4), mult_batch=128,
         mult_max_steps=6000, mult_eval_every=250, mult_n=4, mult_recal_steps=500,
         mult_p_grid=(0.2, 0.35, 0.45, 0.55, 0.65, 0.8), mult_rl_steps=40),
     "paper": Scale(
@@ -172,6 +176,7 @@ PRESETS = {
         rl_steps=100, rl_eval_every=5, star_samples=4096, star_steps=200, star_rounds=20,
         rounds_p_grid=(0.01, 0.02, 0.05, 0.1, 0.2), recal_steps=2000, rounds_max=30,
         rounds_from_scratch=True,
+        leap2_d=12, leap2_steps=20_000,
         leap2_p_grid=(0.05, 0.1, 0.15, 0.2, 0.25, 0.3), mult_ns=(1, 2, 3, 4, 5, 6, 7),
         mult_batch=256, mult_max_steps=50_000, mult_eval_every=1000, mult_n=7,
         mult_steps=50_000,
