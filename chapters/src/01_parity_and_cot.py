@@ -35,8 +35,8 @@
 
 # %% tags=["hide-output"]
 # Setup. The scale: "auto" is $NTPRL_SCALE if set, else "gpu" with CUDA, else "fast" (in
-# Colab, pick it in the form on the right). WORKDIR (e.g. a folder on a mounted Google Drive)
-# keeps the long runs resumable: a dropped session picks up where it stopped.
+# Colab, pick it in the form on the right). WORKDIR (e.g. a folder on a mounted Google
+# Drive) keeps the long runs resumable: a dropped session picks up where it stopped.
 SCALE = "auto"  # @param ["auto", "smoke", "fast", "gpu", "paper"]
 WORKDIR = ""  # @param {type:"string"}
 
@@ -44,7 +44,8 @@ WORKDIR = ""  # @param {type:"string"}
 import sys
 
 if "google.colab" in sys.modules:
-    %pip install -q "ntprl @ git+https://github.com/ntprl/rl-after-ntp-book@main#subdirectory=lib"
+    %pip install -q \
+        "ntprl @ git+https://github.com/ntprl/rl-after-ntp-book@main#subdirectory=lib"
 
 import itertools
 
@@ -57,7 +58,8 @@ except ModuleNotFoundError:
     raise ModuleNotFoundError(
         "This chapter needs the book's library: `pip install -e ./lib` from the "
         "repository root, or anywhere `pip install "
-        "'ntprl @ git+https://github.com/ntprl/rl-after-ntp-book@main#subdirectory=lib'`"
+        "'ntprl @ git+https://github.com/ntprl/rl-after-ntp-book@main"
+        "#subdirectory=lib'`"
     ) from None
 from ntprl import checks, plots
 from ntprl.experiments import parity_hardness
@@ -99,8 +101,10 @@ def correlation(subset):
     return (y_pm * chi).float().mean().item()
 
 
-by_size = {k: max(abs(correlation(S)) for S in itertools.combinations(range(d_small), k))
-           for k in range(1, d_small + 1)}
+by_size = {
+    k: max(abs(correlation(S)) for S in itertools.combinations(range(d_small), k))
+    for k in range(1, d_small + 1)
+}
 print("largest |correlation| with a subset of size k:", by_size)
 assert all(by_size[k] == 0 for k in range(1, d_small)) and by_size[d_small] == 1
 
@@ -123,9 +127,11 @@ assert all(by_size[k] == 0 for k in range(1, d_small)) and by_size[d_small] == 1
 task = ParityTask(d=8, p_cot=1.0)
 x = torch.tensor([[1, 0, 1, 1, 0, 0, 1, 0]])
 print("prompt      ", x[0].tolist())
-print("chain s_1..d", task.chain_of(x)[0].tolist(), "  parity:", ParityTask.parity(x).item())
+print("chain s_1..d", task.chain_of(x)[0].tolist(),
+      "  parity:", ParityTask.parity(x).item())
 for p, name in ((1.0, "long "), (0.0, "short")):
-    print(name, ParityTask(8, p).pretty(ParityTask(8, p).sample(1, torch.Generator().manual_seed(1))[0]))
+    t = ParityTask(8, p)
+    print(name, t.pretty(t.sample(1, torch.Generator().manual_seed(1))[0]))
 print("tokens: 0, 1 = bits,", f"EOS = {EOS}, PAD = {PAD}")
 
 # %% [markdown]
@@ -144,8 +150,9 @@ print("tokens: 0, 1 = bits,", f"EOS = {EOS}, PAD = {PAD}")
 
 # %%
 hardness = parity_hardness(scale, seed=0, workdir=workdir)
+budget = hardness["max_steps"] * hardness["batch_size"]  # samples in one run's budget
 for kind in ("short", "chain"):
-    print(f"{kind:5s}", [(r["d"], r["samples"] if r["samples"] else f">{hardness['max_steps'] * hardness['batch_size']}")
+    print(f"{kind:5s}", [(r["d"], r["samples"] if r["samples"] else f">{budget}")
                          for r in hardness[kind]])
 
 # %% tags=["hide-input"]
@@ -173,7 +180,8 @@ if scale.checks_claims:
     assert all(r["steps"] is not None for r in chain), chain
     # 2. without it, the budget binds: some d is not learned at all ...
     failed = [r["d"] for r in short if r["steps"] is None]
-    assert failed, "short-only training learned every d: the budget is too large to show the contrast"
+    assert failed, ("short-only training learned every d: "
+                    "the budget is too large to show the contrast")
     # ... and once a d fails, every larger d fails too (difficulty grows with d)
     assert all(r["steps"] is None for r in short if r["d"] >= min(failed)), short
     # 3. where short-only succeeds, its cost grows with d
@@ -181,7 +189,8 @@ if scale.checks_claims:
     assert learned == sorted(learned), short
     # 4. the chain learns a d at least as large as any short-only failure
     assert max(r["d"] for r in chain) >= min(failed)
-    print(f"✓ short-only fails from d = {min(failed)} on; the chain learns up to d = {max(r['d'] for r in chain)}")
+    print(f"✓ short-only fails from d = {min(failed)} on; "
+          f"the chain learns up to d = {max(r['d'] for r in chain)}")
 
 # %% [markdown]
 # ## The mixture $\mathcal{D}(p_{cot})$
@@ -200,8 +209,10 @@ batch = mix.sample(10_000, torch.Generator().manual_seed(0))
 long_share = mix.is_long(batch[:, mix.prompt_len:]).float().mean().item()
 for row in batch[:6]:
     print(mix.pretty(row))
-print(f"\nshare of long sequences in 10,000 samples: {long_share:.3f} (p_cot = {mix.p_cot})")
-assert abs(long_share - mix.p_cot) < 0.02  # a sanity check of the sampler, at every scale
+print(f"\nshare of long sequences in 10,000 samples: {long_share:.3f} "
+      f"(p_cot = {mix.p_cot})")
+# a sanity check of the sampler, at every scale
+assert abs(long_share - mix.p_cot) < 0.02
 
 # %% [markdown]
 # ### Explore the mixture
@@ -223,8 +234,12 @@ def show_samples(p_cot=0.25, d=12, seed=0):
         print("  ", t.pretty(s))
 
 
-widgets.interact(show_samples, p_cot=widgets.FloatSlider(value=0.25, min=0, max=1, step=0.05),
-                 d=widgets.IntSlider(value=12, min=4, max=24), seed=widgets.IntSlider(value=0, min=0, max=20));
+widgets.interact(
+    show_samples,
+    p_cot=widgets.FloatSlider(value=0.25, min=0, max=1, step=0.05),
+    d=widgets.IntSlider(value=12, min=4, max=24),
+    seed=widgets.IntSlider(value=0, min=0, max=20),
+);
 
 # %%
 # Static fallback for the rendered page: the same explorer at three values of p_cot

@@ -36,8 +36,8 @@
 
 # %% tags=["hide-output"]
 # Setup. The scale: "auto" is $NTPRL_SCALE if set, else "gpu" with CUDA, else "fast" (in
-# Colab, pick it in the form on the right). WORKDIR (e.g. a folder on a mounted Google Drive)
-# keeps the long runs resumable: a dropped session picks up where it stopped.
+# Colab, pick it in the form on the right). WORKDIR (e.g. a folder on a mounted Google
+# Drive) keeps the long runs resumable: a dropped session picks up where it stopped.
 SCALE = "auto"  # @param ["auto", "smoke", "fast", "gpu", "paper"]
 WORKDIR = ""  # @param {type:"string"}
 
@@ -45,7 +45,8 @@ WORKDIR = ""  # @param {type:"string"}
 import sys
 
 if "google.colab" in sys.modules:
-    %pip install -q "ntprl @ git+https://github.com/ntprl/rl-after-ntp-book@main#subdirectory=lib"
+    %pip install -q \
+        "ntprl @ git+https://github.com/ntprl/rl-after-ntp-book@main#subdirectory=lib"
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -57,7 +58,8 @@ except ModuleNotFoundError:
     raise ModuleNotFoundError(
         "This chapter needs the book's library: `pip install -e ./lib` from the "
         "repository root, or anywhere `pip install "
-        "'ntprl @ git+https://github.com/ntprl/rl-after-ntp-book@main#subdirectory=lib'`"
+        "'ntprl @ git+https://github.com/ntprl/rl-after-ntp-book@main"
+        "#subdirectory=lib'`"
     ) from None
 from ntprl import checks, plots, results, theory
 from ntprl.experiments import more_data, threshold
@@ -118,7 +120,8 @@ for p in (0.1, 0.25, 1 / 3, 0.5):
     first = starts_x1.float().mean().item()
     cont = (r2[starts_x1] != t.EOS).float().mean().item()
     rows.append((p, first, theory.first_token_prob(p), cont, theory.continue_prob(p)))
-    assert abs(first - theory.first_token_prob(p)) < 0.01 and abs(cont - theory.continue_prob(p)) < 0.01
+    assert abs(first - theory.first_token_prob(p)) < 0.01
+    assert abs(cont - theory.continue_prob(p)) < 0.01
 print(" p_cot  P(first=x1) data / (1+p)/2   P(continue) data / 2p/(1+p)")
 for p, f, tf, c, tc in rows:
     print(f" {p:5.3f}      {f:.3f} / {tf:.3f}               {c:.3f} / {tc:.3f}")
@@ -146,12 +149,16 @@ for p, f, tf, c, tc in rows:
 sweep = threshold(scale, seed=0, workdir=workdir)
 runs = sweep["runs"]
 P = np.array([r["p_cot"] for r in runs])
-F = {k: np.array([r["final"][k] for r in runs]) for k in runs[0]["final"] if not k.endswith("_hist")}
-print(f"d = {sweep['d']}, {sweep['steps']} NTP steps of {sweep['batch_size']} sequences per run")
-print(" p_cot  greedy acc  greedy len  sampled long (full chains)  sampled acc  P(x1)  P(cont)")
+F = {k: np.array([r["final"][k] for r in runs])
+     for k in runs[0]["final"] if not k.endswith("_hist")}
+print(f"d = {sweep['d']}, {sweep['steps']} NTP steps of {sweep['batch_size']} "
+      "sequences per run")
+print(" p_cot  greedy acc  greedy len  sampled long (full chains)"
+      "  sampled acc  P(x1)  P(cont)")
 for r in runs:
     f = r["final"]
-    print(f" {r['p_cot']:5.3f}   {f['greedy_acc']:8.3f}  {f['greedy_len_median']:9.0f}  "
+    print(f" {r['p_cot']:5.3f}   {f['greedy_acc']:8.3f}  "
+          f"{f['greedy_len_median']:9.0f}  "
           f"{f['sampled_long_frac']:12.3f} ({f['sampled_full_frac']:.3f})     "
           f"{f['sampled_acc']:10.3f}  {f['first_token']:.3f}  {f['continue']:.3f}")
 
@@ -206,13 +213,17 @@ fig.tight_layout()
 if scale.checks_claims:
     for r in runs:
         p, f = r["p_cot"], r["final"]
-        assert abs(f["sampled_long_frac"] - p) <= 0.05, f"not calibrated at p_cot={p}: {f['sampled_long_frac']:.3f}"
-        assert abs(f["continue"] - theory.continue_prob(p)) <= 0.07, f"P(continue) off at p_cot={p}: {f['continue']:.3f}"
+        assert abs(f["sampled_long_frac"] - p) <= 0.05, (
+            f"not calibrated at p_cot={p}: {f['sampled_long_frac']:.3f}")
+        assert abs(f["continue"] - theory.continue_prob(p)) <= 0.07, (
+            f"P(continue) off at p_cot={p}: {f['continue']:.3f}")
+        acc_msg = f"greedy accuracy {f['greedy_acc']:.3f} at p_cot={p}"
         if p <= 0.25:
-            assert f["greedy_acc"] <= 0.6, f"greedy accuracy {f['greedy_acc']:.3f} at p_cot={p}"
+            assert f["greedy_acc"] <= 0.6, acc_msg
         if p >= 0.45:
-            assert f["greedy_acc"] >= 0.95, f"greedy accuracy {f['greedy_acc']:.3f} at p_cot={p}"
-    print("✓ calibrated within 0.05 at every p_cot; P(continue) within 0.07 of 2p/(1+p); "
+            assert f["greedy_acc"] >= 0.95, acc_msg
+    print("✓ calibrated within 0.05 at every p_cot; "
+          "P(continue) within 0.07 of 2p/(1+p); "
           "greedy at chance for p_cot <= 0.25 and right for p_cot >= 0.45")
 
 # %% [markdown]
@@ -230,28 +241,34 @@ if scale.checks_claims:
 # %%
 stored = results.stored("threshold")
 if stored is None:
-    print("This version of ntprl ships no stored GPU run of `threshold`; the live run above is all there is.")
+    print("This version of ntprl ships no stored GPU run of `threshold`; "
+          "the live run above is all there is.")
 else:
     sr = stored["result"]["runs"]
     ax = plots.label_run(plt.subplots()[1], stored)
-    ax.plot(grid, [theory.greedy_accuracy(p) if abs(p - 1 / 3) > 1e-9 else np.nan for p in grid], "--",
-            color=plots.COLORS["theory"], label="theory")
-    ax.plot([r["p_cot"] for r in sr], [r["final"]["greedy_acc"] for r in sr], "o", color=plots.COLORS["rl"],
-            label=f"stored run, d = {stored['result']['d']}")
-    ax.plot(P, F["greedy_acc"], "x", color=plots.COLORS["ntp"], label=f"live run, d = {sweep['d']}")
+    theory_acc = [theory.greedy_accuracy(p) if abs(p - 1 / 3) > 1e-9 else np.nan
+                  for p in grid]
+    ax.plot(grid, theory_acc, "--", color=plots.COLORS["theory"], label="theory")
+    ax.plot([r["p_cot"] for r in sr], [r["final"]["greedy_acc"] for r in sr], "o",
+            color=plots.COLORS["rl"], label=f"stored run, d = {stored['result']['d']}")
+    ax.plot(P, F["greedy_acc"], "x", color=plots.COLORS["ntp"],
+            label=f"live run, d = {sweep['d']}")
     ax.set(xlabel="$p_{cot}$", ylabel="greedy accuracy")
     ax.legend(fontsize=8)
     gap = max(abs(r["final"]["sampled_long_frac"] - r["p_cot"]) for r in sr)
-    mixed = {(r["p_cot"], r["seed"]): round(r["final"]["greedy_long_frac"], 3) for r in sr
-             if 0.3 < r["p_cot"] < 0.37}
-    print(f"stored run: calibration within {gap:.3f}; greedy long fraction just below 1/3: {mixed}")
-    # what the stored run shows, checked on its numbers: calibration within 0.03; greedy short
-    # and at chance up to p_cot = 0.3, long and right from 0.37; in between, per prompt
+    mixed = {(r["p_cot"], r["seed"]): round(r["final"]["greedy_long_frac"], 3)
+             for r in sr if 0.3 < r["p_cot"] < 0.37}
+    print(f"stored run: calibration within {gap:.3f}; "
+          f"greedy long fraction just below 1/3: {mixed}")
+    # what the stored run shows, checked on its numbers: calibration within 0.03;
+    # greedy short and at chance up to p_cot = 0.3, long and right from 0.37; in
+    # between, per prompt
     assert gap <= 0.03, gap
     assert all(r["final"]["greedy_long_frac"] == 0 and r["final"]["greedy_acc"] <= 0.55
                for r in sr if r["p_cot"] <= 0.3), sr
     assert all(r["final"]["greedy_acc"] >= 0.99 for r in sr if r["p_cot"] >= 0.37), sr
-    assert mixed and all(0 < v < 1 for v in mixed.values()), mixed  # decided prompt by prompt
+    # decided prompt by prompt
+    assert mixed and all(0 < v < 1 for v in mixed.values()), mixed
 
 # %% [markdown]
 # The stored run at $d = 25$ (two seeds) shows the same picture more sharply: sampling is
@@ -335,10 +352,11 @@ if scale.checks_claims:
     print("greedy accuracy over the second half:", [round(a, 3) for a in late_acc])
     assert long_run["final"]["greedy_acc"] <= 0.6, long_run["final"]["greedy_acc"]
     assert np.median(late_acc) <= 0.6, late_acc
-    assert all(abs(r["sampled_long_frac"] - 0.25) <= 0.07 for r in late), [r["sampled_long_frac"] for r in late]
+    late_long = [r["sampled_long_frac"] for r in late]
+    assert all(abs(v - 0.25) <= 0.07 for v in late_long), late_long
     assert long_run["final"]["sampled_acc"] >= 0.57, long_run["final"]["sampled_acc"]
-    print("✓ at the end, and at the median checkpoint of the second half, greedy accuracy is <= 0.6; "
-          "the long fraction stays within 0.07 of 0.25")
+    print("✓ at the end, and at the median checkpoint of the second half, "
+          "greedy accuracy is <= 0.6; the long fraction stays within 0.07 of 0.25")
 
 # %% [markdown]
 # ### At the paper's $d = 50$, on an H100
@@ -455,7 +473,8 @@ def long_prob_at(p, tau):
     def sharpen(a, b):
         a, b = a ** (1 / tau), b ** (1 / tau)
         return a / (a + b)
-    return sharpen((1 + p) / 2, (1 - p) / 2) * sharpen(2 * p / (1 + p), (1 - p) / (1 + p))
+    return (sharpen((1 + p) / 2, (1 - p) / 2)
+            * sharpen(2 * p / (1 + p), (1 - p) / (1 + p)))
 
 # %% [markdown]
 # The two tempered decisions pull in opposite directions. The first token $x_1$ is the
@@ -475,10 +494,13 @@ def long_prob_at(p, tau):
 checks.ex2_temperature(long_prob_at)
 taus = (0.0, 0.5, 0.75, 1.0, 1.5)
 for p in (0.2, 0.3):
-    print(f"long fraction at p = {p}:", {tau: round(theory.long_prob(p, tau), 3) for tau in taus})
+    print(f"long fraction at p = {p}:",
+          {tau: round(theory.long_prob(p, tau), 3) for tau in taus})
 # the direction of temperature's effect flips inside (0, 1/3): the formula, checked
-assert theory.long_prob(0.2, 1.5) > theory.long_prob(0.2, 1.0) > theory.long_prob(0.2, 0.5)
-assert theory.long_prob(0.3, 1.5) < theory.long_prob(0.3, 1.0) < theory.long_prob(0.3, 0.5)
+assert (theory.long_prob(0.2, 1.5) > theory.long_prob(0.2, 1.0)
+        > theory.long_prob(0.2, 0.5))
+assert (theory.long_prob(0.3, 1.5) < theory.long_prob(0.3, 1.0)
+        < theory.long_prob(0.3, 0.5))
 
 # %% tags=["hide-input"]
 grid = np.linspace(0.0, 0.5, 201)

@@ -35,8 +35,8 @@
 
 # %% tags=["hide-output"]
 # Setup. The scale: "auto" is $NTPRL_SCALE if set, else "gpu" with CUDA, else "fast" (in
-# Colab, pick it in the form on the right). WORKDIR (e.g. a folder on a mounted Google Drive)
-# keeps the long runs resumable: a dropped session picks up where it stopped.
+# Colab, pick it in the form on the right). WORKDIR (e.g. a folder on a mounted Google
+# Drive) keeps the long runs resumable: a dropped session picks up where it stopped.
 SCALE = "auto"  # @param ["auto", "smoke", "fast", "gpu", "paper"]
 WORKDIR = ""  # @param {type:"string"}
 
@@ -44,7 +44,8 @@ WORKDIR = ""  # @param {type:"string"}
 import sys
 
 if "google.colab" in sys.modules:
-    %pip install -q "ntprl @ git+https://github.com/ntprl/rl-after-ntp-book@main#subdirectory=lib"
+    %pip install -q \
+        "ntprl @ git+https://github.com/ntprl/rl-after-ntp-book@main#subdirectory=lib"
 
 import math
 
@@ -58,10 +59,13 @@ except ModuleNotFoundError:
     raise ModuleNotFoundError(
         "This chapter needs the book's library: `pip install -e ./lib` from the "
         "repository root, or anywhere `pip install "
-        "'ntprl @ git+https://github.com/ntprl/rl-after-ntp-book@main#subdirectory=lib'`"
+        "'ntprl @ git+https://github.com/ntprl/rl-after-ntp-book@main"
+        "#subdirectory=lib'`"
     ) from None
 from ntprl import checks, plots, results, theory
-from ntprl.experiments import first_step, linear_theory, load_model, measure, pretrain, rl_run
+from ntprl.experiments import (
+    first_step, linear_theory, load_model, measure, pretrain, rl_run,
+)
 from ntprl.models import LinearAR, LinearARConfig
 from ntprl.models.linear import signs
 from ntprl.tasks import ParityTask
@@ -193,11 +197,14 @@ print(f"LinearAR for d = 16: {model.num_params():,} weights that can be non-zero
 lin = linear_theory(scale, seed=0, workdir=workdir)
 th = lin["threshold"]
 P = np.array([r["p_cot"] for r in th])
-F = {k: np.array([r["final"][k] for r in th]) for k in ("greedy_acc", "sampled_long_frac", "sampled_acc", "first_token", "continue")}
-print(f"d = {lin['d']}, {lin['steps']} NTP steps of {lin['batch_size']} sequences per model")
+keys = ("greedy_acc", "sampled_long_frac", "sampled_acc", "first_token", "continue")
+F = {k: np.array([r["final"][k] for r in th]) for k in keys}
+print(f"d = {lin['d']}, {lin['steps']} NTP steps of {lin['batch_size']} "
+      "sequences per model")
 print(" p_cot   P(x1) / (1+p)/2   P(cont) / 2p/(1+p)   sampled long   greedy acc")
 for i, p in enumerate(P):
-    print(f" {p:5.3f}    {F['first_token'][i]:.3f} / {theory.first_token_prob(p):.3f}     {F['continue'][i]:.3f} / {theory.continue_prob(p):.3f}"
+    print(f" {p:5.3f}    {F['first_token'][i]:.3f} / {theory.first_token_prob(p):.3f}"
+          f"     {F['continue'][i]:.3f} / {theory.continue_prob(p):.3f}"
           f"        {F['sampled_long_frac'][i]:.3f}        {F['greedy_acc'][i]:.3f}")
 
 # %% tags=["hide-input"]
@@ -223,8 +230,10 @@ if scale.checks_claims:
     assert np.all(np.abs(F["first_token"] - (1 + P) / 2) <= 0.03), F["first_token"]
     assert np.all(np.abs(F["continue"] - 2 * P / (1 + P)) <= 0.05), F["continue"]
     assert np.all(np.abs(F["sampled_long_frac"] - P) <= 0.05), F["sampled_long_frac"]
-    assert np.all(F["greedy_acc"][P <= 0.25] <= 0.6) and np.all(F["greedy_acc"][P >= 0.45] >= 0.95), F["greedy_acc"]
-    print("✓ Theorem 1: learned probabilities within 0.03/0.05 of the formulas, calibrated within 0.05, "
+    acc = F["greedy_acc"]
+    assert np.all(acc[P <= 0.25] <= 0.6) and np.all(acc[P >= 0.45] >= 0.95), acc
+    print("✓ Theorem 1: learned probabilities within 0.03/0.05 of the formulas, "
+          "calibrated within 0.05, "
           "greedy at chance below the threshold and right above it")
 
 # %% [markdown]
@@ -277,7 +286,8 @@ if scale.checks_claims:
     assert reached.all(), f"some p_cot did not reach 95% greedy accuracy: {rounds}"
     assert r2 >= 0.95 and worst <= 1.0, (r2, worst)
     assert r2 > r2_inv, (r2, r2_inv)
-    print("✓ STaR generalises from every p_cot, in rounds that grow linearly in log((1-p)/p)")
+    print("✓ STaR generalises from every p_cot, "
+          "in rounds that grow linearly in log((1-p)/p)")
 
 # %% [markdown]
 # The rounds grow like $\log\frac{1-p}{p}$, as Theorem 2 says, but with a slope above the
@@ -322,9 +332,11 @@ fig.tight_layout()
 
 # %%
 if scale.checks_claims:
-    assert max(gaps(many["long_frac"])) <= 0.03, gaps(many["long_frac"])
-    assert max(gaps(few["long_frac"])) > max(gaps(many["long_frac"])), (gaps(few["long_frac"]), gaps(many["long_frac"]))
-    print("✓ with many samples per round STaR follows 2p/(1+p) within 0.03; with few it lags more")
+    few_gaps, many_gaps = gaps(few["long_frac"]), gaps(many["long_frac"])
+    assert max(many_gaps) <= 0.03, many_gaps
+    assert max(few_gaps) > max(many_gaps), (few_gaps, many_gaps)
+    print("✓ with many samples per round STaR follows 2p/(1+p) within 0.03; "
+          "with few it lags more")
 
 # %% [markdown]
 # So the map is a statement about *populations*; a simulation reproduces it when each round
@@ -348,22 +360,29 @@ if stored is None:
     print("This version of ntprl ships no stored run of `linear_theory`.")
 else:
     sres = stored["result"]
-    print(f"stored run: scale {stored['scale']}, {stored['device']}, {stored['date']}, d = {sres['d']}")
+    print(f"stored run: scale {stored['scale']}, {stored['device']}, {stored['date']}, "
+          f"d = {sres['d']}")
     for r in sres["star"]:
-        print(f"  p_cot = {r['p_cot']:.2f}: rounds to 95% {r['rounds']}, long share {[round(v, 2) for v in r['long_frac']]}")
+        share = [round(v, 2) for v in r["long_frac"]]
+        print(f"  p_cot = {r['p_cot']:.2f}: rounds to 95% {r['rounds']}, "
+              f"long share {share}")
     for r in sres["star_samples"]:
-        print(f"  {r['samples']:6d} samples a round: lag behind the map {[round(g, 3) for g in gaps(r['long_frac'])]}")
+        lag = [round(g, 3) for g in gaps(r["long_frac"])]
+        print(f"  {r['samples']:6d} samples a round: lag behind the map {lag}")
     # the same claims as for the live run, on the stored numbers
     sx = np.array([math.log((1 - r["p_cot"]) / r["p_cot"]) for r in sres["star"]])
     srounds = np.array([r["rounds"] for r in sres["star"]], dtype=float)
     s_slope, s_r2, s_worst = fit(sx, srounds)
     _, s_r2_inv, _ = fit(1 / np.array([r["p_cot"] for r in sres["star"]]), srounds)
-    s_theory = [theory.star_rounds_to_threshold(r["start"]["sampled_long_frac"]) for r in sres["star"]]
-    print(f"  rounds {srounds.astype(int).tolist()} against the exact count to pass 1/3 from the measured "
-          f"start {s_theory}; line in log((1-p)/p): R^2 {s_r2:.3f}, in 1/p: R^2 {s_r2_inv:.3f}")
+    s_theory = [theory.star_rounds_to_threshold(r["start"]["sampled_long_frac"])
+                for r in sres["star"]]
+    print(f"  rounds {srounds.astype(int).tolist()} against the exact count "
+          f"to pass 1/3 from the measured start {s_theory}; "
+          f"line in log((1-p)/p): R^2 {s_r2:.3f}, in 1/p: R^2 {s_r2_inv:.3f}")
     s_few, s_many = sres["star_samples"]
     assert s_r2 >= 0.95 and s_r2 > s_r2_inv, (s_r2, s_r2_inv)
-    assert max(gaps(s_many["long_frac"])) <= 0.03 < max(gaps(s_few["long_frac"])), sres["star_samples"]
+    assert max(gaps(s_many["long_frac"])) <= 0.03 < max(gaps(s_few["long_frac"])), (
+        sres["star_samples"])
 
 # %% [markdown]
 # In the stored run the rounds grow linearly in $\log\frac{1-p}{p}$ (a far better fit than a
@@ -401,8 +420,10 @@ print("short-only greedy accuracy:", {r["d"]: round(r["final"]["greedy_acc"], 3)
 if scale.checks_claims:
     assert ok.all(), "the chain was not learned within the budget at some d"
     assert 0 < slope <= 3, slope
-    assert all(abs(r["final"]["greedy_acc"] - 0.5) <= 0.04 for r in sh), [r["final"]["greedy_acc"] for r in sh]
-    print(f"✓ the chain is learned at every d with steps growing like d^{slope:.2f}; short-only stays at chance")
+    sh_acc = [r["final"]["greedy_acc"] for r in sh]
+    assert all(abs(a - 0.5) <= 0.04 for a in sh_acc), sh_acc
+    print(f"✓ the chain is learned at every d with steps growing like d^{slope:.2f}; "
+          "short-only stays at chance")
 
 # %% [markdown]
 # ## The linear model and the transformer, side by side
@@ -422,13 +443,19 @@ gpt_rounds = first_step(gpt_star["history"])
 p = scale.rl_p_cot
 linp = min(th, key=lambda r: abs(r["p_cot"] - p))["final"]
 lin_star = min(st, key=lambda r: abs(r["p_cot"] - p))
-rows = [("P(first token = x1)", theory.first_token_prob(p), linp["first_token"], gpt["first_token"]),
-        ("P(continue | x1)", theory.continue_prob(p), linp["continue"], gpt["continue"]),
-        ("sampled long fraction", p, linp["sampled_long_frac"], gpt["sampled_long_frac"]),
-        ("sampled accuracy", theory.accuracy(p), linp["sampled_acc"], gpt["sampled_acc"]),
-        ("greedy accuracy", theory.greedy_accuracy(p), linp["greedy_acc"], gpt["greedy_acc"]),
-        ("STaR rounds (theory: past 1/3; runs: to 95%)", theory.star_rounds_to_threshold(p),
-         lin_star["rounds"], gpt_rounds)]
+# (quantity, theory; linear model, GPT)
+rows = [("P(first token = x1)", theory.first_token_prob(p),
+         linp["first_token"], gpt["first_token"]),
+        ("P(continue | x1)", theory.continue_prob(p),
+         linp["continue"], gpt["continue"]),
+        ("sampled long fraction", p,
+         linp["sampled_long_frac"], gpt["sampled_long_frac"]),
+        ("sampled accuracy", theory.accuracy(p),
+         linp["sampled_acc"], gpt["sampled_acc"]),
+        ("greedy accuracy", theory.greedy_accuracy(p),
+         linp["greedy_acc"], gpt["greedy_acc"]),
+        ("STaR rounds (theory: past 1/3; runs: to 95%)",
+         theory.star_rounds_to_threshold(p), lin_star["rounds"], gpt_rounds)]
 print(f"p_cot = {p} (linear model at d = {lin['d']}, GPT at d = {scale.d})")
 print(f"{'quantity':24s} {'theory':>8s} {'linear':>8s} {'GPT':>8s}")
 for name, a, b, c in rows:
@@ -459,7 +486,8 @@ for name, a, b, c in rows:
 
 # %% tags=["solution"]
 def star_round(p):
-    """Kept: all long (p) and the lucky half of the short ((1-p)/2); long share among kept."""
+    """Kept: all long (p) and the lucky half of the short ((1-p)/2);
+    long share among kept."""
     return p / (p + (1 - p) / 2)
 
 # %% [markdown]
@@ -522,7 +550,8 @@ def rounds_to(p, eps):
 
 # %%
 checks.ex3_epsilon(rounds_to)
-print("rounds_to(0.01, 0.01) =", rounds_to(0.01, 0.01), "; rounds_to(0.2, 0.01) =", rounds_to(0.2, 0.01))
+print("rounds_to(0.01, 0.01) =", rounds_to(0.01, 0.01),
+      "; rounds_to(0.2, 0.01) =", rounds_to(0.2, 0.01))
 
 # %% [markdown]
 # ## Concept questions

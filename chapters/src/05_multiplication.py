@@ -37,8 +37,8 @@
 
 # %% tags=["hide-output"]
 # Setup. The scale: "auto" is $NTPRL_SCALE if set, else "gpu" with CUDA, else "fast" (in
-# Colab, pick it in the form on the right). WORKDIR (e.g. a folder on a mounted Google Drive)
-# keeps the long runs resumable: a dropped session picks up where it stopped.
+# Colab, pick it in the form on the right). WORKDIR (e.g. a folder on a mounted Google
+# Drive) keeps the long runs resumable: a dropped session picks up where it stopped.
 SCALE = "auto"  # @param ["auto", "smoke", "fast", "gpu", "paper"]
 WORKDIR = ""  # @param {type:"string"}
 
@@ -46,7 +46,8 @@ WORKDIR = ""  # @param {type:"string"}
 import sys
 
 if "google.colab" in sys.modules:
-    %pip install -q "ntprl @ git+https://github.com/ntprl/rl-after-ntp-book@main#subdirectory=lib"
+    %pip install -q \
+        "ntprl @ git+https://github.com/ntprl/rl-after-ntp-book@main#subdirectory=lib"
 
 import matplotlib.pyplot as plt
 import torch
@@ -57,10 +58,13 @@ except ModuleNotFoundError:
     raise ModuleNotFoundError(
         "This chapter needs the book's library: `pip install -e ./lib` from the "
         "repository root, or anywhere `pip install "
-        "'ntprl @ git+https://github.com/ntprl/rl-after-ntp-book@main#subdirectory=lib'`"
+        "'ntprl @ git+https://github.com/ntprl/rl-after-ntp-book@main"
+        "#subdirectory=lib'`"
     ) from None
 from ntprl import checks, plots, theory
-from ntprl.experiments import load_model, mixture_model, mult_hardness, mult_rl, mult_threshold
+from ntprl.experiments import (
+    load_model, mixture_model, mult_hardness, mult_rl, mult_threshold,
+)
 from ntprl.metrics import evaluate
 from ntprl.tasks import MultiplicationTask
 from ntprl.tasks.multiplication import MARK, SEP
@@ -171,14 +175,16 @@ if scale.checks_claims:
 
 # %%
 sweep = mult_threshold(scale, seed=0, workdir=workdir)
-m_measured = sum(r["final"]["short_top_share"] for r in sweep["runs"]) / len(sweep["runs"])
+shares = [r["final"]["short_top_share"] for r in sweep["runs"]]
+m_measured = sum(shares) / len(shares)
 derived = theory.divergent_threshold(m_measured)
 print(f"m = {m_measured:.3f}  ->  derived threshold m/(1+m) = {derived:.3f}")
 print(" p_cot  P(':' first)  sampled long  greedy long  greedy acc  sampled acc")
 for r in sweep["runs"]:
     f = r["final"]
-    print(f"{r['p_cot']:6.2f}  {f['p_long_first']:12.3f}  {f['sampled_long_frac']:12.3f}  "
-          f"{f['greedy_long_frac']:11.3f}  {f['greedy_acc']:10.3f}  {f['sampled_acc']:11.3f}")
+    print(f"{r['p_cot']:6.2f}  {f['p_long_first']:12.3f}  "
+          f"{f['sampled_long_frac']:12.3f}  {f['greedy_long_frac']:11.3f}  "
+          f"{f['greedy_acc']:10.3f}  {f['sampled_acc']:11.3f}")
 
 # %% tags=["hide-input"]
 ps = [r["p_cot"] for r in sweep["runs"]]
@@ -232,7 +238,8 @@ start, runs = rl_res["start"], rl_res["runs"]
 grpo_hist = [r for r in runs["grpo"]["history"] if "greedy_acc" in r]
 ntp_hist = [r for r in runs["ntp"]["history"] if "greedy_acc" in r]
 print(f"start (NTP, p_cot = {rl_res['p_cot']}): greedy acc {start['greedy_acc']:.3f}, "
-      f"greedy length {start['greedy_len_mean']:.1f}, sampled long {start['sampled_long_frac']:.3f}")
+      f"greedy length {start['greedy_len_mean']:.1f}, "
+      f"sampled long {start['sampled_long_frac']:.3f}")
 for name, h in (("GRPO", grpo_hist), ("more NTP", ntp_hist)):
     print(f"after {name:8s}: greedy acc {h[-1]['greedy_acc']:.3f}, "
           f"greedy length {h[-1]['greedy_len_mean']:.1f}")
@@ -370,8 +377,8 @@ checks.ex5_lengths(long_share)
 probe_task = MultiplicationTask(n, sweep["runs"][0]["p_cot"])
 probe = load_model(probe_task, scale, mixture_model(probe_task.p_cot, scale, 0), 0)
 ev = evaluate(probe, probe_task, 500, seed=5, modes=("sampled",))
-checks.check_value(long_share(ev["sampled_len_hist"], probe_task), ev["sampled_long_frac"],
-                   "long share from the histogram", tol=0.02)
+checks.check_value(long_share(ev["sampled_len_hist"], probe_task),
+                   ev["sampled_long_frac"], "long share from the histogram", tol=0.02)
 
 # %% [markdown]
 # ## Concept questions

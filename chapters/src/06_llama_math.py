@@ -87,7 +87,8 @@ except ModuleNotFoundError:
     raise ModuleNotFoundError(
         "This chapter needs the book's library: `pip install -e ./lib` from the "
         "repository root, or anywhere `pip install "
-        "'ntprl[llm] @ git+https://github.com/ntprl/rl-after-ntp-book@main#subdirectory=lib'`"
+        "'ntprl[llm] @ git+https://github.com/ntprl/rl-after-ntp-book@main"
+        "#subdirectory=lib'`"
     ) from None
 from ntprl import checks, llm, plots, results, theory
 from ntprl.llm import gsm8k, sums
@@ -167,9 +168,16 @@ print(f"greedy threshold of the running-sums format: p* = {threshold}")
 # `gsm8k.is_long` asks whether the response reasons *before* that answer.
 
 # %%
-for text in ["#### 114\nQuestion: 3+4=?\nAnswer: #### 7", "37+48=85, 85+29=114.\n#### 114",
-             "#### 1,234", "it is 20 - 2", "It fell to -7 degrees", "#### 5<|im_start|>user"]:
-    print(f"{text!r:48s} -> answer {gsm8k.extract_answer(text)!r:8s} long: {gsm8k.is_long(text)}")
+for text in [
+    "#### 114\nQuestion: 3+4=?\nAnswer: #### 7",
+    "37+48=85, 85+29=114.\n#### 114",
+    "#### 1,234",
+    "it is 20 - 2",
+    "It fell to -7 degrees",
+    "#### 5<|im_start|>user",
+]:
+    print(f"{text!r:48s} -> answer {gsm8k.extract_answer(text)!r:8s} "
+          f"long: {gsm8k.is_long(text)}")
 
 # %% [markdown]
 # ## The pre-trained model before fine-tuning
@@ -183,7 +191,8 @@ for text in ["#### 114\nQuestion: 3+4=?\nAnswer: #### 7", "37+48=85, 85+29=114.\
 
 # %%
 before = llm.evaluate(model, tokenizer, test, cfg, samples=0)
-print(f"before SFT: greedy accuracy {before['greedy_acc']:.3f} ± {before['greedy_acc_se']:.3f}, "
+print(f"before SFT: greedy accuracy {before['greedy_acc']:.3f} "
+      f"± {before['greedy_acc_se']:.3f}, "
       f"P(long first token) {before['p_first_long']:.3f}, "
       f"P(short first token) {before['p_first_short']:.3f}")
 print("example:", repr(before["examples"][0]["response"][:120]))
@@ -206,7 +215,8 @@ print("example:", repr(before["examples"][0]["response"][:120]))
 # %%
 mixture = llm.mixture(sft_problems, cfg, tokenizer)
 print(f"mixture: {sum(m['long'] for m in mixture)} long of {len(mixture)} "
-      f"(p_cot = {cfg.p_cot}); {cfg.sft_steps} steps of {cfg.sft_batch}, lr {cfg.sft_lr}")
+      f"(p_cot = {cfg.p_cot}); {cfg.sft_steps} steps of {cfg.sft_batch}, "
+      f"lr {cfg.sft_lr}")
 model, sft_log = llm.sft(model, tokenizer, mixture, cfg)
 after_sft = llm.evaluate(model, tokenizer, test, cfg)
 
@@ -240,17 +250,19 @@ print(f"SFT loss: {losses[0]:.2f} -> {losses[-1]:.2f}")
 # %%
 if scale.checks_claims:
     s = after_sft["sampled"]
-    assert after_sft["long_frac"] <= 0.05, "greedy should take the short route below p* = 1/2"
+    assert after_sft["long_frac"] <= 0.05, (
+        "greedy should take the short route below p* = 1/2")
     assert s["acc_long"] is not None and s["acc_long"] > s["acc_short"] + 0.1, \
         "long answers should be right far more often than short ones"
-    # length calibration: the sampled long share is p_cot within noise (3 s.e., at least 0.05),
-    # and so is the exact probability of the long route's first token
+    # length calibration: the sampled long share is p_cot within noise (3 s.e., at least
+    # 0.05), and so is the exact probability of the long route's first token
     tol = max(3 * s["long_frac_se"], 0.05)
     assert abs(s["long_frac"] - cfg.p_cot) <= tol, (s["long_frac"], s["long_frac_se"])
     assert abs(after_sft["p_first_long"] - cfg.p_cot) <= 0.05, after_sft["p_first_long"]
-    print(f"✓ calibrated: sampled long fraction {s['long_frac']:.3f} and P(long first token) "
-          f"{after_sft['p_first_long']:.3f} against p_cot = {cfg.p_cot}; greedy short; the long "
-          "route is rarer but far more accurate")
+    print(f"✓ calibrated: sampled long fraction {s['long_frac']:.3f} "
+          f"and P(long first token) {after_sft['p_first_long']:.3f} "
+          f"against p_cot = {cfg.p_cot}; greedy short; "
+          "the long route is rarer but far more accurate")
 
 # %% [markdown]
 # ## GRPO from the SFT model
@@ -272,8 +284,8 @@ if scale.checks_claims:
 # greedy accuracy and the greedy route change as GRPO goes.
 
 # %%
-print(f"GRPO: {cfg.grpo_steps} steps of {cfg.grpo_prompts} prompts × {cfg.num_generations} "
-      f"samples, lr {cfg.grpo_lr}, LoRA r={cfg.lora_r}")
+print(f"GRPO: {cfg.grpo_steps} steps of {cfg.grpo_prompts} prompts "
+      f"× {cfg.num_generations} samples, lr {cfg.grpo_lr}, LoRA r={cfg.lora_r}")
 model, grpo_log = llm.grpo(model, tokenizer, rl_problems, cfg, test=test)
 after_grpo = llm.evaluate(model, tokenizer, test, cfg)
 report("after GRPO", after_grpo)
@@ -306,20 +318,26 @@ fig.tight_layout()
 rows = [("before SFT", before), ("after SFT", after_sft), ("after GRPO", after_grpo)]
 print(f"{'':11s} {'greedy acc':>14s} {'long':>6s} {'length':>7s}")
 for name, ev in rows:
-    print(f"{name:11s} {ev['greedy_acc']:6.3f} ± {ev['greedy_acc_se']:.3f} {ev['long_frac']:6.2f} "
-          f"{ev['len_mean']:7.1f}")
+    print(f"{name:11s} {ev['greedy_acc']:6.3f} ± {ev['greedy_acc_se']:.3f} "
+          f"{ev['long_frac']:6.2f} {ev['len_mean']:7.1f}")
 for name, ev in [("after SFT", after_sft), ("after GRPO", after_grpo)]:
     ex = ev["examples"][0]
-    print(f"{name:11s} {ex['question']} -> {ex['response'].strip()!r} (gold {ex['gold']})")
+    print(f"{name:11s} {ex['question']} -> {ex['response'].strip()!r} "
+          f"(gold {ex['gold']})")
 
 # %%
 if scale.checks_claims:
     gain = after_grpo["greedy_acc"] - after_sft["greedy_acc"]
-    noise = 2 * (after_grpo["greedy_acc_se"] ** 2 + after_sft["greedy_acc_se"] ** 2) ** 0.5
-    assert gain > noise, f"GRPO should raise greedy accuracy beyond noise: +{gain:.3f} vs {noise:.3f}"
-    assert after_grpo["long_frac"] >= after_sft["long_frac"] + 0.3, "GRPO should move greedy long"
-    assert after_grpo["len_mean"] > 1.5 * after_sft["len_mean"], "answers should get longer"
-    print(f"✓ GRPO raised greedy accuracy by {gain:.3f} (2 s.e. of the difference: {noise:.3f}), "
+    noise = 2 * (after_grpo["greedy_acc_se"] ** 2
+                 + after_sft["greedy_acc_se"] ** 2) ** 0.5
+    assert gain > noise, (
+        f"GRPO should raise greedy accuracy beyond noise: +{gain:.3f} vs {noise:.3f}")
+    assert after_grpo["long_frac"] >= after_sft["long_frac"] + 0.3, (
+        "GRPO should move greedy long")
+    assert after_grpo["len_mean"] > 1.5 * after_sft["len_mean"], (
+        "answers should get longer")
+    print(f"✓ GRPO raised greedy accuracy by {gain:.3f} "
+          f"(2 s.e. of the difference: {noise:.3f}), "
           f"moved greedy decoding to the long route and lengthened the answers")
 
 # %% [markdown]
@@ -404,8 +422,10 @@ else:
 if stored is not None:
     by_p = {q["p_cot"]: q["eval"] for q in pts}
     below, above = [p for p in ps if p < threshold], [p for p in ps if p > threshold]
-    assert all(by_p[p]["long_frac"] <= 0.1 for p in below), [by_p[p]["long_frac"] for p in below]
-    assert all(by_p[p]["long_frac"] >= 0.5 for p in above), [by_p[p]["long_frac"] for p in above]
+    assert all(by_p[p]["long_frac"] <= 0.1 for p in below), (
+        [by_p[p]["long_frac"] for p in below])
+    assert all(by_p[p]["long_frac"] >= 0.5 for p in above), (
+        [by_p[p]["long_frac"] for p in above])
     assert by_p[max(ps)]["long_frac"] >= 0.9
     sampled = [by_p[p]["sampled"]["long_frac"] for p in ps]
     assert sampled == sorted(sampled), sampled  # the long share grows with p_cot
@@ -419,9 +439,10 @@ if stored is not None:
     start = by_p[res["grpo"]["from_p_cot"]]
     g = res["grpo"]["eval"]
     assert g["greedy_acc"] > start["greedy_acc"] + 0.2 and g["long_frac"] >= 0.9
-    print("✓ stored run: the greedy switch lies between 0.35 and 0.65; calibrated within noise "
-          "at 0.2 and 0.8, lagging beyond noise at 0.35 and 0.65; GRPO from 0.2 went long and "
-          "gained more than 0.2 in greedy accuracy")
+    print("✓ stored run: the greedy switch lies between 0.35 and 0.65; "
+          "calibrated within noise at 0.2 and 0.8, "
+          "lagging beyond noise at 0.35 and 0.65; "
+          "GRPO from 0.2 went long and gained more than 0.2 in greedy accuracy")
 
 # %% [markdown]
 # ## The paper's data: GSM8K (on a GPU)
@@ -454,16 +475,20 @@ if gsm is not None:
     g_sft, g_grpo = gres["sft"]["eval"], gres["grpo"]["eval"]
     steps = [r for r in gres["grpo"]["log"] if "rewards/correctness/mean" in r]
     rewards = [r["rewards/correctness/mean"] for r in steps]
-    print(f"stored GSM8K run: {gres['config']['model']} on {gsm['device']}, {gsm['date']}, "
-          f"{gsm['wall_s']:.0f} s; p_cot = {gres['config']['p_cot']}, {g_sft['n']} test problems")
+    print(f"stored GSM8K run: {gres['config']['model']} on {gsm['device']}, "
+          f"{gsm['date']}, {gsm['wall_s']:.0f} s; p_cot = {gres['config']['p_cot']}, "
+          f"{g_sft['n']} test problems")
     for name, ev in [("after SFT", g_sft), ("after GRPO", g_grpo)]:
-        print(f"  {name:11s} greedy accuracy {ev['greedy_acc']:.3f} ± {ev['greedy_acc_se']:.3f}, "
-              f"long fraction {ev['long_frac']:.3f}, mean length {ev['len_mean']:.1f} tokens")
-    print(f"  rollout reward per GRPO step: min {min(rewards):.3f}, mean "
-          f"{sum(rewards) / len(rewards):.3f}, max {max(rewards):.3f} ({len(steps)} steps)")
+        print(f"  {name:11s} greedy accuracy {ev['greedy_acc']:.3f} "
+              f"± {ev['greedy_acc_se']:.3f}, long fraction {ev['long_frac']:.3f}, "
+              f"mean length {ev['len_mean']:.1f} tokens")
+    mean_reward = sum(rewards) / len(rewards)
+    print(f"  rollout reward per GRPO step: min {min(rewards):.3f}, "
+          f"mean {mean_reward:.3f}, max {max(rewards):.3f} ({len(steps)} steps)")
     assert g_sft["greedy_acc"] < 0.1 and g_sft["long_frac"] < 0.1
-    assert sum(rewards) / len(rewards) < 0.1 and g_grpo["greedy_acc"] <= g_sft["greedy_acc"] + 0.02
-    print("✓ as the text says: short and rarely right after SFT, rewards rare, no gain from GRPO")
+    assert mean_reward < 0.1 and g_grpo["greedy_acc"] <= g_sft["greedy_acc"] + 0.02
+    print("✓ as the text says: short and rarely right after SFT, rewards rare, "
+          "no gain from GRPO")
 
 # %%
 if scale.name in ("gpu", "paper"):
@@ -478,9 +503,12 @@ if scale.name in ("gpu", "paper"):
     for name, ev in [("after SFT", g_sft), ("after GRPO", g_grpo)]:
         print(f"{name:11s} greedy accuracy {ev['greedy_acc']:.3f}, long fraction "
               f"{ev['long_frac']:.2f}, mean length {ev['len_mean']:.1f} tokens")
-    assert g_grpo["greedy_acc"] > g_sft["greedy_acc"], (g_sft["greedy_acc"], g_grpo["greedy_acc"])
-    assert g_grpo["len_mean"] > g_sft["len_mean"], (g_sft["len_mean"], g_grpo["len_mean"])
-    print("✓ GSM8K: GRPO raised greedy accuracy and mean response length over the SFT model")
+    assert g_grpo["greedy_acc"] > g_sft["greedy_acc"], (
+        g_sft["greedy_acc"], g_grpo["greedy_acc"])
+    assert g_grpo["len_mean"] > g_sft["len_mean"], (
+        g_sft["len_mean"], g_grpo["len_mean"])
+    print("✓ GSM8K: GRPO raised greedy accuracy and mean response length "
+          "over the SFT model")
 else:
     print("GSM8K runs at the gpu and paper scales (it needs the hub and a GPU).")
 
@@ -558,11 +586,13 @@ checks.ex6_threshold(threshold_for)
 
 # %% tags=["solution"]
 def my_extract(text):
-    """Cut at a stop string; the first '#### N' if any, else the last number; normalised."""
+    """Cut at a stop string; the first '#### N' if any, else the last number;
+    normalised."""
     cuts = [text.find(s) for s in gsm8k.STOP_STRINGS if s in text]
     text = text[: min(cuts)] if cuts else text
     number = r"(?:(?<![\w)])-)?(?:\$\s?)?(?:(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|\.\d+)"
-    found = [m for part in re.findall(r"####\s*([^\n]*)", text) for m in re.findall(number, part)[:1]]
+    found = [m for part in re.findall(r"####\s*([^\n]*)", text)
+             for m in re.findall(number, part)[:1]]
     found = found[:1] or re.findall(number, text)[-1:]
     if not found:
         return None

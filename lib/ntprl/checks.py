@@ -363,6 +363,108 @@ def ex4_star(star_filter: Callable) -> bool:
     return _named(star_filter, reference, cases, [])
 
 
+class _RewardOnly:
+    """A parity task whose e2e reward also asks for one route (``"long"`` or ``"short"``), and
+    which remembers how many samples its last reward call rewarded."""
+
+    def __init__(self, task, route: str):
+        self._task, self._route, self.rewarded = task, route, None
+
+    def __getattr__(self, name):
+        return getattr(self._task, name)
+
+    def reward_e2e(self, prompts, responses):
+        long = self._task.is_long(responses)
+        want = long if self._route == "long" else ~long
+        r = self._task.reward_e2e(prompts, responses) * want
+        self.rewarded = int((r > 0).sum())
+        return r
+
+
+_STAR_START: dict = {}
+
+
+def _star_start():
+    """A small GPT that NTP has taught the d = 4 chain and its mixture (long share ~1/2)."""
+    if not _STAR_START:
+        from .models import GPT, GPTConfig
+        from .tasks import ParityTask
+        from .train import ntp
+        task = ParityTask(4, 0.5)
+        torch.manual_seed(0)
+        model = GPT(GPTConfig(vocab_size=task.vocab_size, block_size=task.seq_len, n_layer=1,
+                              n_head=2, n_embd=32))
+        ntp.train(model, task, 300, 64, 3e-3, seed=0, progress=False)
+        _STAR_START.update(task=task, state={k: v.clone() for k, v in
+                                             model.state_dict().items()},
+                           config=model.config)
+    return _STAR_START
+
+
+def _long_share(model, task, n: int = 1024) -> float:
+    from .sampling import generate
+    g = torch.Generator().manual_seed(123)
+    with torch.no_grad():
+        tokens, _ = generate(model, task.prompts(n, g), task.max_response_len, 1.0, g,
+                             eos_id=task.EOS, pad_id=task.PAD)
+    return task.is_long(tokens[:, task.prompt_len:]).float().mean().item()
+
+
+def ex4_star_round(star_round: Callable) -> bool:
+    """``star_round(model, opt, task, n, steps, batch, generator)``: one STaR round. Checked by
+    its effect: with a reward that keeps only the long (then only the short) correct answers,
+    one round must move the model's sampled long share the way the library's round does (a
+    round that skips the filter, samples greedily, or leaves EOS out of the loss does not),
+    and it must return how many samples the reward kept."""
+    from .models import GPT
+    from .train import rl
+
+    start = _star_start()
+    name = getattr(star_round, "__name__", "star_round")
+
+    def fresh():
+        model = GPT(start["config"])
+        model.load_state_dict(start["state"])
+        return model, torch.optim.AdamW(model.parameters(), lr=3e-3)
+
+    def library_round(model, opt, task, n, steps, batch, generator):
+        ro = rl.rollout(model, task, n, 1, task.max_response_len, 1.0, task.reward_e2e,
+                        generator)
+        return rl.star_update(model, opt, ro, star_steps=steps, star_batch=batch,
+                              grad_clip=1.0, generator=generator)
+
+    before = _long_share(fresh()[0], start["task"])
+    for route in ("long", "short"):
+        shares = {}
+        for who, fn in (("reference", library_round), ("yours", star_round)):
+            model, opt = fresh()
+            task = _RewardOnly(start["task"], route)
+            gen = torch.Generator().manual_seed(7)
+            if who == "yours":
+                with _forbid(fn, [(rl, "star_update"), (rl, "train")]):
+                    try:
+                        kept = fn(model, opt, task, 512, 40, 64, gen)
+                    except NotImplementedError:
+                        raise AssertionError(f"❌ {name} is not written yet "
+                                             "(it raised NotImplementedError)") from None
+                if int(kept) != task.rewarded:
+                    raise AssertionError(f"❌ {name} returned {kept}, but the reward kept "
+                                         f"{task.rewarded} of the 512 samples")
+            else:
+                fn(model, opt, task, 512, 40, 64, gen)
+            shares[who] = _long_share(model, start["task"])
+        moved, want = shares["yours"] - before, shares["reference"] - before
+        if moved * want <= 0 or abs(moved) < 0.5 * abs(want):
+            raise AssertionError(
+                f"❌ {name}: rewarding only {route} answers, one round moved the sampled long "
+                f"share from {before:.2f} to {shares['yours']:.2f}; the library's round moves "
+                f"it to {shares['reference']:.2f}. Fine-tune only on the rewarded samples, "
+                "sampled at temperature 1, with EOS among the predicted tokens.")
+    print(f"✅ {name} moves the long share as a STaR round should (rewarding long or short "
+          "answers) and counts the kept samples")
+    return True
+
+
 def ex4_rounds(rounds_needed: Callable) -> bool:
     """``rounds_needed(p)``: STaR rounds until the long share *exceeds* 1/3, in exact
     arithmetic (p = 0.2 lands exactly on 1/3 after one round, so it needs two)."""
@@ -482,6 +584,7 @@ EXERCISES: dict[str, tuple[str, Callable]] = {
     "ex4-grpo": ("grpo_advantages", ex4_grpo),
     "ex4-loss": ("pg_loss", ex4_loss),
     "ex4-star": ("star_filter", ex4_star),
+    "ex4-star-round": ("star_round", ex4_star_round),
     "ex4-rounds": ("rounds_needed", ex4_rounds),
     "ex5-chain": ("long_chain", ex5_chain),
     "ex5-threshold": ("threshold_for", ex5_threshold),

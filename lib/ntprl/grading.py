@@ -42,9 +42,11 @@ from fractions import Fraction
 import numpy as np
 import torch
 from ntprl import theory
+from ntprl.sampling import generate
 from ntprl.tasks import EOS, PAD, MultiplicationTask, ParityTask
 from ntprl.tasks.multiplication import MARK, SEP
 from ntprl.train import rl
+from ntprl.train.ntp import sequence_loss
 from ntprl.llm import gsm8k
 """
 """What every answer cell can use without importing it (the chapters' own imports)."""
