@@ -7,6 +7,13 @@ d + 1 = 33 new tokens), same batch (32 prompts x 8 samples = 256 rollouts a step
 steps after one warm-up step; rollouts per second are printed with their ratio, measured in
 this one run. TRL is not a dependency of the book: ``pip install trl`` first.
 
+Equal work: two random models would stop at different lengths (each samples EOS at its own
+rate), so by default neither may write EOS (ours: its EOS logit is -inf; TRL:
+``generation_kwargs={"suppress_tokens": [EOS]}``) and every rollout has exactly d + 1
+tokens on both sides; the rewards are then all 0, which changes nothing in the compute of a
+step (neither side skips an update on zero advantages). ``--free-length`` lets both stop at
+EOS as trained models do (lengths then differ; tokens per second stays comparable).
+
     python benchmarks/rl_step.py [--steps 3]
     python benchmarks/rl_step.py --processes 3   # median and spread over fresh processes
 """
@@ -27,9 +34,19 @@ from ntprl.train import rl
 PROMPTS, SAMPLES = 32, 8
 
 
-def ours(task, steps):
+class NoEOS(GPT):
+    """The GPT with its EOS logit at -inf: it never stops before the length limit."""
+
+    def forward(self, tokens, cache=None):
+        logits = super().forward(tokens, cache)
+        logits[..., ParityTask.EOS] = float("-inf")
+        return logits
+
+
+def ours(task, steps, free_length=False):
     torch.manual_seed(0)
-    model = GPT(GPTConfig(vocab_size=4, block_size=task.seq_len, n_layer=2, n_head=4, n_embd=128))
+    config = GPTConfig(vocab_size=4, block_size=task.seq_len, n_layer=2, n_head=4, n_embd=128)
+    model = GPT(config) if free_length else NoEOS(config)
     rl.train(model, task, "grpo", 1, prompts_per_step=PROMPTS, samples_per_prompt=SAMPLES,
              progress=False)
     t0 = time.perf_counter()
@@ -41,7 +58,7 @@ def ours(task, steps):
     return steps * n / dt, tokens / dt
 
 
-def trl_grpo(task, steps):
+def trl_grpo(task, steps, free_length=False):
     from datasets import Dataset
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast, TrainerCallback
@@ -82,7 +99,8 @@ def trl_grpo(task, steps):
                           num_generations=SAMPLES, max_completion_length=task.max_response_len,
                           max_steps=steps + 1, learning_rate=3e-4, beta=0.0, temperature=1.0,
                           logging_steps=1, save_strategy="no", report_to="none", use_cpu=True,
-                          dataloader_num_workers=0, seed=0)
+                          dataloader_num_workers=0, seed=0,
+                          generation_kwargs={} if free_length else {"suppress_tokens": [2]})
         clock = Clock()
         trainer = GRPOTrainer(model=model, reward_funcs=reward, args=args, train_dataset=data,
                               processing_class=tokenizer, callbacks=[clock])
@@ -99,20 +117,22 @@ def main(argv=None):
     ap.add_argument("--d", type=int, default=32)
     ap.add_argument("--processes", type=int, default=1,
                     help="repeat in this many fresh processes; print the median and spread")
+    ap.add_argument("--free-length", action="store_true",
+                    help="let both sides stop at EOS (unequal lengths)")
     ap.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.processes > 1:
         import fresh
 
-        rows = fresh.run(__file__, ["--steps", str(args.steps), "--d", str(args.d)],
-                         args.processes)
+        rows = fresh.run(__file__, ["--steps", str(args.steps), "--d", str(args.d)]
+                         + (["--free-length"] if args.free_length else []), args.processes)
         fresh.summary(rows)
         return rows
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     task = ParityTask(args.d, 0.25)
-    a, a_tok = ours(task, args.steps)
+    a, a_tok = ours(task, args.steps, args.free_length)
     try:
-        b, b_tok = trl_grpo(task, args.steps)
+        b, b_tok = trl_grpo(task, args.steps, args.free_length)
     except ImportError as e:
         print(f"TRL is not installed ({e}); `pip install trl` to compare")
         return
@@ -128,6 +148,7 @@ def main(argv=None):
     print(f"ratio ntprl / TRL          {a / b:8.2f}x rollouts, "
           f"{a_tok / b_tok if b_tok else float('nan'):.2f}x tokens  (d={args.d}, "
           f"{PROMPTS}x{SAMPLES} rollouts a step, "
+          f"{'free lengths' if args.free_length else 'every rollout d + 1 tokens'}, "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads)")
 
 

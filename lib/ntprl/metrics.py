@@ -28,12 +28,18 @@ def full_chain(task, responses: torch.Tensor) -> torch.Tensor:
 
 
 def summarize(task, prompts: torch.Tensor, responses: torch.Tensor, max_len: int) -> dict:
-    """Accuracy, long fraction and length statistics of one batch of responses."""
+    """Accuracy, long fraction and length statistics of one batch of responses.
+
+    ``long_right_frac`` is the share of responses that are long *and* right, so
+    ``long_right_frac / long_frac`` is the accuracy of the long answers alone: near 1 when the
+    chain is learned, whatever the short answers do."""
     lengths = task.response_length(responses).cpu()
     correct = task.reward_e2e(prompts.cpu(), responses.cpu())
+    long = task.is_long(responses).cpu()
     return {
         "acc": correct.mean().item(),
-        "long_frac": task.is_long(responses).float().mean().item(),
+        "long_frac": long.float().mean().item(),
+        "long_right_frac": (long & (correct > 0)).float().mean().item(),
         "full_frac": full_chain(task, responses).float().mean().item(),
         "len_mean": lengths.float().mean().item(),
         "len_median": lengths.float().median().item(),
