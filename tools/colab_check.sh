@@ -129,7 +129,8 @@ for cell in nb["cells"]:
     src = "".join(cell["source"])
     if cell["cell_type"] != "code" or "google.colab" not in src:
         continue
-    for line in src.splitlines():
+    # IPython joins a line ending in a backslash with the next one; so do we
+    for line in re.sub(r"\\\n\s*", " ", src).splitlines():
         m = re.match(r"\s*[%!]pip install\s+(.*)", line)
         if not m:
             continue
