@@ -76,8 +76,8 @@ browser-test: $(STAMP)
 
 ## make colab-check: each chapter alone at smoke in a fresh venv (outside the repository) with
 ## only what Colab has and ntprl installed as Colab installs it, from git at HEAD's committed
-## tree (tools/colab_check.sh; another checkout or ref: COLAB_CHECK_ARGS="REPO REF"). 6 to 8
-## minutes on a 2-core CPU; needs no .venv.
+## tree (tools/colab_check.sh; another checkout or ref: COLAB_CHECK_ARGS="REPO REF"). About 2
+## minutes on an idle 2-core CPU; needs no .venv.
 colab-check:
 	bash tools/colab_check.sh $(COLAB_CHECK_ARGS)
 
