@@ -8,7 +8,7 @@
 # branch or tag in it (default HEAD). Everything tested comes from REF's *committed* tree — the
 # library and the notebooks alike — so uncommitted or untracked files cannot hide a packaging
 # bug: commit first, or commit in a throwaway clone and pass its path
-# (git clone -q . /tmp/c && (cd /tmp/c && git commit -qam wip) && tools/colab_check.sh /tmp/c).
+# (d=$(mktemp -d) && git clone -q . "$d" && (cd "$d" && git commit -qam wip) && tools/colab_check.sh "$d").
 #
 # What it does, all under a new folder in ${TMPDIR:-/tmp} (never inside the repository):
 #  1. A fresh venv from $COLAB_CHECK_PYTHON (default python3) with what a Colab runtime already

@@ -573,8 +573,8 @@ else:
 # `python -m ntprl run leap2 --scale fast --seed S` (two seeds); other scales run it here.
 
 # %% tags=["hide-input"]
-stored_lp = [results.load(path)["result"] for path in results.stored_runs("leap2")
-             if results.load(path)["scale"] == scale.name]
+stored_lp = [rec["result"] for rec in map(results.load, results.stored_runs("leap2"))
+             if rec["scale"] == scale.name]
 lps = stored_lp if scale.name == "fast" and stored_lp else [leap2(scale, seed=0,
                                                                    workdir=workdir)]
 print(f"d = {lps[0]['d']}, {lps[0]['steps']} NTP steps per run, {len(lps)} seed(s)")
