@@ -214,3 +214,12 @@ def test_grade_refuses_paths_without_notebooks(tmp_path):
         grading.grade([tmp_path], tmp_path / "g.csv")
     with pytest.raises(ValueError, match="is not allowed"):
         grading.grade([tmp_path / "nothing.txt"], tmp_path / "g.csv")
+
+
+def test_star_round_check_rejects_a_round_without_eos_in_the_loss():
+    source = SOLUTIONS["ex4-star-round"]
+    old = "tokens, mask = tokens[keep], mask[keep]"
+    assert old in source
+    no_eos = source.replace(old, "tokens, mask = tokens[keep], mask[keep] & (tokens[keep] != EOS)")
+    got = run("ex4-star-round", no_eos)
+    assert got["status"] == "failed" and "EOS" in got["detail"], got

@@ -77,3 +77,14 @@ def test_decoding_tree_of_the_oracle(oracle):
     assert first[0]["children"][0]["token"] == 2 and not first[0]["children"][0]["correct"]
     text = format_tree(tree)
     assert "answer 1 ✓" in text and "parity 1" in text
+
+
+def test_summarize_counts_long_answers_that_are_right():
+    from ntprl.metrics import summarize
+    from ntprl.tasks import EOS, PAD, ParityTask
+    task = ParityTask(3, 0.5)
+    prompts = torch.tensor([[1, 0, 1]] * 4)  # chain 1 1 0, parity 0
+    responses = torch.tensor([[1, 1, 0, EOS], [1, 1, 1, EOS],   # long right, long wrong
+                              [0, EOS, PAD, PAD], [1, EOS, PAD, PAD]])  # short right, wrong
+    s = summarize(task, prompts, responses, 4)
+    assert s["long_frac"] == 0.5 and s["long_right_frac"] == 0.25 and s["acc"] == 0.5

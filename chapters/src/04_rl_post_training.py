@@ -575,8 +575,8 @@ else:
 # %% tags=["hide-input"]
 stored_lp = [rec["result"] for rec in map(results.load, results.stored_runs("leap2"))
              if rec["scale"] == scale.name]
-lps = stored_lp if scale.name == "fast" and stored_lp else [leap2(scale, seed=0,
-                                                                   workdir=workdir)]
+from_store = scale.name == "fast" and bool(stored_lp)  # what the paragraph below describes
+lps = stored_lp if from_store else [leap2(scale, seed=0, workdir=workdir)]
 print(f"d = {lps[0]['d']}, {lps[0]['steps']} NTP steps per run, {len(lps)} seed(s)")
 print(f"{'chain':6s} {'p_cot':>5s} {'greedy acc':>11s} {'greedy len':>10s} "
       f"{'sampled long (full)':>20s} {'long samples right':>18s}")
@@ -606,7 +606,7 @@ ax.set(ylabel="greedy accuracy", ylim=(0, 1.05),
        title=f"NTP alone at d = {lps[0]['d']}: full vs leap-2 chains (dots: seeds)")
 
 # the paragraph below describes the stored `fast` runs; checked against them
-if lps is stored_lp and scale.checks_claims:
+if from_store:
     def greedy(chain, p):
         return [a for a, _, _ in table[(chain, p)]]
 
