@@ -76,6 +76,14 @@ WRONG = {  # a typical mistake for each exercise
                       "        loss = sequence_loss(model(tok[i]), tok[i], mask[i])\n"
                       "        opt.zero_grad(); loss.backward(); opt.step()\n"
                       "    return int((r > 0).sum())",
+    "ex4-ablation": "import copy\n"  # the classic: one copy shared by every arm
+                    "def length_ablation(start, task, steps, seed, **settings):\n"
+                    "    model, curves = copy.deepcopy(start), {}\n"
+                    "    for agg in ('token_mean', 'seq_mean', 'constant'):\n"
+                    "        hist = rl.train(model, task, 'grpo', steps, loss_agg=agg,\n"
+                    "                        seed=seed, progress=False, **settings)\n"
+                    "        curves[agg] = [r['len_mean'] for r in hist]\n"
+                    "    return curves",
     "ex4-rounds": "def rounds_needed(p):\n    n = 0\n    while p < 1 / 3:\n"
                   "        p, n = 2 * p / (1 + p), n + 1\n    return n",
     "ex5-chain": "def long_chain(a, b, n):\n    out = [MARK]\n    for i in range(1, n + 1):\n"
@@ -141,7 +149,7 @@ def test_every_exercise_of_the_book_has_a_named_check_and_a_test_case():
 def test_named_check_passes_the_solution_and_fails_stub_wrong_and_delegating_answers(label):
     name = checks.EXERCISES[label][0]
     assert run(label, SOLUTIONS[label])["status"] == "passed", run(label, SOLUTIONS[label])
-    stub = f"def {name}(*args):\n    raise NotImplementedError('not yet')"
+    stub = f"def {name}(*args, **kwargs):\n    raise NotImplementedError('not yet')"
     got = run(label, stub)
     assert got["status"] == "failed" and "not written yet" in got["detail"], got
     got = run(label, WRONG[label])
@@ -188,7 +196,8 @@ def test_grade_command_writes_a_csv_for_complete_empty_and_wrong_submissions(tmp
     from ntprl.__main__ import main
 
     chapter = "04_rl_post_training.ipynb"
-    labels = ["ex4-grpo", "ex4-loss", "ex4-star", "ex4-star-round", "ex4-rounds"]
+    labels = ["ex4-grpo", "ex4-loss", "ex4-ablation", "ex4-star", "ex4-star-round",
+              "ex4-rounds"]
     make_submission(tmp_path / "subs" / "complete", chapter, {k: SOLUTIONS[k] for k in labels})
     make_submission(tmp_path / "subs" / "empty", chapter, None)
     make_submission(tmp_path / "subs" / "wrong", chapter,
@@ -201,12 +210,13 @@ def test_grade_command_writes_a_csv_for_complete_empty_and_wrong_submissions(tmp
     assert got == {**{("complete", k): "passed" for k in labels},
                    **{("empty", k): "not attempted" for k in labels},
                    ("wrong", "ex4-grpo"): "failed", ("wrong", "ex4-loss"): "not attempted",
+                   ("wrong", "ex4-ablation"): "not attempted",
                    ("wrong", "ex4-star"): "failed", ("wrong", "ex4-star-round"): "not attempted",
                    ("wrong", "ex4-rounds"): "failed"}
     # the endless loop failed the notebook on the time limit, named in the detail
     assert all("longer than 20 s" in r["detail"] for r in rows
                if r["student"] == "wrong" and r["status"] == "failed")
-    assert "5 passed, 3 failed, 7 not attempted" in capsys.readouterr().out
+    assert "6 passed, 3 failed, 9 not attempted" in capsys.readouterr().out
 
 
 def test_grade_refuses_paths_without_notebooks(tmp_path):
@@ -223,3 +233,14 @@ def test_star_round_check_rejects_a_round_without_eos_in_the_loss():
     no_eos = source.replace(old, "tokens, mask = tokens[keep], mask[keep] & (tokens[keep] != EOS)")
     got = run("ex4-star-round", no_eos)
     assert got["status"] == "failed" and "EOS" in got["detail"], got
+
+
+@pytest.mark.parametrize("old, new, says", [
+    ("model = copy.deepcopy(start)", "model = start", "changed the weights of `start`"),
+    ("seed=seed,", "seed=seed + len(curves),", "the library's run"),
+])
+def test_ablation_check_rejects_a_shared_start_and_a_seed_per_arm(old, new, says):
+    source = SOLUTIONS["ex4-ablation"]
+    assert old in source
+    got = run("ex4-ablation", source.replace(old, new))
+    assert got["status"] == "failed" and says in got["detail"], got

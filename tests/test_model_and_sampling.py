@@ -150,7 +150,7 @@ def test_bad_generate_inputs():
         m(torch.zeros(1, 41, dtype=torch.long))
 
 
-def test_inverse_cdf_never_falls_off_the_end(monkeypatch):
+def test_inverse_cdf_never_falls_off_the_end():
     """The float CDF can sum to just below 1; a uniform draw above its last value must still
     land on a token with probability > 0, never on the impossible last token (PAD)."""
     from ntprl import sampling
@@ -163,8 +163,7 @@ def test_inverse_cdf_never_falls_off_the_end(monkeypatch):
             break
     else:
         pytest.skip("no float CDF below 1 found")
-    monkeypatch.setattr(sampling.torch, "rand", lambda *a, **k: u.clone())
-    idx = sampling._next_token(logits, 1.0, None)
+    idx = sampling._next_token(logits, 1.0, u)
     assert int(idx) != logits.shape[-1] - 1 and torch.isfinite(logits[0, idx])
 
 
@@ -177,7 +176,7 @@ def test_sampler_draws_follow_tempered_softmax(temperature):
     z = torch.tensor([2.0, 1.0, 0.0, -1.0, 0.5])
     n = 40000
     gen = torch.Generator().manual_seed(0)
-    draws = sampling._next_token(z.repeat(n, 1), temperature, gen)
+    draws = sampling._next_token(z.repeat(n, 1), temperature, torch.rand(n, 1, generator=gen))
     counts = torch.bincount(draws, minlength=5).double()
 
     def chi2(probs):
@@ -187,3 +186,39 @@ def test_sampler_draws_follow_tempered_softmax(temperature):
     critical = 18.47  # chi-square, 4 degrees of freedom, p = 0.001
     assert chi2(torch.softmax(z / temperature, -1)) < critical
     assert chi2(torch.softmax(z, -1)) > critical
+
+
+class BatchSizes(torch.nn.Module):
+    """Wraps a model and records the batch size of every call."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner, self.sizes = inner, []
+
+    def make_cache(self, batch_size, max_len):
+        return self.inner.make_cache(batch_size, max_len)
+
+    def forward(self, tokens, cache=None):
+        self.sizes.append(tokens.shape[0])
+        return self.inner(tokens, cache=cache)
+
+
+@pytest.mark.parametrize("use_cache", [True, False])
+def test_finished_rows_leave_the_batch_without_changing_the_samples(use_cache):
+    m = model(seed=1)
+    with torch.no_grad():  # EOS likely: most rows stop within a few tokens
+        m.head.weight[EOS] += 0.5 * m.head.weight[0]
+    prompts = torch.randint(0, 2, (64, 6), generator=torch.Generator().manual_seed(0))
+    wrapped = BatchSizes(m)
+    tok, mask = generate(wrapped, prompts, 12, 1.0, torch.Generator().manual_seed(5),
+                         use_cache=use_cache, **IDS)
+    ref = naive_generate(m, prompts, 12, 1.0, torch.Generator().manual_seed(5))
+    assert torch.equal(tok, ref)
+    full = generate(m, prompts, 12, 1.0, torch.Generator().manual_seed(5), use_cache=use_cache,
+                    compact=False, **IDS)
+    assert torch.equal(tok, full[0]) and torch.equal(mask, full[1])
+    # the batch shrinks as rows finish, and never below the rows still writing
+    assert wrapped.sizes[0] == 64 and min(wrapped.sizes) < 32, wrapped.sizes
+    assert all(a >= b for a, b in zip(wrapped.sizes, wrapped.sizes[1:]))
+    for t, size in zip(range(6, tok.shape[1]), wrapped.sizes):
+        assert size >= int(mask[:, t].sum()), (t, size)

@@ -57,13 +57,13 @@ def test_eos_is_in_the_policy_loss():
 def test_star_trains_only_on_rewarded_samples(monkeypatch):
     t = ParityTask(4, 0.5)
     seen = []
-    real = rl.sequence_loss
+    real = rl.ntp_loss
 
-    def spy(logits, tokens, mask):
+    def spy(model, tokens, mask, pad_id, **kw):
         seen.append(tokens[:, t.prompt_len].clone())
-        return real(logits, tokens, mask)
+        return real(model, tokens, mask, pad_id, **kw)
 
-    monkeypatch.setattr(rl, "sequence_loss", spy)
+    monkeypatch.setattr(rl, "ntp_loss", spy)
     def only_ones(prompts, responses):
         return (responses[:, 0] == 1).float()
     hist = rl.train(tiny(t), t, "star", 2, reward=only_ones, star_samples=64, star_steps=3,

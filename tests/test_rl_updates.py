@@ -38,6 +38,7 @@ def test_first_pass_is_the_plain_policy_gradient():
 
 
 def test_kl_penalty_is_zero_at_the_reference_and_pulls_back_to_it():
+    torch.manual_seed(0)  # one fixed draw (unseeded, it depended on the tests run before it)
     logits = torch.randn(3, 4, 6)
     tokens = torch.randint(0, 6, (3, 4))
     w = torch.full((3, 4), 1 / 12)
@@ -223,3 +224,49 @@ def test_kill_9_then_resume_equals_an_uninterrupted_run(tmp_path, mode, kill_at,
     assert res["history"] == ref["history"]
     for k, v in ref["state"].items():
         assert torch.equal(v, res["state"][k]), k
+
+
+# ---- RL by length: no compute on the PAD after short answers, the same updates -------------------
+def test_policy_logprobs_by_length_equal_the_padded_batch_on_every_response_token():
+    task = ParityTask(10, 0.3)
+    torch.manual_seed(0)
+    m = make_model(task, TINY)
+    with torch.no_grad():  # answers of many lengths
+        m.head.weight[task.EOS] += 0.3 * m.head.weight[0]
+    tok, mask = generate(m, task.prompts(48, torch.Generator().manual_seed(1)),
+                         task.max_response_len, 1.0, torch.Generator().manual_seed(2),
+                         eos_id=task.EOS, pad_id=task.PAD)
+    lengths = mask.sum(1)
+    assert len(lengths.unique()) >= 3, lengths
+    targets = mask[:, 1:]
+    got = []
+    for pad_id in (None, task.PAD):
+        m.zero_grad()
+        logp, logp_all = rl.policy_logprobs(m, tok, 1.3, pad_id=pad_id)
+        assert logp.shape == targets.shape and logp_all.shape[:2] == targets.shape
+        (logp * targets).sum().backward()
+        got.append((logp[targets], logp_all[targets], [p.grad.clone() for p in m.parameters()]))
+    (a, a_all, ga), (b, b_all, gb) = got
+    torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(a_all, b_all, rtol=1e-5, atol=1e-5)
+    for x, y in zip(ga, gb):
+        torch.testing.assert_close(x, y, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("algo", ["grpo", "star"])
+def test_rl_by_length_trains_like_the_padded_batch(algo):
+    task = ParityTask(6, 0.3)
+    runs = []
+    for by_length in ("yes", "no"):
+        torch.manual_seed(0)
+        m = make_model(task, TINY)
+        hist = rl.train(m, task, algo, 3, lr=1e-3, prompts_per_step=8, samples_per_prompt=4,
+                        star_samples=64, star_steps=4, star_batch=16, by_length=by_length,
+                        progress=False)
+        runs.append((m.state_dict(), [r["entropy"] for r in hist]))
+    (wa, ea), (wb, eb) = runs
+    assert ea == pytest.approx(eb, rel=1e-4)
+    for k in wa:
+        torch.testing.assert_close(wa[k], wb[k], rtol=1e-3, atol=1e-5)
+    with pytest.raises(ValueError, match="by_length="):
+        rl.train(m, task, algo, 1, by_length=True, progress=False)

@@ -435,7 +435,8 @@ if scale.checks_claims:
 
 # %%
 task = ParityTask(scale.d, scale.rl_p_cot)
-state, _ = pretrain(task, scale, scale.rl_ntp_steps, 0, early_step=scale.rl_early_step)
+state, _ = pretrain(task, scale, scale.rl_ntp_steps, 0, early_step=scale.rl_early_step,
+                    workdir=workdir)
 gpt = measure(load_model(task, scale, state, 0), task, scale, 0)
 gpt_star = rl_run(task, scale, state, "star", 0, progress=False, eval_every=1,
                   stop_when=lambda r: r["greedy_acc"] >= 0.95)

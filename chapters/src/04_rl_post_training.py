@@ -66,7 +66,7 @@ except ModuleNotFoundError:
         "#subdirectory=lib'`"
     ) from None
 from ntprl import checks, plots, results, theory
-from ntprl.experiments import leap2, rl_post_training, rounds_vs_p
+from ntprl.experiments import leap2, load_model, rl_post_training, rl_start, rounds_vs_p
 from ntprl.sampling import generate
 from ntprl.train import rl
 from ntprl.train.ntp import sequence_loss
@@ -836,6 +836,87 @@ checks.ex4_loss(pg_loss)
 
 # %% [markdown]
 # :::{exercise}
+# :label: ex4-ablation
+# Run session 4's ablation: does `loss_agg` change how fast answers grow? Write
+# `length_ablation(start, task, steps, seed, **settings)`, which runs GRPO from the model
+# `start` once for each aggregation in `("token_mean", "seq_mean", "constant")` with
+# `rl.train(model, task, "grpo", steps, loss_agg=..., seed=seed, progress=False, **settings)`
+# and returns `{loss_agg: [mean response length after each step]}` (each record's
+# `len_mean`). An ablation compares like with like: every arm must start from `start`'s
+# weights and use the same seed, so the arms differ in `loss_agg` alone. The check runs your
+# function on a small model and compares each arm with the library's run; the cell after it
+# runs your function from this chapter's NTP checkpoint and plots the three curves.
+#
+# Before you run it, predict the order of the three curves from the token weights of
+# `ex4-loss`. Then explain what you see; what does AdamW do to a loss multiplied by a number
+# that changes slowly from step to step?
+# :::
+#
+# :::{solution-start} ex4-ablation
+# :class: dropdown
+# :::
+
+# %% tags=["solution"]
+def length_ablation(start, task, steps, seed, **settings):
+    import copy
+
+    curves = {}
+    for loss_agg in ("token_mean", "seq_mean", "constant"):
+        model = copy.deepcopy(start)  # every arm from the same weights
+        hist = rl.train(model, task, "grpo", steps, loss_agg=loss_agg, seed=seed,
+                        **settings, progress=False)
+        curves[loss_agg] = [r["len_mean"] for r in hist]
+    return curves
+
+# %% [markdown]
+# In this setting the long answers are the right ones, so whatever gives their tokens more
+# weight makes answers grow faster. `seq_mean` gives every answer the same total weight, so
+# each token of a $d$-token chain weighs $d$ times less than the one token of a short answer:
+# the curve of `seq_mean` grows slowest. `constant` weighs every token the same, as
+# `token_mean` does; the two losses differ only by the factor
+# $\sum_i L_i / (N \cdot 	ext{max\_new\_tokens})$, the same for every token of a step and
+# changing slowly as answers grow. AdamW divides each gradient by a running estimate of its
+# own size, so such a factor almost cancels, and the two curves lie on top of each other.
+# Under plain SGD it would not cancel: `constant` would then take smaller steps while answers
+# are short.
+#
+# :::{solution-end}
+# :::
+
+# %%
+checks.ex4_ablation(length_ablation)
+
+# %% [markdown]
+# Your ablation, from this chapter's NTP checkpoint (the model every run above started from),
+# with the chapter's GRPO sizes:
+
+# %%
+task4, state4, _ = rl_start(scale, seed=0, workdir=workdir)  # cached: no NTP is rerun
+start4 = load_model(task4, scale, state4)
+curves = length_ablation(start4, task4, scale.rl_steps, seed=0, lr=scale.rl_lr,
+                         prompts_per_step=scale.rl_prompts,
+                         samples_per_prompt=scale.rl_samples)
+
+# %% tags=["hide-input"]
+fig, ax = plt.subplots(figsize=(6, 3.4))
+for agg, style in (("token_mean", "o-"), ("seq_mean", "s-"), ("constant", "x--")):
+    ax.plot(range(1, len(curves[agg]) + 1), curves[agg], style, ms=3, label=agg)
+ax.set(xlabel="GRPO step", ylabel="mean sampled response length",
+       title=f"loss_agg ablation, d = {task4.d}, p_cot = {task4.p_cot} ({scale.name})")
+ax.legend(fontsize=8)
+fig.tight_layout()
+
+# %%
+late = {agg: float(np.mean(c[-max(1, len(c) // 3):])) for agg, c in curves.items()}
+print("mean length over the last third of the steps: "
+      + ", ".join(f"{agg} {v:.2f}" for agg, v in late.items()))
+if scale.checks_claims:
+    assert late["seq_mean"] < late["token_mean"], late
+    assert abs(late["constant"] - late["token_mean"]) <= 0.1 * late["token_mean"], late
+    print("✓ seq_mean grows length slowest; constant tracks token_mean under AdamW")
+
+# %% [markdown]
+# :::{exercise}
 # :label: ex4-star
 # Write `star_filter(tokens, rewards)`: given a batch of sampled sequences `(n, T)` and their
 # rewards `(n,)`, return the sequences STaR fine-tunes on, in their original order.
@@ -946,7 +1027,7 @@ checks.ex4_rounds(rounds_needed)
 #
 # 1. RL here teaches no new skill. What, precisely, does it change in the model, and which measurement in this chapter shows it?
 # 2. RL started from an early checkpoint can make answers longer without making them right. Why does length alone not imply the chain was learned?
-# 3. How does `loss_agg` change which answers' tokens dominate an update, and what should that do to the speed of length growth (exercise `ex4-loss`)?
+# 3. How does `loss_agg` change which answers' tokens dominate an update, and what does that do to the speed of length growth (exercises `ex4-loss` and `ex4-ablation`)? Would your answer change under plain SGD?
 
 # %% [markdown]
 # ## Summary

@@ -462,6 +462,68 @@ def ex4_star_round(star_round: Callable) -> bool:
     return True
 
 
+ABLATION_AGGS = ("token_mean", "seq_mean", "constant")
+
+
+def ex4_ablation(length_ablation: Callable) -> bool:
+    """``length_ablation(start, task, steps, seed, **settings)``: session 4's ablation, GRPO
+    from the same start model under each ``loss_agg`` of :data:`ABLATION_AGGS`, returning
+    ``{loss_agg: [mean response length after each step]}``. Checked against the library's
+    runs of the same ablation on a small model: every arm must start from ``start``'s weights
+    (leaving them unchanged), with the same ``seed`` and the ``settings`` passed on to
+    ``rl.train``, so the arms differ in ``loss_agg`` alone."""
+    from .models import GPT
+    from .train import rl
+
+    start = _star_start()
+    name = getattr(length_ablation, "__name__", "length_ablation")
+    steps, seed = 5, 3
+    settings = dict(lr=3e-3, prompts_per_step=8, samples_per_prompt=4)
+
+    def fresh():
+        model = GPT(start["config"])
+        model.load_state_dict(start["state"])
+        return model
+
+    want = {}
+    for agg in ABLATION_AGGS:
+        hist = rl.train(fresh(), start["task"], "grpo", steps, loss_agg=agg, seed=seed,
+                        progress=False, **settings)
+        want[agg] = [r["len_mean"] for r in hist]
+    model = fresh()
+    try:
+        got = length_ablation(model, start["task"], steps, seed, **settings)
+    except NotImplementedError:
+        raise AssertionError(f"❌ {name} is not written yet "
+                             "(it raised NotImplementedError)") from None
+    if not isinstance(got, dict) or set(got) != set(ABLATION_AGGS):
+        keys = sorted(got) if isinstance(got, dict) else type(got).__name__
+        raise AssertionError(f"❌ {name} must return a dict with one curve for each of "
+                             f"{ABLATION_AGGS}; got {keys}")
+    for agg in ABLATION_AGGS:
+        curve = got[agg]
+        if not isinstance(curve, (list, tuple)) or len(curve) != steps:
+            raise AssertionError(f"❌ {name}: the {agg!r} curve must hold one mean length per "
+                                 f"step ({steps} for steps={steps}); got {curve!r}")
+    if any(not torch.equal(v, start["state"][k]) for k, v in model.state_dict().items()):
+        raise AssertionError(f"❌ {name} changed the weights of `start`: train a copy "
+                             "(copy.deepcopy) in every arm, so each arm starts from the same "
+                             "model")
+    for i, agg in enumerate(ABLATION_AGGS):
+        if not _same([float(x) for x in got[agg]], want[agg], 1e-6):
+            hint = ("the first arm agrees, so a later arm did not start from `start`'s "
+                    "weights (train a fresh copy in every arm)" if i and _same(
+                        [float(x) for x in got[ABLATION_AGGS[0]]], want[ABLATION_AGGS[0]], 1e-6)
+                    else "run rl.train(copy, task, \"grpo\", steps, loss_agg=..., seed=seed, "
+                    "**settings) and read each step's len_mean")
+            raise AssertionError(
+                f"❌ {name}: the {agg!r} arm gives lengths {[round(float(x), 3) for x in got[agg]]}"
+                f", the library's run {[round(x, 3) for x in want[agg]]}: {hint}")
+    print(f"✅ {name} runs a clean ablation: every arm from the same start, the same seed and "
+          "settings, only loss_agg changed")
+    return True
+
+
 def ex4_rounds(rounds_needed: Callable) -> bool:
     """``rounds_needed(p)``: STaR rounds until the long share *exceeds* 1/3, in exact
     arithmetic (p = 0.2 lands exactly on 1/3 after one round, so it needs two)."""
@@ -582,6 +644,7 @@ EXERCISES: dict[str, tuple[str, Callable]] = {
     "ex4-loss": ("pg_loss", ex4_loss),
     "ex4-star": ("star_filter", ex4_star),
     "ex4-star-round": ("star_round", ex4_star_round),
+    "ex4-ablation": ("length_ablation", ex4_ablation),
     "ex4-rounds": ("rounds_needed", ex4_rounds),
     "ex5-chain": ("long_chain", ex5_chain),
     "ex5-threshold": ("threshold_for", ex5_threshold),

@@ -5,8 +5,14 @@ positions after it are PAD. When the model offers a KV cache (``model.make_cache
 is encoded once and each new token costs one position of work; otherwise every step recomputes
 the whole prefix (``use_cache=False`` forces that naive path, which the tests compare against).
 
-Randomness comes only from ``generator``: every step draws one uniform number per row, finished
-rows included, so the same generator gives the same samples with or without the cache.
+Finished rows leave the batch: once a quarter of the rows still being decoded have written
+EOS, the working batch (and the cache, through its ``select(rows)``) keeps only the others. On
+a mixture, where most answers are one token long, the remaining steps then cost a fraction of
+a full batch.
+
+Randomness comes only from ``generator``: every step draws one uniform number per row of the
+*whole* batch, finished rows included, so the same generator gives the same samples with or
+without the cache, and however the batch shrinks.
 """
 
 from __future__ import annotations
@@ -16,12 +22,13 @@ import torch
 from .train.common import evaluating
 
 
-def _next_token(logits: torch.Tensor, temperature: float, generator) -> torch.Tensor:
-    """Pick one token per row from the last-position ``logits`` (B, V)."""
+def _next_token(logits: torch.Tensor, temperature: float,
+                u: torch.Tensor | None) -> torch.Tensor:
+    """Pick one token per row from the last-position ``logits`` (B, V), by inverse-CDF
+    sampling with the uniform numbers ``u`` (B, 1) (unused when greedy)."""
     if temperature == 0.0:
         return logits.argmax(dim=-1)
     probs = torch.softmax(logits.float() / temperature, dim=-1)
-    u = torch.rand(probs.shape[0], 1, generator=generator).to(probs.device)
     # inverse-CDF sampling: the first token whose cumulative probability exceeds u. The float
     # CDF can end below 1, so u is scaled by its last value: an unscaled u above it would fall
     # off the end (onto the last token, PAD)
@@ -33,7 +40,7 @@ def _next_token(logits: torch.Tensor, temperature: float, generator) -> torch.Te
 @torch.no_grad()
 def generate(model, prompts: torch.Tensor, max_new_tokens: int, temperature: float = 0.0,
              generator: torch.Generator | None = None, *, eos_id: int | None, pad_id: int,
-             use_cache: bool | None = None):
+             use_cache: bool | None = None, compact: bool = True):
     """Continue ``prompts`` for up to ``max_new_tokens`` tokens.
 
     Args:
@@ -48,6 +55,8 @@ def generate(model, prompts: torch.Tensor, max_new_tokens: int, temperature: flo
         pad_id: token written after a row's EOS (a task's ``PAD``); it is never sampled.
         use_cache: ``None`` uses the KV cache when the model has one; ``False`` recomputes the
             full prefix at every step.
+        compact: drop finished rows from the working batch (module docstring); ``False``
+            decodes every row to the end (the same tokens; for benchmarks and tests).
 
     Returns:
         ``(tokens, response_mask)``: ``tokens`` (B, P + L) holds the prompts and the responses,
@@ -71,25 +80,44 @@ def generate(model, prompts: torch.Tensor, max_new_tokens: int, temperature: flo
     with evaluating(model):
         if use_cache is None:
             use_cache = hasattr(model, "make_cache")
-        tokens = torch.empty(B, P + max_new_tokens, dtype=torch.long, device=device)
+        tokens = torch.full((B, P + max_new_tokens), pad_id, dtype=torch.long, device=device)
         tokens[:, :P] = prompts.to(device)
-        done = torch.zeros(B, dtype=torch.bool, device=device)
         mask = torch.zeros(B, P + max_new_tokens, dtype=torch.bool, device=device)
         cache = model.make_cache(B, P + max_new_tokens) if use_cache else None
+        rows = rows_cpu = None  # the rows still in the working batch (None: all of them)
+        done = torch.zeros(B, dtype=torch.bool, device=device)  # per working row
         t = P
         while t < P + max_new_tokens:
+            work = tokens if rows is None else tokens[rows]
             if cache is not None:
-                logits = model(tokens[:, cache.pos : t], cache=cache)[:, -1]
+                logits = model(work[:, cache.pos : t], cache=cache)[:, -1]
             else:
-                logits = model(tokens[:, :t])[:, -1]
+                logits = model(work[:, :t])[:, -1]
             logits[:, pad_id] = float("-inf")  # PAD is filler, never a token to write
-            nxt = _next_token(logits, temperature, generator)
-            tokens[:, t] = torch.where(done, torch.full_like(nxt, pad_id), nxt)
-            mask[:, t] = ~done  # a row's EOS is still part of its response
+            u = None
+            if temperature != 0.0:  # one number per row of the whole batch, every step
+                u = torch.rand(B, 1, generator=generator)
+                u = (u if rows_cpu is None else u[rows_cpu]).to(device)
+            nxt = _next_token(logits, temperature, u)
+            nxt = torch.where(done, torch.full_like(nxt, pad_id), nxt)
+            if rows is None:
+                tokens[:, t], mask[:, t] = nxt, ~done  # a row's EOS is part of its response
+            else:
+                tokens[rows, t], mask[rows, t] = nxt, ~done
             if eos_id is not None:
                 done |= nxt == eos_id
             t += 1
-            if bool(done.all()):
+            n_done = int(done.sum())
+            if n_done == len(done):
                 break
+            if cache is not None and not hasattr(cache, "select"):
+                continue  # a cache that cannot drop rows keeps the whole batch
+            if compact and 4 * n_done >= len(done):  # drop the finished rows
+                keep = (~done).nonzero().squeeze(1)
+                rows = keep if rows is None else rows[keep]
+                rows_cpu = rows.cpu()
+                done = done[keep]
+                if cache is not None:
+                    cache.select(keep)
         tokens, mask = tokens[:, :t], mask[:, :t]
     return tokens, mask

@@ -7,7 +7,7 @@ chapter; what they share is in :mod:`.common`; the registry of names is below.
     common            make_model, pretrain, measure, steps_to_learn, the resumable-part cache
     mixtures          chapters 1-2: parity_hardness, threshold, more_data
     linear            chapter 3: linear_theory
-    rl_post_training  chapter 4: rl_post_training, rounds_vs_p, leap2, rl_start_sweep,
+    rl_post_training  chapter 4: rl_start, rl_post_training, rounds_vs_p, leap2, rl_start_sweep,
                       temperature_controls
     multiplication    chapter 5: mult_hardness, mult_threshold, mult_rl
     llm               chapter 6: llama_gsm8k, llm_sums
@@ -26,7 +26,7 @@ from .mixtures import more_data, parity_hardness, threshold, train_and_measure
 from .multiplication import (mixture_model, mult_hardness, mult_measure, mult_rl,
                              mult_threshold)
 from .rl_post_training import (leap2, rl_post_training, rl_post_training_parts, rl_run,
-                               rl_start_sweep, rounds_vs_p, temperature_controls)
+                               rl_start, rl_start_sweep, rounds_vs_p, temperature_controls)
 
 EXPERIMENTS = {"parity_hardness": parity_hardness, "threshold": threshold, "more_data": more_data,
                "linear_theory": linear_theory, "rl_post_training": rl_post_training,
@@ -51,6 +51,6 @@ __all__ = ["EXPERIMENTS", "TARGET", "first_step", "leap2", "linear_ntp", "linear
            "mixture_model", "more_data", "mult_hardness", "mult_measure", "mult_rl",
            "mult_threshold",
            "parity_hardness", "part_identity", "pretrain", "resumable",
-           "rl_post_training", "rl_post_training_parts", "rl_run", "rl_start_sweep",
+           "rl_post_training", "rl_post_training_parts", "rl_run", "rl_start", "rl_start_sweep",
            "rounds_vs_p", "run", "steps_to_learn", "temperature_controls", "threshold",
            "train_and_measure"]

@@ -23,12 +23,22 @@ def make_linear(task, seed: int = 0) -> LinearAR:
     return model.to(device())
 
 
+_TRAINED: dict = {}  # in-process memo: the same NTP run serves several parts
+
+
 def linear_ntp(task, scale: Scale, seed: int = 0, steps: int | None = None) -> LinearAR:
     """NTP of a linear model on ``task`` with the scale's linear settings (AdamW, lr decaying
-    over the last half)."""
+    over the last half). A run is a pure function of its arguments, so it is memoised
+    in-process (the threshold grid and the STaR parts share their p_cot); every call returns a
+    fresh model with the trained weights."""
+    steps = steps or scale.linear_steps
+    key = (repr(task), scale, seed, steps)
     model = make_linear(task, seed)
-    ntp.train(model, task, steps or scale.linear_steps, scale.linear_batch, scale.linear_lr,
-              seed=seed, decay_frac=0.5, progress=False)
+    if key not in _TRAINED:
+        ntp.train(model, task, steps, scale.linear_batch, scale.linear_lr, seed=seed,
+                  decay_frac=0.5, progress=False)
+        _TRAINED[key] = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    model.load_state_dict(_TRAINED[key])
     return model
 
 

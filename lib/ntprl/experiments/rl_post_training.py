@@ -30,6 +30,19 @@ def rl_run(task, scale: Scale, state: dict, algo: str, seed: int = 0, *, progres
     return {"algo": algo, "steps": steps, "settings": shown, "history": hist}
 
 
+def rl_start(scale: Scale, seed: int = 0, *, progress: bool = True,
+             workdir=None) -> tuple[ParityTask, dict, dict | None]:
+    """The NTP checkpoint chapter 4's RL starts from: ``(task, final weights, early weights)``
+    of NTP on D(p_cot = ``scale.rl_p_cot``) at d = ``scale.rl_d`` for ``scale.rl_ntp_steps``
+    steps, the early weights taken at ``scale.rl_early_step``. Memoised in-process and, with a
+    ``workdir``, on disk (:func:`~.common.pretrain`), so every experiment of the chapter, and
+    its ablation exercise, shares one run."""
+    task = ParityTask(scale.rl_d, scale.rl_p_cot)
+    state, early = pretrain(task, scale, scale.rl_ntp_steps, seed, early_step=scale.rl_early_step,
+                            progress=progress, workdir=workdir)
+    return task, state, early
+
+
 def rl_post_training_parts(scale: Scale) -> tuple[str, ...]:
     """The names of :func:`rl_post_training`'s runs at ``scale``, in the order they run."""
     names = ["ntp"] + [f"{a}-{r}" for a in ("grpo", "reinforce", "star") for r in ("e2e", "cot")]
@@ -52,9 +65,7 @@ def rl_post_training(scale: Scale, seed: int = 0, *, progress: bool = True, work
     unknown = [p for p in parts if p not in known]
     if unknown or not parts:
         raise ValueError(f"parts={parts!r} is not allowed: choose among {known}")
-    task = ParityTask(scale.rl_d, scale.rl_p_cot)
-    state, early = pretrain(task, scale, scale.rl_ntp_steps, seed, early_step=scale.rl_early_step,
-                            progress=progress, workdir=workdir)
+    task, state, early = rl_start(scale, seed, progress=progress, workdir=workdir)
     start = eval_fn(task, scale, seed)(load_model(task, scale, state, seed), 0)
     out = {"experiment": "rl_post_training", "scale": scale.name, "d": scale.rl_d,
            "p_cot": scale.rl_p_cot, "ntp_steps": scale.rl_ntp_steps, "start": start, "runs": {}}
@@ -174,9 +185,7 @@ def temperature_controls(scale: Scale, seed: int = 0, *, progress: bool = True,
     of ``scale.rl_temperatures``. STaR is evaluated after every round, so a success that later
     collapses is visible; the others every ``scale.rl_eval_every`` steps. Run it with several
     seeds (each seed trains its own NTP checkpoint)."""
-    task = ParityTask(scale.rl_d, scale.rl_p_cot)
-    state, _ = pretrain(task, scale, scale.rl_ntp_steps, seed, early_step=scale.rl_early_step,
-                        progress=progress, workdir=workdir)
+    task, state, _ = rl_start(scale, seed, progress=progress, workdir=workdir)
     out = {"experiment": "temperature_controls", "scale": scale.name, "d": scale.rl_d,
            "p_cot": scale.rl_p_cot, "ntp_steps": scale.rl_ntp_steps,
            "start": eval_fn(task, scale, seed)(load_model(task, scale, state, seed), 0),

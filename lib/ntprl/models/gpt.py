@@ -73,6 +73,11 @@ class KVCache:
         self.kv[layer, 1, :, :, t0:t1] = v
         return self.kv[layer, 0, :, :, :t1], self.kv[layer, 1, :, :, :t1]
 
+    def select(self, rows: torch.Tensor):
+        """Keep only the batch rows ``rows`` (indices into the current batch), e.g. to drop
+        rows that have finished."""
+        self.kv = self.kv[:, :, rows]
+
 
 def rope_tables(head_size: int, length: int, base: float, device=None):
     """cos/sin tables of shape (length, head_size/2) for rotary position embeddings."""

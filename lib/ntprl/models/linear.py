@@ -66,6 +66,10 @@ class PrefixCache:
         self.tokens = torch.zeros(batch_size, max_len, dtype=torch.long, device=device)
         self.pos = 0
 
+    def select(self, rows: torch.Tensor):
+        """Keep only the batch rows ``rows`` (indices into the current batch)."""
+        self.tokens = self.tokens[rows]
+
 
 class LinearAR(nn.Module):
     """``logits[b, t] = c_t + L_t v_{<=t} + sum_{i<j<=t} Q_t[i, j] v_i v_j``

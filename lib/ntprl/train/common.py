@@ -20,6 +20,7 @@ import torch
 
 OPTIMIZERS = ("adamw", "sgd")
 PRECISIONS = ("auto", "fp32", "bf16")
+BY_LENGTH = ("auto", "yes", "no")
 
 
 # ---- argument checks ----------------------------------------------------------------------------
@@ -57,6 +58,14 @@ def check_context(model, task) -> None:
 
 
 # ---- the optimiser and one step -----------------------------------------------------------------
+def by_length_on(by_length: str, device) -> bool:
+    """Whether a batch runs by length (:func:`ntprl.train.ntp.length_groups`): ``"yes"``,
+    ``"no"``, or ``"auto"``: on the CPU, where the compute follows the tokens, and not on a
+    GPU, where small models are bound by kernel launches, which groups multiply."""
+    one_of("by_length", by_length, BY_LENGTH)
+    return by_length == "yes" or (by_length == "auto" and torch.device(device).type == "cpu")
+
+
 def make_optimizer(model, optimizer: str, lr: float, betas: tuple[float, float] = (0.9, 0.95),
                    weight_decay: float = 0.0) -> torch.optim.Optimizer:
     """The trainers' optimiser: ``"adamw"`` (with ``betas``) or ``"sgd"`` (plain, no momentum)."""

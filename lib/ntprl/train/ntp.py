@@ -19,9 +19,9 @@ import torch
 import torch.nn.functional as F
 
 from ..progress import bar as progress_bar
-from .common import (OPTIMIZERS, PRECISIONS, atomic_save, autocast, check_context, check_eval,
-                     load_checkpoint, make_optimizer, one_of, optimizer_step, positive,
-                     run_identity)
+from .common import (OPTIMIZERS, PRECISIONS, atomic_save, autocast, by_length_on,
+                     check_context, check_eval, load_checkpoint, make_optimizer, one_of,
+                     optimizer_step, positive, run_identity)
 
 
 def response_mask(tokens: torch.Tensor, prompt_len: int, pad_id: int) -> torch.Tensor:
@@ -47,7 +47,6 @@ def sequence_loss(logits: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor
     return total if reduction == "sum" else total / target_mask.sum().clamp(min=1)
 
 
-BY_LENGTH = ("auto", "yes", "no")
 
 
 def length_groups(tokens: torch.Tensor, pad_id: int, max_groups: int = 4):
@@ -145,7 +144,6 @@ def train(model, task, steps: int, batch_size: int, lr: float, *, seed: int = 0,
     check_eval(eval_every, eval_fn)
     one_of("optimizer", optimizer, OPTIMIZERS)
     one_of("precision", precision, PRECISIONS)
-    one_of("by_length", by_length, BY_LENGTH)
     if not isinstance(warmup_steps, int) or warmup_steps < 0:
         raise ValueError(f"warmup_steps={warmup_steps!r} is not allowed: "
                          "it must be an integer >= 0")
@@ -156,7 +154,7 @@ def train(model, task, steps: int, batch_size: int, lr: float, *, seed: int = 0,
     check_context(model, task)
 
     device = next(model.parameters()).device
-    grouped = by_length == "yes" or (by_length == "auto" and device.type == "cpu")
+    grouped = by_length_on(by_length, device)
     opt = make_optimizer(model, optimizer, lr, betas=betas, weight_decay=weight_decay)
     gen = torch.Generator().manual_seed(seed)
     history: list[dict] = []

@@ -67,10 +67,10 @@ import torch.nn.functional as F
 from ..progress import bar as progress_bar
 from ..metrics import full_chain, require_room
 from ..sampling import generate
-from .common import (OPTIMIZERS, PRECISIONS, atomic_save, autocast, check_context, check_eval,
-                     evaluating, load_checkpoint, make_optimizer, one_of, optimizer_step,
-                     positive, run_identity)
-from .ntp import sequence_loss
+from .common import (OPTIMIZERS, PRECISIONS, atomic_save, autocast, by_length_on, check_context,
+                     check_eval, evaluating, load_checkpoint, make_optimizer, one_of,
+                     optimizer_step, positive, run_identity)
+from .ntp import length_groups, ntp_loss
 
 ALGOS = ("star", "reinforce", "grpo")
 LOSS_AGGS = ("token_mean", "seq_mean", "constant")
@@ -161,11 +161,26 @@ def rollout_stats(task, ro: Rollout, max_new_tokens: int) -> dict:
     return stats
 
 
-def policy_logprobs(model, tokens: torch.Tensor, temperature: float, precision: str = "auto"):
+def policy_logprobs(model, tokens: torch.Tensor, temperature: float, precision: str = "auto",
+                    *, pad_id: int | None = None):
     """Log-probabilities under the sampling policy softmax(z / T): of each next token of
     ``tokens`` (B, T - 1), and of the whole vocabulary at each position (B, T - 1, V). The
     forward pass runs in ``precision`` (:func:`~ntprl.train.common.autocast`); the
-    log-softmax in float32."""
+    log-softmax in float32.
+
+    With ``pad_id`` the model runs by length (:func:`~ntprl.train.ntp.length_groups`): each
+    group of rows trimmed to its longest row, so no compute goes to the PAD after a short
+    answer. The positions past a row's last token then hold 0 (a row's own positions are the
+    same, up to float rounding, since causal attention never looks right)."""
+    if pad_id is not None:
+        T, parts, alls, order = tokens.shape[1], [], [], []
+        for rows, n in length_groups(tokens, pad_id):
+            logp, logp_all = policy_logprobs(model, tokens[rows, :n], temperature, precision)
+            parts.append(F.pad(logp, (0, T - n)))
+            alls.append(F.pad(logp_all, (0, 0, 0, T - n)))
+            order.append(rows)
+        back = torch.argsort(torch.cat(order))  # the groups' rows, back in the batch's order
+        return torch.cat(parts)[back], torch.cat(alls)[back]
     with autocast(model, precision):
         logits = model(tokens)
     logp_all = F.log_softmax(logits[:, :-1].float() / temperature, -1)
@@ -195,19 +210,22 @@ def policy_loss(logp: torch.Tensor, old_logp: torch.Tensor, adv: torch.Tensor,
 def policy_gradient_update(model, opt, ro: Rollout, adv: torch.Tensor, *, temperature: float,
                            loss_agg: str, max_new_tokens: int, clip_eps: float, ppo_epochs: int,
                            grad_clip: float | None, ref=None, kl_coef: float = 0.0,
-                           precision: str = "auto") -> float:
+                           precision: str = "auto", pad_id: int | None = None) -> float:
     """``ppo_epochs`` optimiser steps of :func:`policy_loss` on one rollout (REINFORCE, GRPO).
-    Returns the mean entropy of the sampling policy over the response tokens."""
+    Returns the mean entropy of the sampling policy over the response tokens. With ``pad_id``
+    the forward passes run by length (:func:`policy_logprobs`)."""
     device = ro.tokens.device
     adv, targets = adv.to(device), ro.mask[:, 1:]
     w = token_weights(targets, loss_agg, max_new_tokens)
     ref_logp = None
     if ref is not None and kl_coef:
         with torch.no_grad():
-            ref_logp, _ = policy_logprobs(ref, ro.tokens, temperature, precision)
+            ref_logp, _ = policy_logprobs(ref, ro.tokens, temperature, precision,
+                                          pad_id=pad_id)
     old_logp, entropy = None, None
     for _ in range(ppo_epochs):
-        logp, logp_all = policy_logprobs(model, ro.tokens, temperature, precision)
+        logp, logp_all = policy_logprobs(model, ro.tokens, temperature, precision,
+                                         pad_id=pad_id)
         if old_logp is None:
             old_logp = logp.detach()
             entropy = _mean_entropy(logp_all.detach(), targets)
@@ -218,17 +236,17 @@ def policy_gradient_update(model, opt, ro: Rollout, adv: torch.Tensor, *, temper
 
 def star_update(model, opt, ro: Rollout, *, star_steps: int, star_batch: int,
                 grad_clip: float | None, generator: torch.Generator,
-                precision: str = "auto") -> int:
+                precision: str = "auto", pad_id: int | None = None) -> int:
     """STaR's fine-tuning: NTP on the rewarded samples (``star_steps`` batches of
-    ``star_batch`` drawn with replacement). Returns how many samples were kept."""
+    ``star_batch`` drawn with replacement). Returns how many samples were kept. With
+    ``pad_id`` each batch runs by length (:func:`~ntprl.train.ntp.ntp_loss`)."""
     keep = (ro.rewards > 0).to(ro.tokens.device)
     kept_tok, kept_mask = ro.tokens[keep], ro.mask[keep]
     for _ in range(star_steps if len(kept_tok) else 0):
         idx = torch.randint(0, len(kept_tok), (star_batch,), generator=generator)
         idx = idx.to(kept_tok.device)
-        with autocast(model, precision):
-            logits = model(kept_tok[idx])
-        loss = sequence_loss(logits, kept_tok[idx], kept_mask[idx])
+        loss = ntp_loss(model, kept_tok[idx], kept_mask[idx], pad_id,
+                        by_length=pad_id is not None, precision=precision)
         optimizer_step(opt, loss, model, grad_clip)
     return len(kept_tok)
 
@@ -243,7 +261,8 @@ def train(model, task, algo: str, steps: int, *, lr: float = 3e-4, prompts_per_s
           eval_every: int = 0, eval_fn: Callable | None = None,
           stop_when: Callable[[dict], bool] | None = None,
           checkpoint: str | os.PathLike | None = None, checkpoint_every: int = 10,
-          precision: str = "auto", progress: bool = True, desc: str | None = None) -> list[dict]:
+          precision: str = "auto", by_length: str = "auto", progress: bool = True,
+          desc: str | None = None) -> list[dict]:
     """RL post-training of ``model`` on ``task`` (see the module docstring for each algorithm).
 
     Each step is: :func:`rollout` (sample and score), then the algorithm's update
@@ -277,6 +296,12 @@ def train(model, task, algo: str, steps: int, *, lr: float = 3e-4, prompts_per_s
             checkpoint of a run with any other setting is refused).
         precision: forward passes of the updates in ``"auto"`` (bf16 autocast on a CUDA GPU,
             float32 on the CPU), ``"fp32"`` or ``"bf16"``; sampling is always float32.
+        by_length: ``"yes"``: every update's forward passes run once per group of equally long
+            answers, trimmed to their length (:func:`policy_logprobs`, and
+            :func:`~ntprl.train.ntp.ntp_loss` for STaR): the same loss up to float rounding,
+            without the compute a padded batch spends on the PAD after short answers;
+            ``"no"``: one padded batch; ``"auto"``: by length on the CPU only, as
+            :func:`ntprl.train.ntp.train`.
 
     Returns:
         The history: one record per step with ``step``, ``reward`` (mean rollout reward),
@@ -312,6 +337,7 @@ def train(model, task, algo: str, steps: int, *, lr: float = 3e-4, prompts_per_s
         raise ValueError(f"kl_coef={kl_coef!r} is not allowed: it must be >= 0")
     check_eval(eval_every, eval_fn)
     check_context(model, task)
+    pad_id = task.PAD if by_length_on(by_length, next(model.parameters()).device) else None
     max_new_tokens = task.max_response_len if max_new_tokens is None else max_new_tokens
     require_room(task, max_new_tokens)
     reward_fn = _reward_fn(task, reward)
@@ -325,7 +351,7 @@ def train(model, task, algo: str, steps: int, *, lr: float = 3e-4, prompts_per_s
         clip_eps=clip_eps, ppo_epochs=ppo_epochs, kl_coef=kl_coef, star_samples=star_samples,
         star_steps=star_steps, star_batch=star_batch, star_restart=star_restart,
         max_new_tokens=max_new_tokens, grad_clip=grad_clip, seed=seed, eval_every=eval_every,
-        precision=precision)
+        precision=precision, by_length=by_length)
     start_weights = copy.deepcopy(model.state_dict())  # KL reference and STaR restarts
     history: list[dict] = []
     start = 0
@@ -372,14 +398,15 @@ def train(model, task, algo: str, steps: int, *, lr: float = 3e-4, prompts_per_s
         model.train()
         if algo == "star":
             with torch.no_grad(), evaluating(model):  # the policy that sampled, before a restart
-                _, logp_all = policy_logprobs(model, ro.tokens, temperature, precision)
+                _, logp_all = policy_logprobs(model, ro.tokens, temperature, precision,
+                                              pad_id=pad_id)
                 rec["entropy"] = _mean_entropy(logp_all, ro.mask[:, 1:])
             if star_restart:
                 model.load_state_dict(start_weights)
                 opt = make_optimizer(model, optimizer, lr)
             rec["kept"] = star_update(model, opt, ro, star_steps=star_steps,
                                       star_batch=star_batch, grad_clip=grad_clip, generator=gen,
-                                      precision=precision)
+                                      precision=precision, pad_id=pad_id)
         else:
             if algo == "grpo":
                 adv = group_advantages(ro.rewards, samples_per_prompt, adv_norm)
@@ -388,7 +415,8 @@ def train(model, task, algo: str, steps: int, *, lr: float = 3e-4, prompts_per_s
             rec["entropy"] = policy_gradient_update(
                 model, opt, ro, adv, temperature=temperature, loss_agg=loss_agg,
                 max_new_tokens=max_new_tokens, clip_eps=clip_eps, ppo_epochs=ppo_epochs,
-                grad_clip=grad_clip, ref=ref, kl_coef=kl_coef, precision=precision)
+                grad_clip=grad_clip, ref=ref, kl_coef=kl_coef, precision=precision,
+                pad_id=pad_id)
         rec["gen_s"], rec["update_s"] = t1 - t0, time.perf_counter() - t1
         if eval_every and ((step + 1) % eval_every == 0 or step + 1 == steps):
             evaluate_into(rec, step + 1)
