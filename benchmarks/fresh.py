@@ -11,6 +11,18 @@ import json
 import statistics
 import subprocess
 import sys
+import time
+
+
+def times(fn, repeats: int) -> list[float]:
+    """Wall times of ``repeats`` calls of ``fn``, after one warm-up call."""
+    fn()
+    out = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t0)
+    return out
 
 
 def run(script: str, argv: list[str], processes: int) -> list[dict]:

@@ -25,8 +25,8 @@ from __future__ import annotations
 import argparse
 import copy
 import statistics
-import time
 
+import fresh
 import torch
 
 from ntprl.experiments import make_linear, make_model
@@ -38,13 +38,7 @@ from ntprl.train import ntp, rl
 
 
 def timed(fn, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return statistics.median(fresh.times(fn, repeats))
 
 
 def main(argv=None):
@@ -60,8 +54,6 @@ def main(argv=None):
     ap.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.processes > 1:
-        import fresh
-
         rows = fresh.run(__file__, [f"--d={args.d}", f"--p-cot={args.p_cot}",
                                     f"--gpt-steps={args.gpt_steps}",
                                     f"--linear-steps={args.linear_steps}",

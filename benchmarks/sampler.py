@@ -12,8 +12,8 @@ all measured in this one run.
 from __future__ import annotations
 
 import argparse
-import time
 
+import fresh
 import torch
 
 from ntprl.models import GPT, GPTConfig
@@ -22,13 +22,7 @@ from ntprl.tasks import PAD
 
 
 def best_time(fn, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
+    return min(fresh.times(fn, repeats))
 
 
 def main(argv=None):
@@ -41,8 +35,6 @@ def main(argv=None):
     ap.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.processes > 1:
-        import fresh
-
         rows = fresh.run(__file__, ["--batch", str(args.batch), "--d", str(args.d),
                                     "--repeats", str(args.repeats)], args.processes)
         fresh.summary(rows)

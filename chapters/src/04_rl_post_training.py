@@ -872,13 +872,15 @@ def length_ablation(start, task, steps, seed, **settings):
 # In this setting the long answers are the right ones, so whatever gives their tokens more
 # weight makes answers grow faster. `seq_mean` gives every answer the same total weight, so
 # each token of a long answer ($d + 1$ tokens with EOS) weighs $(d + 1)/2$ times less than a
-# token of a short one (the bit and EOS): the curve of `seq_mean` grows slowest. `constant`
-# weighs every token the same, as `token_mean` does; the two losses differ only by the factor
-# $\sum_i L_i / (N M)$ ($M$ = `max_new_tokens`), the same for every token of a step and
-# changing slowly as answers grow. AdamW divides each gradient by a running estimate of its
-# own size, so such a factor almost cancels, and the two curves lie on top of each other.
-# Under plain SGD it would not cancel: `constant` would then take smaller steps while answers
-# are short.
+# token of a short one (the bit and EOS): the curve of `seq_mean` grows slowest. The gap is
+# largest while lengths are mixed and closes as the answers reach full length: once every
+# answer is long, all $L_i$ are equal and the aggregations differ by a constant factor only.
+# `constant` weighs every token the same, as `token_mean` does; the two losses differ only by
+# the factor $\sum_i L_i / (N M)$ ($M$ = `max_new_tokens`), the same for every token of a
+# step and changing slowly as answers grow. AdamW divides each gradient by a running estimate
+# of its own size, so such a factor almost cancels, and the two curves lie on top of each
+# other. Under plain SGD it would not cancel: `constant` would then take smaller steps while
+# answers are short.
 #
 # :::{solution-end}
 # :::
