@@ -7,11 +7,37 @@ over ``--processes`` fresh processes, each printing its numbers as one JSON line
 
 from __future__ import annotations
 
+import argparse
 import json
 import statistics
 import subprocess
 import sys
 import time
+
+
+def add_options(ap: argparse.ArgumentParser) -> None:
+    """The options every benchmark takes: ``--processes N`` (repeat in N fresh processes) and
+    the hidden ``--json`` each of those processes prints its numbers with."""
+    ap.add_argument("--processes", type=int, default=1,
+                    help="repeat in this many fresh processes; print the median and spread")
+    ap.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
+
+
+def repeat(script: str, ap: argparse.ArgumentParser, args: argparse.Namespace) -> list[dict]:
+    """Run ``script`` with the same options as ``args`` (parsed by ``ap``) in
+    ``args.processes`` fresh processes, print the summary and return the rows."""
+    argv = []
+    for action in ap._actions:
+        if not action.option_strings or action.dest in ("help", "processes", "json"):
+            continue
+        value = getattr(args, action.dest)
+        if isinstance(action, argparse._StoreTrueAction):
+            argv += [action.option_strings[0]] if value else []
+        else:
+            argv.append(f"{action.option_strings[0]}={value}")
+    rows = run(script, argv, args.processes)
+    summary(rows)
+    return rows
 
 
 def times(fn, repeats: int) -> list[float]:

@@ -49,18 +49,10 @@ def main(argv=None):
     ap.add_argument("--linear-steps", type=int, default=2000)
     ap.add_argument("--samples", type=int, default=2048)
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--processes", type=int, default=1,
-                    help="repeat in this many fresh processes; print the median and spread")
-    ap.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
+    fresh.add_options(ap)
     args = ap.parse_args(argv)
     if args.processes > 1:
-        rows = fresh.run(__file__, [f"--d={args.d}", f"--p-cot={args.p_cot}",
-                                    f"--gpt-steps={args.gpt_steps}",
-                                    f"--linear-steps={args.linear_steps}",
-                                    f"--samples={args.samples}", f"--repeats={args.repeats}"],
-                         args.processes)
-        fresh.summary(rows)
-        return rows
+        return fresh.repeat(__file__, ap, args)
     scale, task = get("fast"), ParityTask(args.d, args.p_cot)
     gpt = make_model(task, scale)
     ntp.train(gpt, task, args.gpt_steps, scale.batch_size, scale.lr, seed=0, progress=False)

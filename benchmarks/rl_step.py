@@ -25,6 +25,7 @@ import os
 import tempfile
 import time
 
+import fresh
 import torch
 
 from ntprl.models import GPT, GPTConfig
@@ -115,19 +116,12 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--d", type=int, default=32)
-    ap.add_argument("--processes", type=int, default=1,
-                    help="repeat in this many fresh processes; print the median and spread")
     ap.add_argument("--free-length", action="store_true",
                     help="let both sides stop at EOS (unequal lengths)")
-    ap.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
+    fresh.add_options(ap)
     args = ap.parse_args(argv)
     if args.processes > 1:
-        import fresh
-
-        rows = fresh.run(__file__, ["--steps", str(args.steps), "--d", str(args.d)]
-                         + (["--free-length"] if args.free_length else []), args.processes)
-        fresh.summary(rows)
-        return rows
+        return fresh.repeat(__file__, ap, args)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     task = ParityTask(args.d, 0.25)
     a, a_tok = ours(task, args.steps, args.free_length)

@@ -30,15 +30,10 @@ def main(argv=None):
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--d", type=int, default=32)
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--processes", type=int, default=1,
-                    help="repeat in this many fresh processes; print the median and spread")
-    ap.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
+    fresh.add_options(ap)
     args = ap.parse_args(argv)
     if args.processes > 1:
-        rows = fresh.run(__file__, ["--batch", str(args.batch), "--d", str(args.d),
-                                    "--repeats", str(args.repeats)], args.processes)
-        fresh.summary(rows)
-        return rows
+        return fresh.repeat(__file__, ap, args)
     torch.manual_seed(0)
     B, d, new = args.batch, args.d, args.d + 1
     cfg = GPTConfig(vocab_size=4, block_size=2 * d + 2, n_layer=2, n_head=4, n_embd=128)
