@@ -38,8 +38,8 @@ PROMPTS, SAMPLES = 32, 8
 class NoEOS(GPT):
     """The GPT with its EOS logit at -inf: it never stops before the length limit."""
 
-    def forward(self, tokens, cache=None):
-        logits = super().forward(tokens, cache)
+    def forward(self, tokens, cache=None, last_only=False):
+        logits = super().forward(tokens, cache, last_only)
         logits[..., ParityTask.EOS] = float("-inf")
         return logits
 

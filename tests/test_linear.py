@@ -41,6 +41,16 @@ def test_cached_sampling_equals_recompute():
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
 
 
+def test_last_only_gives_the_last_logits():
+    m = model(T=20)
+    x = torch.randint(0, 3, (4, 15), generator=torch.Generator().manual_seed(2))
+    full = m(x)
+    assert torch.allclose(m(x, last_only=True), full[:, -1:])
+    cache = m.make_cache(4, 20)
+    assert torch.allclose(m(x[:, :9], cache=cache, last_only=True), full[:, 8:9])
+    assert torch.allclose(m(x[:, 9:], cache=cache), full[:, 9:])
+
+
 def test_chain_step_is_one_pairwise_feature():
     """Setting one quadratic weight makes the model write the running parity at step i."""
     d = 5

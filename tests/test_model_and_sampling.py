@@ -26,6 +26,21 @@ def test_cache_forward_equals_full_forward(positions):
     assert torch.allclose(torch.cat(parts, 1), full, atol=1e-10)
 
 
+@pytest.mark.parametrize("positions", ["learned", "rope"])
+@pytest.mark.parametrize("n_layer", [1, 3])
+def test_last_only_gives_the_last_logits_and_fills_the_cache(positions, n_layer):
+    m = model(positions, n_layer=n_layer)
+    x = torch.randint(0, 4, (3, 20))
+    full = m(x)
+    assert torch.allclose(m(x, last_only=True), full[:, -1:], atol=1e-10)
+    cache = m.make_cache(3, 20)
+    first = m(x[:, :12], cache=cache, last_only=True)
+    assert first.shape == (3, 1, 4) and torch.allclose(first, full[:, 11:12], atol=1e-10)
+    # the cache holds every prompt position: the next chunk sees the same context as before
+    rest = m(x[:, 12:], cache=cache)
+    assert torch.allclose(rest, full[:, 12:], atol=1e-10)
+
+
 def naive_generate(m, prompts, n_new, temperature, generator):
     """The slow, obvious reference: recompute everything, one token at a time, row by row."""
     rows = prompts.tolist()
@@ -198,9 +213,9 @@ class BatchSizes(torch.nn.Module):
     def make_cache(self, batch_size, max_len):
         return self.inner.make_cache(batch_size, max_len)
 
-    def forward(self, tokens, cache=None):
+    def forward(self, tokens, cache=None, last_only=False):
         self.sizes.append(tokens.shape[0])
-        return self.inner(tokens, cache=cache)
+        return self.inner(tokens, cache=cache, last_only=last_only)
 
 
 @pytest.mark.parametrize("use_cache", [True, False])

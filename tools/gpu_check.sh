@@ -18,7 +18,11 @@ set -u
 OUT=${OUT:-gpu_check}
 BUDGET_S=${BUDGET_S:-480}
 mkdir -p "$OUT"
+# no progress widgets under nbval: nobody watches them here, and a long cell's thousands of
+# widget messages are the likely reason nbval once gave up waiting (a fixed 5 s) for a cell's
+# last output
 export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} NTPRL_SCALE=${NTPRL_SCALE:-gpu}
+export NTPRL_PROGRESS=off
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader > "$OUT/summary.txt" 2>&1
 python3 -c "import torch, ntprl; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), 'ntprl', ntprl.__version__)" >> "$OUT/summary.txt" 2>&1
 

@@ -462,12 +462,9 @@ def ex4_star_round(star_round: Callable) -> bool:
     return True
 
 
-ABLATION_AGGS = ("token_mean", "seq_mean", "constant")
-
-
 def ex4_ablation(length_ablation: Callable) -> bool:
     """``length_ablation(start, task, steps, seed, **settings)``: session 4's ablation, GRPO
-    from the same start model under each ``loss_agg`` of :data:`ABLATION_AGGS`, returning
+    from the same start model under each ``loss_agg`` of ``rl.LOSS_AGGS``, returning
     ``{loss_agg: [mean response length after each step]}``. Checked against the library's
     runs of the same ablation on a small model: every arm must start from ``start``'s weights
     (leaving them unchanged), with the same ``seed`` and the ``settings`` passed on to
@@ -486,7 +483,7 @@ def ex4_ablation(length_ablation: Callable) -> bool:
         return model
 
     want = {}
-    for agg in ABLATION_AGGS:
+    for agg in rl.LOSS_AGGS:
         hist = rl.train(fresh(), start["task"], "grpo", steps, loss_agg=agg, seed=seed,
                         progress=False, **settings)
         want[agg] = [r["len_mean"] for r in hist]
@@ -496,11 +493,11 @@ def ex4_ablation(length_ablation: Callable) -> bool:
     except NotImplementedError:
         raise AssertionError(f"❌ {name} is not written yet "
                              "(it raised NotImplementedError)") from None
-    if not isinstance(got, dict) or set(got) != set(ABLATION_AGGS):
+    if not isinstance(got, dict) or set(got) != set(rl.LOSS_AGGS):
         keys = sorted(got) if isinstance(got, dict) else type(got).__name__
         raise AssertionError(f"❌ {name} must return a dict with one curve for each of "
-                             f"{ABLATION_AGGS}; got {keys}")
-    for agg in ABLATION_AGGS:
+                             f"{rl.LOSS_AGGS}; got {keys}")
+    for agg in rl.LOSS_AGGS:
         curve = got[agg]
         if not isinstance(curve, (list, tuple)) or len(curve) != steps:
             raise AssertionError(f"❌ {name}: the {agg!r} curve must hold one mean length per "
@@ -509,11 +506,11 @@ def ex4_ablation(length_ablation: Callable) -> bool:
         raise AssertionError(f"❌ {name} changed the weights of `start`: train a copy "
                              "(copy.deepcopy) in every arm, so each arm starts from the same "
                              "model")
-    for i, agg in enumerate(ABLATION_AGGS):
+    for i, agg in enumerate(rl.LOSS_AGGS):
         if not _same([float(x) for x in got[agg]], want[agg], 1e-6):
             hint = ("the first arm agrees, so a later arm did not start from `start`'s "
                     "weights (train a fresh copy in every arm)" if i and _same(
-                        [float(x) for x in got[ABLATION_AGGS[0]]], want[ABLATION_AGGS[0]], 1e-6)
+                        [float(x) for x in got[rl.LOSS_AGGS[0]]], want[rl.LOSS_AGGS[0]], 1e-6)
                     else "run rl.train(copy, task, \"grpo\", steps, loss_agg=..., seed=seed, "
                     "**settings) and read each step's len_mean")
             raise AssertionError(

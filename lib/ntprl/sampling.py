@@ -45,7 +45,9 @@ def generate(model, prompts: torch.Tensor, max_new_tokens: int, temperature: flo
 
     Args:
         model: any module with ``logits = model(tokens)``; a ``make_cache(batch, max_len)``
-            method enables the KV cache.
+            method enables the KV cache, and then the model must also take
+            ``model(tokens, cache=cache, last_only=True)``: the logits of the last of
+            ``tokens`` only, the other positions' keys/values written to ``cache``.
         prompts: LongTensor (B, P), all prompts of the same length ``P``.
         max_new_tokens: most tokens to write per row, EOS included.
         temperature: 0 for greedy decoding (argmax), else sample from softmax(logits / T).
@@ -90,7 +92,7 @@ def generate(model, prompts: torch.Tensor, max_new_tokens: int, temperature: flo
         while t < P + max_new_tokens:
             work = tokens if rows is None else tokens[rows]
             if cache is not None:
-                logits = model(work[:, cache.pos : t], cache=cache)[:, -1]
+                logits = model(work[:, cache.pos : t], cache=cache, last_only=True)[:, -1]
             else:
                 logits = model(work[:, :t])[:, -1]
             logits[:, pad_id] = float("-inf")  # PAD is filler, never a token to write

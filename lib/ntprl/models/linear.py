@@ -23,7 +23,8 @@ triangular), so the ``O(T^2)`` features are never materialised. The interface is
 :class:`~ntprl.models.GPT`: ``logits = model(tokens)``; there is no KV cache (the sampler
 recomputes), and ``config.block_size`` bounds the sequence length. For fast sampling it offers
 ``make_cache``: a :class:`PrefixCache` keeps the prefix, and a call with the cache computes the
-logits of the new positions only (the sampler then does O(T^2) work per token, not O(T^3)).
+logits of the new positions only, or of the last one with ``last_only=True`` (the sampler then
+does O(T^2) work per token, not O(T^3)).
 """
 
 from __future__ import annotations
@@ -104,7 +105,10 @@ class LinearAR(nn.Module):
                              f"the model's block_size is {self.config.block_size}")
         return PrefixCache(batch_size, max_len, self.bias.device)
 
-    def forward(self, tokens: torch.Tensor, cache: PrefixCache | None = None) -> torch.Tensor:
+    def forward(self, tokens: torch.Tensor, cache: PrefixCache | None = None,
+                last_only: bool = False) -> torch.Tensor:
+        """Logits (B, T, vocab_size); (B, 1, vocab_size) for the last position only with
+        ``last_only=True`` (what a sampler needs)."""
         B, T = tokens.shape
         start = 0 if cache is None else cache.pos
         L = start + T  # prefix length after these tokens
@@ -117,12 +121,12 @@ class LinearAR(nn.Module):
             cache.pos = L
         v = signs(tokens)                                                    # (B, L)
         # positions to predict from
-        rows = slice(start, L)
+        rows = slice(L - 1 if last_only else start, L)
         lin = self.lin[rows, :, :L] * self.lin_mask[rows, None, :L]          # (T, K, L)
         quad = self.quad[rows, :, :L, :L] * self.quad_mask[rows, None, :L, :L]
         out = self.bias[rows] + torch.einsum("tki,bi->btk", lin, v)
         qv = torch.einsum("tkij,bj->btki", quad, v)                          # (B, T, K, L)
         out = out + (qv * v[:, None, None, :]).sum(-1)
-        pad = torch.full((B, T, self.config.vocab_size - self.config.n_out), -1e4,
+        pad = torch.full((*out.shape[:2], self.config.vocab_size - self.config.n_out), -1e4,
                          device=tokens.device)
         return torch.cat([out, pad], dim=-1)
