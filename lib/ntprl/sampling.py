@@ -90,11 +90,12 @@ def generate(model, prompts: torch.Tensor, max_new_tokens: int, temperature: flo
         done = torch.zeros(B, dtype=torch.bool, device=device)  # per working row
         t = P
         while t < P + max_new_tokens:
-            work = tokens if rows is None else tokens[rows]
+            start = cache.pos if cache is not None else 0  # the cache holds what came before
+            ctx = tokens[:, start:t] if rows is None else tokens[rows, start:t]
             if cache is not None:
-                logits = model(work[:, cache.pos : t], cache=cache, last_only=True)[:, -1]
+                logits = model(ctx, cache=cache, last_only=True)[:, -1]
             else:
-                logits = model(work[:, :t])[:, -1]
+                logits = model(ctx)[:, -1]
             logits[:, pad_id] = float("-inf")  # PAD is filler, never a token to write
             u = None
             if temperature != 0.0:  # one number per row of the whole batch, every step
