@@ -17,6 +17,7 @@ import shutil
 import urllib.parse
 
 import pytest
+from test_book import PAGE_WIDTH
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 HTML = pathlib.Path(os.environ.get("NTPRL_BOOK_HTML", ROOT / "_build/smoke/_build/html"))
@@ -30,6 +31,16 @@ def pages() -> list[pathlib.Path]:
         return []
     return sorted(p for p in HTML.rglob("*.html") if p.name not in SKIP_PAGES
                   and not any(part.startswith("_") for part in p.relative_to(HTML).parts))
+
+
+# shown code (not hide-input; solutions too) wider than its box: the box width, longest line
+CUT_OFF_CODE = """
+return [...document.querySelectorAll(
+    'div.cell:not(.tag_hide-input):not(.tag_remove-input) div.cell_input pre')]
+  .filter(p => p.clientWidth > 0 && p.scrollWidth > p.clientWidth + 1)
+  .map(p => [p.clientWidth, p.textContent.split('\\n')
+    .reduce((a, b) => (b.length > a.length ? b : a), '')]);
+"""
 
 
 @pytest.fixture(scope="module")
@@ -124,6 +135,10 @@ def test_page_reads_clean_in_a_browser(driver, page):
             "return document.querySelectorAll('.cell_output img, figure img').length")
         if not n_fig:
             problems.append("a chapter without a figure")
+        # a code line of PAGE_WIDTH characters (what tests/test_book.py allows) is not cut off
+        problems += [f"code cut off at {w} px wide: {line!r}"
+                     for w, line in driver.execute_script(CUT_OFF_CODE)
+                     if len(line) <= PAGE_WIDTH]
     # internal links and anchors, relative to where the browser is (index.html redirects)
     here = pathlib.Path(urllib.parse.unquote(urllib.parse.urlparse(driver.current_url).path))
     for href in driver.execute_script(
