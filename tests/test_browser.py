@@ -60,6 +60,7 @@ def driver():
     opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     d = webdriver.Chrome(options=opts, service=webdriver.ChromeService(chromedriver))
     d.set_page_load_timeout(60)
+    d.set_script_timeout(60)
     yield d
     d.quit()
 
@@ -86,6 +87,33 @@ return Array.from(document.querySelectorAll('.solution')).filter(e => {
                                           && c.offsetHeight > 0);
 }).map(e => (e.id || e.className));
 """
+# Wait for MathJax to typeset the page: "typeset", "absent" (the page loads it from the web, which
+# an offline machine cannot reach: `make book-test` points the smoke build at a local copy when
+# npm can fetch one) or "timeout"
+MATHJAX_STATE = """
+const done = arguments[arguments.length - 1];
+const local = Array.from(document.scripts).some(s => /^file:.*mathjax/i.test(s.src));
+if (!local) { done('absent'); return; }
+const start = Date.now();
+(function wait() {
+  if (window.MathJax && MathJax.startup && MathJax.startup.promise)
+    MathJax.startup.promise.then(() => done('typeset'), e => done('error: ' + e));
+  else if (Date.now() - start > 30000) done('timeout');
+  else setTimeout(wait, 100);
+})();
+"""
+# math left as TeX source, TeX that MathJax could not read (its error boxes) and unknown
+# macros (which MathJax shows as their own name in red)
+UNTYPESET_MATH = """
+const math = Array.from(document.querySelectorAll('.math'));
+return math.filter(e => !e.querySelector('mjx-container'))
+  .map(e => 'not typeset: ' + e.textContent.slice(0, 60)).concat(
+  Array.from(document.querySelectorAll('mjx-merror')).map(e => 'TeX error: '
+    + (e.getAttribute('data-mjx-error') || e.textContent).slice(0, 80)),
+  Array.from(document.querySelectorAll('mjx-container [style*="color: red"]'))
+    .map(e => 'unknown TeX macro, in: ' + (e.closest('p, li, td, dd, div') || e)
+      .innerText.replace(/\\s+/g, ' ').slice(0, 80)));
+"""
 # a resource from the web that an offline machine cannot load (MathJax from its CDN): the
 # environment, not the book; and the theme's own notice on file:// pages (no stored mode)
 OFFLINE = re.compile(r"^https?://\S+ - Failed to load resource: net::ERR_")
@@ -101,17 +129,34 @@ def test_the_book_was_built():
     assert len([p for p in pages() if "chapters" in p.parts]) >= 6
 
 
+def test_math_is_checked_with_a_local_mathjax():
+    """The smoke build's MathJax is a file that exists; a skip says when the page checks ran
+    without typesetting the math."""
+    if not HTML.is_dir():
+        pytest.skip(f"no built book at {HTML}: run `make book-test` first")
+    page = HTML / "chapters" / "02_ntp_on_mixtures.html"
+    local = re.search(r'<script[^>]+src="(file:[^"]*mathjax[^"]*)"', page.read_text())
+    if not local:
+        pytest.skip("the build loads MathJax from the web: math not checked offline "
+                    "(`make mathjax` needs npm)")
+    assert pathlib.Path(urllib.parse.urlparse(local.group(1)).path).is_file(), local.group(1)
+
+
 @pytest.mark.parametrize("page", pages(), ids=lambda p: str(p.relative_to(HTML)))
 def test_page_reads_clean_in_a_browser(driver, page):
     rel = page.relative_to(HTML)
     driver.get(page.as_uri())
     driver.execute_script("return document.readyState")
+    mathjax = driver.execute_async_script(MATHJAX_STATE)
     shots = HTML.parent / "screenshots"
     shots.mkdir(parents=True, exist_ok=True)
     height = driver.execute_script("return document.body ? document.body.scrollHeight : 0")
     driver.set_window_size(1280, min(max(height, 800), 12000))
     driver.save_screenshot(str(shots / (str(rel).replace("/", "__").replace(".html", ".png"))))
     problems = []
+    if mathjax != "absent":  # a local MathJax: every formula must come out typeset
+        problems += ([f"MathJax: {mathjax}"] if mathjax != "typeset"
+                     else driver.execute_script(UNTYPESET_MATH))
     text = driver.execute_script(VISIBLE_TEXT)
 
     def near(m):
