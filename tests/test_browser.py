@@ -43,6 +43,16 @@ return [...document.querySelectorAll(
 """
 
 
+# tables wider than the text column (the theme then hides their right side in a scroll box)
+WIDE_TABLES = """
+return [...document.querySelectorAll('article table')].filter(t => t.offsetParent !== null)
+  .map(t => [Math.round(t.getBoundingClientRect().width),
+             Math.round(t.parentElement.getBoundingClientRect().width),
+             t.innerText.split('\\n')[0].slice(0, 60)])
+  .filter(([w, room]) => w > room + 1);
+"""
+
+
 @pytest.fixture(scope="module")
 def driver():
     if not HTML.is_dir():
@@ -175,6 +185,8 @@ def test_page_reads_clean_in_a_browser(driver, page):
     problems += [f"console error: {m}" for m in errors]
     problems += [f"solution visible without its dropdown: {s}"
                  for s in driver.execute_script(VISIBLE_SOLUTIONS)]
+    problems += [f"table wider than the page ({w} px in {room} px): {head!r}"
+                 for w, room, head in driver.execute_script(WIDE_TABLES)]
     if "chapters" in rel.parts:
         n_fig = driver.execute_script(
             "return document.querySelectorAll('.cell_output img, figure img').length")
