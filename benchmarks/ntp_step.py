@@ -16,7 +16,11 @@ Variants:
     padded loop   float32, AdamW, one GPU->CPU sync per step (``loss.item()``): what a first
                   training loop looks like, and what ``ntp.train`` did before version 0.3;
     ntprl         ``ntp.train`` with its defaults (on a GPU: bf16 autocast, fused AdamW, the
-                  loss kept on the device between log steps);
+                  loss kept on the device between log steps, and the step recorded once as a
+                  CUDA graph and replayed; every repeat pays its own 3 eager steps and
+                  recording);
+    ntprl eager   (on a GPU) the same with ``cuda_graph="no"``: every kernel launched from
+                  Python (the default before CUDA graphs);
     HF GPT-2      ``GPT2LMHeadModel`` of the same size and ``ntp.train``'s precision, labels
                   -100 on the prompt and PAD (the same loss), same optimiser;
     ntprl+compile (``--compile``) ``ntp.train`` on ``torch.compile(model)``.
@@ -136,6 +140,10 @@ def main(argv=None):
                                         seed=int(g.initial_seed()), log_every=s,
                                         progress=False),
     }
+    if device.type == "cuda":
+        variants["ntprl eager"] = lambda s, g: ntp.train(
+            ours(), task, s, args.batch, 1e-3, seed=int(g.initial_seed()), log_every=s,
+            cuda_graph="no", progress=False)
     if not args.no_hf:
         try:
             from transformers import GPT2Config, GPT2LMHeadModel
@@ -153,7 +161,7 @@ def main(argv=None):
     if args.compile:
         variants["ntprl+compile"] = lambda s, g: ntp.train(
             torch.compile(ours()), task, s, args.batch, 1e-3, seed=int(g.initial_seed()),
-            log_every=s, progress=False)
+            log_every=s, cuda_graph="no", progress=False)
 
     print(f"device: {torch.cuda.get_device_name(0) if device.type == 'cuda' else 'cpu'} "
           f"({torch.get_num_threads()} CPU threads), torch {torch.__version__}")
@@ -198,6 +206,10 @@ def report(times, args, real, flops_step, peak, when):
             print(f"  {name} / padded loop: {base / t:.2f}x")
     if "HF GPT-2" in med:
         print(f"  ntprl / HF GPT-2: {med['HF GPT-2'] / med['ntprl']:.2f}x", flush=True)
+    if "ntprl eager" in med:
+        print(f"  ntprl (CUDA graph) / ntprl eager: {med['ntprl eager'] / med['ntprl']:.2f}x",
+              flush=True)
+
 
 if __name__ == "__main__":
     main()

@@ -11,7 +11,7 @@ from ntprl.models import GPT, GPTConfig
 from ntprl.sampling import generate
 from ntprl.tasks import ParityTask
 from ntprl.train import ntp, rl
-from ntprl.train.common import autocast, make_optimizer
+from ntprl.train.common import TrainStep, autocast, cuda_graph_on, make_optimizer
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
@@ -75,3 +75,102 @@ def test_cuda_ntp_learns_the_chain_and_grpo_and_star_run():
         assert len(h) == 2 and all(0.0 <= r["reward"] <= 1.0 for r in h)
         assert torch.isfinite(torch.tensor(h[-1]["entropy"]))
 
+
+
+# ---- the training step recorded as a CUDA graph -------------------------------------------------
+def test_cuda_graph_is_refused_where_it_cannot_run_and_the_error_says_why():
+    task = ParityTask(6, 0.5)
+    m = small(task)
+    with pytest.raises(ValueError, match="cuda_graph='yes' is not allowed.*not on a CUDA GPU"):
+        ntp.train(m, task, 2, 4, 1e-3, cuda_graph="yes", progress=False)
+    with pytest.raises(ValueError, match="cuda_graph='maybe'"):
+        ntp.train(m, task, 2, 4, 1e-3, cuda_graph="maybe", progress=False)
+    assert not cuda_graph_on("auto", m, make_optimizer(m, "adamw", 1e-3), by_length=False)
+
+
+def test_a_checkpoint_of_a_recorded_run_resumes_eagerly_on_the_cpu(tmp_path):
+    """A recorded run's optimiser state says capturable=True and holds its learning rate in a
+    tensor; a CPU AdamW refuses capturable=True, so the eager step must undo both."""
+    task = ParityTask(6, 0.4)
+    kw = dict(steps=8, batch_size=16, lr=1e-3, seed=3, log_every=2, checkpoint_every=4,
+              decay_frac=0.5, eval_every=5, progress=False)
+    ref = small(task)
+    ref_hist = ntp.train(ref, task, **kw, eval_fn=lambda m, s: {})
+
+    def cut(m, s):
+        if s == 5:
+            raise RuntimeError("cut")
+        return {}
+
+    ck = tmp_path / "ck.pt"
+    with pytest.raises(RuntimeError, match="cut"):
+        ntp.train(small(task), task, **kw, eval_fn=cut, checkpoint=ck)
+    state = torch.load(ck, weights_only=True)
+    assert state["step"] == 4
+    for group in state["opt"]["param_groups"]:  # as TrainStep(graph=True) leaves them
+        group["capturable"], group["lr"] = True, torch.tensor(group["lr"])
+    torch.save(state, ck)
+    m = small(task)
+    hist = ntp.train(m, task, **kw, eval_fn=lambda m, s: {}, checkpoint=ck)
+    assert hist == ref_hist
+    for a, b in zip(m.parameters(), ref.parameters()):
+        assert torch.equal(a, b)
+
+
+@cuda
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_cuda_graph_step_equals_the_eager_step(precision):
+    """The recorded step follows the learning-rate schedule (warm-up, then decay), clips, and
+    lands where eager steps land."""
+    task = ParityTask(8, 0.3)
+    runs = {}
+    for graph in ("yes", "no"):
+        m = small(task, "cuda")
+        hist = ntp.train(m, task, 40, 64, 3e-3, warmup_steps=6, decay_frac=0.5, grad_clip=0.05,
+                         log_every=10, precision=precision, cuda_graph=graph, progress=False)
+        runs[graph] = (m, [r["loss"] for r in hist])
+    (mg, lg), (me, le) = runs["yes"], runs["no"]
+    tol = 1e-4 if precision == "fp32" else 2e-2
+    torch.testing.assert_close(torch.tensor(lg), torch.tensor(le), rtol=tol, atol=tol)
+    for a, b in zip(mg.parameters(), me.parameters()):
+        torch.testing.assert_close(a, b, rtol=tol, atol=tol)
+
+
+@cuda
+def test_train_step_records_once_replays_and_refuses_another_shape():
+    task = ParityTask(8, 0.5)
+    m = small(task, "cuda")
+    opt = make_optimizer(m, "adamw", 1e-3)
+    step = TrainStep(lambda t: ntp.ntp_loss(m, t, ntp.response_mask(t, task.prompt_len,
+                                                                    task.PAD), task.PAD,
+                                            by_length=False), m, opt, 1.0, graph=True)
+    gen = torch.Generator().manual_seed(0)
+    losses = [float(step(1e-3, task.sample(32, gen).cuda())) for _ in range(8)]
+    assert step.recorded is not None and step.graph
+    assert all(0 < x < 5 for x in losses)
+    before = [p.detach().clone() for p in m.parameters()]
+    step(0.0, task.sample(32, gen).cuda())  # a zero learning rate leaves the weights alone
+    assert all(torch.equal(a, b) for a, b in zip(before, m.parameters()))
+    with pytest.raises(ValueError, match="shape"):
+        step(1e-3, task.sample(16, gen).cuda())
+
+
+@cuda
+def test_cuda_star_round_recorded_equals_eager():
+    import copy
+
+    task = ParityTask(8, 0.5)
+    m = small(task, "cuda")
+    ro = rl.rollout(m, task, 64, 1, task.max_response_len, 1.0,
+                    lambda p, r: torch.ones(len(p)), torch.Generator().manual_seed(0))
+    out = {}
+    for graph in ("yes", "no"):
+        mm = copy.deepcopy(m)
+        opt = make_optimizer(mm, "adamw", 1e-3)
+        kept = rl.star_update(mm, opt, ro, star_steps=12, star_batch=32, grad_clip=1.0,
+                              generator=torch.Generator().manual_seed(1), precision="fp32",
+                              cuda_graph=graph)
+        out[graph] = (kept, mm)
+    assert out["yes"][0] == out["no"][0] == 64
+    for a, b in zip(out["yes"][1].parameters(), out["no"][1].parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # One short GPU session (a lent device's 10-minute call), most important result last-safe:
-#   1. the GPU code path's tests (bf16 autocast, fused AdamW, sampler == naive, kill -9 resume);
-#   2. benchmarks/ntp_step.py at the paper's model size (padded loop, ntprl, HF GPT-2, compile);
+#   1. the GPU code path's tests (bf16 autocast, fused AdamW, the training step recorded as a
+#      CUDA graph == the eager step, sampler == naive, kill -9 resume);
+#   2. benchmarks/ntp_step.py at the paper's model size (padded loop, ntprl with its CUDA graph,
+#      ntprl eager, HF GPT-2; COMPILE=1 adds torch.compile, which takes a minute to compile);
 #   3. tools/paper_headline.py: the d = 50 headline, part by part, saved after each part.
 #
 #   OUT=folder DEADLINE_S=540 tools/gpu_session.sh
@@ -9,9 +11,9 @@
 # Everything it writes goes to $OUT (summary.txt, tests.log, ntp_step.txt, headline.log and
 # rl_post_training-paper-seed0.json); checkpoints go to runs_local/paper-headline (ignored by git,
 # so a second call on the same warm machine resumes). The whole script ends within DEADLINE_S.
-# Measured on an H100 (2026-11-27): the full preset's 40000 NTP steps run at ~57-64 steps/s,
-# about 11 minutes, more than one call: call again at once (the machine stays warm 30 s) and
-# the NTP run resumes from its last checkpoint (every 500 steps).
+# Measured on an H100 (2026-11-27) before the CUDA graph: the full preset's 40000 NTP steps ran
+# at ~57-64 steps/s, about 11 minutes, more than one call. A run cut short resumes from its
+# last checkpoint (every 500 steps) when called again on the same warm machine (30 s).
 set -u
 OUT=${OUT:-gpu_session}
 DEADLINE_S=${DEADLINE_S:-540}
@@ -24,9 +26,10 @@ left() { echo $((DEADLINE_S - ($(date +%s) - start))); }
 } > "$OUT/summary.txt" 2>&1
 timeout 150 python3 -m pytest -q -rs -p no:cacheprovider tests/test_cuda.py \
   tests/test_rl_updates.py -k "cuda" > "$OUT/tests.log" 2>&1
-echo "tests: rc=$? $(tail -1 "$OUT/tests.log")" >> "$OUT/summary.txt"
-timeout 150 python3 benchmarks/ntp_step.py --paper-model --compile > "$OUT/ntp_step.txt" 2>&1
-echo "ntp_step: rc=$?" >> "$OUT/summary.txt"
+echo "tests: rc=$? after $(( $(date +%s) - start )) s: $(tail -1 "$OUT/tests.log")" >> "$OUT/summary.txt"
+timeout 150 python3 benchmarks/ntp_step.py --paper-model ${COMPILE:+--compile} \
+  > "$OUT/ntp_step.txt" 2>&1
+echo "ntp_step: rc=$? after $(( $(date +%s) - start )) s" >> "$OUT/summary.txt"
 budget=$(( $(left) - 90 ))
 timeout "$(left)" python3 tools/paper_headline.py --out "$OUT" --work runs_local/paper-headline \
   --budget-s "$budget" > "$OUT/headline.log" 2>&1

@@ -15,12 +15,14 @@ import dataclasses
 import hashlib
 import os
 import pathlib
+import warnings
 
 import torch
 
 OPTIMIZERS = ("adamw", "sgd")
 PRECISIONS = ("auto", "fp32", "bf16")
 BY_LENGTH = ("auto", "yes", "no")
+CUDA_GRAPHS = ("auto", "yes", "no")
 
 
 # ---- argument checks ----------------------------------------------------------------------------
@@ -94,7 +96,9 @@ def autocast(model, precision: str = "auto"):
                      else "fp32")
     if precision == "fp32":
         return contextlib.nullcontext()
-    return torch.autocast(dev.type, dtype=torch.bfloat16)
+    # a bf16 copy of a weight cached while a CUDA graph is recorded would outlive the recording
+    capturing = dev.type == "cuda" and torch.cuda.is_current_stream_capturing()
+    return torch.autocast(dev.type, dtype=torch.bfloat16, cache_enabled=not capturing)
 
 
 def optimizer_step(opt, loss: torch.Tensor, model, grad_clip: float | None) -> None:
@@ -105,6 +109,121 @@ def optimizer_step(opt, loss: torch.Tensor, model, grad_clip: float | None) -> N
     if grad_clip is not None:
         torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
     opt.step()
+
+
+def cuda_graph_on(cuda_graph: str, model, opt: torch.optim.Optimizer, by_length: bool) -> bool:
+    """Whether a trainer records its step as a CUDA graph (:class:`TrainStep`): ``"no"``;
+    ``"yes"`` (a ``ValueError`` names what stands in the way); or ``"auto"``: whenever it can,
+    i.e. the model is on a CUDA GPU, the optimiser is the fused AdamW (whose learning rate can
+    live in a device tensor: plain SGD reads it on the CPU), batches keep one shape (not
+    ``by_length``) and the model draws no random numbers (no dropout)."""
+    one_of("cuda_graph", cuda_graph, CUDA_GRAPHS)
+    if cuda_graph == "no":
+        return False
+    dropout = getattr(getattr(model, "config", None), "dropout", 0.0)
+    fused_adamw = isinstance(opt, torch.optim.AdamW) and bool(opt.defaults.get("fused"))
+    problems = [why for why, bad in (
+        ("the model is not on a CUDA GPU", next(model.parameters()).device.type != "cuda"),
+        (f"the optimiser is {type(opt).__name__} (only the fused AdamW runs inside a graph)",
+         not fused_adamw),
+        ("by_length batches change shape every step", by_length),
+        (f"the model has dropout={dropout} (random numbers)", bool(dropout)))
+        if bad]
+    if cuda_graph == "yes" and problems:
+        raise ValueError(f"cuda_graph='yes' is not allowed here: {'; '.join(problems)}")
+    return not problems
+
+
+class TrainStep:
+    """One optimiser step on a batch: ``loss = loss_fn(*batch)``, backward, clipping
+    (:func:`optimizer_step`). ``step(lr, *batch)`` sets the learning rate, takes the step and
+    returns the loss.
+
+    With ``graph=True`` (a CUDA GPU; see :func:`cuda_graph_on`) the step is recorded once as a
+    CUDA graph and then replayed. A small model's step is hundreds of short kernels, and
+    launching them one at a time from Python takes longer than running them: the GPU waits
+    for the CPU. A replay launches the whole step at once. What that takes:
+
+    - the batch is copied into fixed input buffers (every batch must have the first one's
+      shapes), and the returned loss is a fixed tensor that the next step overwrites;
+    - the learning rate lives in a device tensor the recorded AdamW step reads, so a schedule
+      still applies;
+    - the first ``warmup`` steps run eagerly on a side stream (libraries set themselves up
+      there, outside the recording); the next is recorded, then replayed, as is every later
+      one. Nothing else may change the parameters' or gradients' storage meanwhile (loading
+      a state dict copies in place, which is fine).
+
+    The arithmetic is that of the eager step (a test compares the two on a GPU). If the
+    recording fails, a warning says why and the steps run eagerly from then on.
+    """
+
+    def __init__(self, loss_fn, model, opt: torch.optim.Optimizer, grad_clip: float | None, *,
+                 graph: bool = False, warmup: int = 3):
+        self.loss_fn, self.model, self.opt, self.grad_clip = loss_fn, model, opt, grad_clip
+        self.graph, self.warmup, self.calls = graph, warmup, 0
+        self.static: list[torch.Tensor] | None = None
+        self.recorded: torch.cuda.CUDAGraph | None = None
+        self.loss: torch.Tensor | None = None
+        if graph:
+            device = next(model.parameters()).device
+            self.lr = torch.tensor(float(opt.param_groups[0]["lr"]), device=device)
+            for group in opt.param_groups:  # the recorded step reads the rate from here
+                group["lr"], group["capturable"] = self.lr, True
+        else:  # a checkpoint of a recorded run may bring capturable=True, which a CPU refuses
+            for group in opt.param_groups:
+                if group.get("capturable"):
+                    group["capturable"] = opt.defaults.get("capturable", False)
+
+    def _eager(self, batch) -> torch.Tensor:
+        loss = self.loss_fn(*batch)
+        optimizer_step(self.opt, loss, self.model, self.grad_clip)
+        return loss
+
+    def __call__(self, lr: float, *batch: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        if not self.graph:
+            for group in self.opt.param_groups:
+                group["lr"] = lr
+            return self._eager(batch)
+        self.lr.fill_(lr)
+        if self.static is None:
+            self.static = [b.to(self.lr.device, copy=True) for b in batch]
+        else:
+            for s, b in zip(self.static, batch, strict=True):
+                if s.shape != b.shape:
+                    raise ValueError(f"a batch of shape {tuple(b.shape)} is not allowed: the "
+                                     f"recorded step takes {tuple(s.shape)}")
+                s.copy_(b, non_blocking=True)
+        if self.recorded is not None:
+            self.recorded.replay()
+            return self.loss
+        main = torch.cuda.current_stream()
+        if self.calls <= self.warmup:
+            side = torch.cuda.Stream()
+            side.wait_stream(main)
+            with torch.cuda.stream(side):
+                loss = self._eager(self.static)
+            main.wait_stream(side)
+            loss.record_stream(main)
+            return loss
+        self.opt.zero_grad(set_to_none=True)  # the recording allocates the gradients
+        graph = torch.cuda.CUDAGraph()
+        try:
+            with torch.cuda.graph(graph):
+                loss = self.loss_fn(*self.static)
+                loss.backward()
+                if self.grad_clip is not None:
+                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
+                self.opt.step()
+        except Exception as err:  # noqa: BLE001 - any failure: say so and stay eager
+            warnings.warn(f"recording the training step as a CUDA graph failed ({err!r}); "
+                          "training goes on without it", RuntimeWarning, stacklevel=2)
+            self.graph = False
+            self.opt.zero_grad(set_to_none=True)
+            return self(lr, *batch)
+        self.recorded, self.loss = graph, loss
+        graph.replay()  # recording ran nothing: this is the step
+        return loss
 
 
 @contextlib.contextmanager

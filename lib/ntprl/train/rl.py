@@ -67,9 +67,10 @@ import torch.nn.functional as F
 from ..progress import bar as progress_bar
 from ..metrics import full_chain, require_room
 from ..sampling import generate
-from .common import (OPTIMIZERS, PRECISIONS, atomic_save, autocast, by_length_on, check_context,
-                     check_eval, evaluating, load_checkpoint, make_optimizer, one_of,
-                     optimizer_step, positive, run_identity)
+from .common import (CUDA_GRAPHS, OPTIMIZERS, PRECISIONS, TrainStep, atomic_save, autocast,
+                     by_length_on, check_context, check_eval, cuda_graph_on, evaluating,
+                     load_checkpoint, make_optimizer, one_of, optimizer_step, positive,
+                     run_identity)
 from .ntp import length_groups, ntp_loss
 
 ALGOS = ("star", "reinforce", "grpo")
@@ -236,18 +237,26 @@ def policy_gradient_update(model, opt, ro: Rollout, adv: torch.Tensor, *, temper
 
 def star_update(model, opt, ro: Rollout, *, star_steps: int, star_batch: int,
                 grad_clip: float | None, generator: torch.Generator,
-                precision: str = "auto", pad_id: int | None = None) -> int:
+                precision: str = "auto", pad_id: int | None = None,
+                cuda_graph: str = "auto") -> int:
     """STaR's fine-tuning: NTP on the rewarded samples (``star_steps`` batches of
     ``star_batch`` drawn with replacement). Returns how many samples were kept. With
-    ``pad_id`` each batch runs by length (:func:`~ntprl.train.ntp.ntp_loss`)."""
+    ``pad_id`` each batch runs by length (:func:`~ntprl.train.ntp.ntp_loss`); ``cuda_graph``
+    as in :func:`ntprl.train.ntp.train` (on a GPU the steps replay one recorded graph)."""
     keep = (ro.rewards > 0).to(ro.tokens.device)
     kept_tok, kept_mask = ro.tokens[keep], ro.mask[keep]
-    for _ in range(star_steps if len(kept_tok) else 0):
+    if not len(kept_tok):
+        return 0
+    lr = float(opt.param_groups[0]["lr"])
+    step = TrainStep(lambda tok, mask: ntp_loss(model, tok, mask, pad_id,
+                                                by_length=pad_id is not None,
+                                                precision=precision),
+                     model, opt, grad_clip,
+                     graph=cuda_graph_on(cuda_graph, model, opt, pad_id is not None))
+    for _ in range(star_steps):
         idx = torch.randint(0, len(kept_tok), (star_batch,), generator=generator)
         idx = idx.to(kept_tok.device)
-        loss = ntp_loss(model, kept_tok[idx], kept_mask[idx], pad_id,
-                        by_length=pad_id is not None, precision=precision)
-        optimizer_step(opt, loss, model, grad_clip)
+        step(lr, kept_tok[idx], kept_mask[idx])
     return len(kept_tok)
 
 
@@ -261,8 +270,8 @@ def train(model, task, algo: str, steps: int, *, lr: float = 3e-4, prompts_per_s
           eval_every: int = 0, eval_fn: Callable | None = None,
           stop_when: Callable[[dict], bool] | None = None,
           checkpoint: str | os.PathLike | None = None, checkpoint_every: int = 10,
-          precision: str = "auto", by_length: str = "auto", progress: bool = True,
-          desc: str | None = None) -> list[dict]:
+          precision: str = "auto", by_length: str = "auto", cuda_graph: str = "auto",
+          progress: bool = True, desc: str | None = None) -> list[dict]:
     """RL post-training of ``model`` on ``task`` (see the module docstring for each algorithm).
 
     Each step is: :func:`rollout` (sample and score), then the algorithm's update
@@ -302,6 +311,10 @@ def train(model, task, algo: str, steps: int, *, lr: float = 3e-4, prompts_per_s
             without the compute a padded batch spends on the PAD after short answers;
             ``"no"``: one padded batch; ``"auto"``: by length on the CPU only, as
             :func:`ntprl.train.ntp.train`.
+        cuda_graph: STaR's fine-tuning steps on a GPU replay one recorded CUDA graph per round
+            (``"auto"``), as :func:`ntprl.train.ntp.train`'s steps do; ``"no"``: eager steps.
+            (A policy-gradient update's batch changes shape with the answers' lengths: it
+            always runs eagerly.)
 
     Returns:
         The history: one record per step with ``step``, ``reward`` (mean rollout reward),
@@ -333,6 +346,7 @@ def train(model, task, algo: str, steps: int, *, lr: float = 3e-4, prompts_per_s
     one_of("adv_norm", adv_norm, ADV_NORMS)
     one_of("optimizer", optimizer, OPTIMIZERS)
     one_of("precision", precision, PRECISIONS)
+    one_of("cuda_graph", cuda_graph, CUDA_GRAPHS)
     if not (isinstance(kl_coef, (int, float)) and kl_coef >= 0):
         raise ValueError(f"kl_coef={kl_coef!r} is not allowed: it must be >= 0")
     check_eval(eval_every, eval_fn)
@@ -406,7 +420,8 @@ def train(model, task, algo: str, steps: int, *, lr: float = 3e-4, prompts_per_s
                 opt = make_optimizer(model, optimizer, lr)
             rec["kept"] = star_update(model, opt, ro, star_steps=star_steps,
                                       star_batch=star_batch, grad_clip=grad_clip, generator=gen,
-                                      precision=precision, pad_id=pad_id)
+                                      precision=precision, pad_id=pad_id,
+                                      cuda_graph=cuda_graph)
         else:
             if algo == "grpo":
                 adv = group_advantages(ro.rewards, samples_per_prompt, adv_norm)
