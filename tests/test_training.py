@@ -294,3 +294,25 @@ def test_progress_bars_follow_ntprl_progress(monkeypatch, capsys):
     monkeypatch.setenv("NTPRL_PROGRESS", "text")
     with pytest.raises(ValueError, match="NTPRL_PROGRESS='text'"):
         progress.bar(range(3))
+
+
+def test_chain_probe_reads_a_learned_chain_and_writes_its_record(tmp_path):
+    """tools/chain_probe.py: near chance before training; on chains alone (p_cot = 1) the
+    teacher-forced reading reaches every token; the JSON it writes holds the history."""
+    import importlib.util
+    import pathlib
+
+    path = pathlib.Path(__file__).parents[1] / "tools" / "chain_probe.py"
+    spec = importlib.util.spec_from_file_location("chain_probe", path)
+    probe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(probe)
+    torch.manual_seed(0)
+    fresh = GPT(GPTConfig(vocab_size=4, block_size=14, n_layer=1, n_head=2, n_embd=32))
+    assert probe.chain_reading(fresh, 6)["chain_exact"] < 0.2
+    out = tmp_path / "probe.json"
+    probe.main(["--d", "6", "--p-cot", "1.0", "--layers", "2", "--width", "64", "--heads", "2",
+                "--steps", "300", "--batch", "64", "--eval-every", "100", "--out", str(out)])
+    rec = json.loads(out.read_text())
+    assert [r["step"] for r in rec["history"]] == [0, 100, 200, 300]
+    assert rec["history"][-1]["chain_exact"] >= 0.95, rec["history"][-1]
+    assert rec["settings"]["d"] == 6 and rec["device"]

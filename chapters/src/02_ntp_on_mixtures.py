@@ -359,12 +359,12 @@ if scale.checks_claims:
           "greedy accuracy is <= 0.6; the long fraction stays within 0.07 of 0.25")
 
 # %% [markdown]
-# ### At the paper's $d = 50$, on an H100
+# ### At the paper's $d = 50$: a chain our first preset did not learn
 #
 # The `paper` preset trains the paper's model size (4 layers, width 256) at $d = 50$,
-# $p_{cot} = 0.25$. The stored run below is a **partial** one, labelled as such: the GPU time
-# we had allowed 6000 NTP steps of 256 sequences ($1.5 \times 10^6$ sequences, not the
-# paper's $\sim 10^7$). Its NTP model, measured on 2000 fresh prompts:
+# $p_{cot} = 0.25$, for 40000 steps of 256 sequences ($10^7$, as the paper). The stored run
+# below is that full NTP run, made on a GPU with the preset as it was then (AdamW at lr
+# $10^{-3}$, no warm-up). Its NTP model, measured on 4000 fresh prompts:
 
 # %% tags=["hide-input"]
 stored50 = results.stored("rl_post_training", "paper")
@@ -374,26 +374,69 @@ else:
     s50 = stored50["result"]["start"]
     cfg50 = stored50["config"]
     print(f"d = {stored50['result']['d']}, p_cot = {stored50['result']['p_cot']}, "
-          f"{cfg50['rl_ntp_steps']} NTP steps x {cfg50['batch_size']} sequences "
-          f"({stored50['device']}, {stored50['date']})")
-    long_right = (s50["sampled_acc"] - 0.5 * (1 - s50["sampled_long_frac"])) / s50["sampled_long_frac"]
+          f"{cfg50['rl_ntp_steps']} NTP steps x {cfg50['batch_size']} sequences at lr "
+          f"{cfg50['lr']:g} ({stored50['device']}, {stored50['date']})")
+    long_right = s50["sampled_long_right_frac"] / s50["sampled_long_frac"]
     print(f"greedy: accuracy {s50['greedy_acc']:.3f}, mean length {s50['greedy_len_mean']:.2f}")
     print(f"sampled (T = 1): long fraction {s50['sampled_long_frac']:.3f} "
           f"(complete chains {s50['sampled_full_frac']:.3f}), accuracy {s50['sampled_acc']:.3f}; "
-          f"share of long answers that are right (short ones at chance): {long_right:.2f}")
+          f"share of long answers that are right: {long_right:.2f}")
     # the paragraph below, checked on the stored numbers
+    assert cfg50["rl_ntp_steps"] * cfg50["batch_size"] >= 10**7 and cfg50["lr"] == 1e-3, cfg50
     assert abs(s50["greedy_acc"] - 0.5) <= 0.05 and s50["greedy_len_mean"] <= 1.1, s50
     assert abs(s50["sampled_long_frac"] - 0.25) <= 0.04, s50["sampled_long_frac"]
-    assert long_right <= 0.7, long_right
+    assert abs(long_right - 0.5) <= 0.06, long_right
 
 # %% [markdown]
-# Two of the paper's statements hold at $d = 50$: greedy decoding answers short and is at
-# chance, and sampling goes long at the rate $p_{cot}$ it saw (length calibration). One thing
-# went the other way: the paper reports the long route *learned*, and here only about 57% of
-# the sampled long answers are right, against the 100% a learned chain gives. A chain of 50 sampled tokens is right only if every
-# token is, so a per-token slip of about 1% already costs a third of the chains; whether the
-# paper's further $8 \times 10^6$ sequences make the chain reliable is not measured here.
-# Chapter 4 shows what this does to RL.
+# Two of the paper's statements hold: greedy decoding answers short and is at chance, and
+# sampling goes long at the rate $p_{cot}$ it saw. But the model writes chains of 50 tokens
+# that are right only about half the time: chance. After $10^7$ sequences the chain was *not*
+# learned, against the paper's "long-answer accuracy learned fast". Is $d = 50$ too hard for
+# NTP on the mixture, or was it our recipe? A probe (`tools/chain_probe.py`) trained four fresh
+# models for three minutes each on one GPU and read the chain with *teacher forcing*: feed a
+# correct long sequence, and count the chain tokens the model predicts right (argmax). Below
+# $1/3$ the token after the first chain token is predicted as EOS by design (the continue
+# decision of the calibration argument), so a learned chain reads 49 of 50 = 0.98.
+
+# %% tags=["hide-input"]
+probe = results.stored("chain_probe", "paper")
+if probe is None:
+    print("This version of ntprl ships no stored chain probe.")
+else:
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.5))
+    for label, hist in probe["result"]["runs"].items():
+        steps = [r["step"] for r in hist]
+        ax1.plot(steps, [r["chain_token_acc"] for r in hist], "o-", ms=3, label=label)
+        ax2.plot(steps[1:], [r["loss"] for r in hist[1:]], "o-", ms=3, label=label)
+    ax1.axhline(0.98, ls="--", color=plots.COLORS["theory"], lw=1)
+    ax1.set(xlabel="NTP step (256 sequences)", ylabel="chain tokens right (teacher forcing)",
+            title=f"d = {probe['result']['d']}, p_cot = 0.25 unless noted")
+    ax2.set(xlabel="NTP step", ylabel="training loss", yscale="log")
+    ax1.legend(fontsize=7)
+    plots.label_run(ax2, probe)
+    plt.show()
+    runs = probe["result"]["runs"]
+    before, now, small_model, chains = (runs[k] for k in runs)
+    # the paragraph below, checked on the stored numbers
+    assert before[-1]["chain_token_acc"] <= 0.8 and before[-1]["loss"] >= 0.3, before[-1]
+    for hist in (now, small_model):
+        rec = next(r for r in hist if r["step"] == 1000)
+        assert rec["chain_token_acc"] >= 0.975 and rec["loss"] <= 0.08, rec
+    assert chains[-1]["chain_exact"] >= 0.99, chains[-1]
+    print("✓ lr 1e-3: chain not learned in 5000 steps; lr 3e-4 (warm-up) and the 2-layer "
+          "model: learned by step 1000; chains alone at lr 1e-3: learned")
+
+# %% [markdown]
+# It was the recipe. At lr $10^{-3}$ the 4-layer model crawls (72% of chain tokens right
+# after 5000 steps, loss 0.41); at lr $3 \times 10^{-4}$ after a 200-step warm-up, and with
+# the `gpu` preset's 2-layer width-128 model at $10^{-3}$, every chain bit is right by step
+# 1000 (loss 0.077, the floor a calibrated model with a learned chain reaches). On chains
+# alone ($p_{cot} = 1$) even lr $10^{-3}$ works: it is the mixture, three quarters of whose
+# targets are unlearnable parities, that makes the larger model's training fragile. An
+# earlier 6000-step run at lr $10^{-3}$ reached 57% right long answers, so the failure is not
+# even reliable. The `paper` preset now uses lr $3 \times 10^{-4}$ with the warm-up (our
+# choice: the paper does not give its learning rate); the full $d = 50$ run with it has not
+# been made. Chapter 4 shows what RL did with the unlearned chain.
 
 # %% [markdown]
 # ## Exercises

@@ -109,7 +109,8 @@ _PRETRAINED: dict = {}  # in-process memo: a chapter's experiments share one NTP
 def pretrain(task, scale: Scale, steps: int, seed: int = 0, early_step: int | None = None, *,
              batch_size: int | None = None, progress: bool = True,
              workdir=None) -> tuple[dict, dict | None]:
-    """NTP from scratch on ``task`` (lr decayed over the last 20% of steps, ``batch_size``
+    """NTP from scratch on ``task`` (``scale.warmup_steps`` of linear warm-up, lr decayed over
+    the last 20% of steps, ``batch_size``
     sequences a step, default ``scale.batch_size``); returns the final weights and the weights
     at ``early_step`` (or None).
 
@@ -146,7 +147,7 @@ def pretrain(task, scale: Scale, steps: int, seed: int = 0, early_step: int | No
         return {}
 
     ntp.train(model, task, steps, batch_size, scale.lr, seed=seed, decay_frac=0.2,
-              eval_every=early_step or 0, eval_fn=keep_early if early_step else None,
+              warmup_steps=scale.warmup_steps, eval_every=early_step or 0, eval_fn=keep_early if early_step else None,
               checkpoint=ckpt, progress=progress, desc=f"NTP d={task.d} p_cot={task.p_cot}")
     final = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     _PRETRAINED[key] = (final, early.get("state"))

@@ -39,7 +39,7 @@ def train_and_measure(task, scale: Scale, steps: int, seed: int = 0, *, eval_eve
     prompt. With ``eval_every`` the history carries greedy and sampled metrics along the way."""
     model = make_model(task, scale, seed)
     hist = ntp.train(model, task, steps, scale.batch_size, scale.lr, seed=seed, decay_frac=0.2,
-                     eval_every=eval_every,
+                     warmup_steps=scale.warmup_steps, eval_every=eval_every,
                      eval_fn=eval_fn(task, scale, seed) if eval_every else None,
                      checkpoint=checkpoint, progress=progress,
                      desc=f"NTP d={task.d} p_cot={task.p_cot:.3g} seed={seed}")

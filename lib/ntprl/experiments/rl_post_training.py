@@ -225,7 +225,8 @@ def rl_start_sweep(scale: Scale, seed: int = 0, *, progress: bool = True,
             return {}
 
         ntp.train(model, task, steps[-1], scale.batch_size, scale.lr, seed=seed,
-                  eval_every=math.gcd(*steps), eval_fn=keep, progress=False)
+                  warmup_steps=scale.warmup_steps, eval_every=math.gcd(*steps), eval_fn=keep,
+                  progress=False)
         out = []
         for s in progress_bar(steps, desc="rl_start_sweep", disable=not progress):
             start = eval_fn(task, scale, seed)(load_model(task, scale, snaps[s], seed), 0)

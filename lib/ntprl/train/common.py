@@ -137,7 +137,7 @@ def cuda_graph_on(cuda_graph: str, model, opt: torch.optim.Optimizer, by_length:
 class TrainStep:
     """One optimiser step on a batch: ``loss = loss_fn(*batch)``, backward, clipping
     (:func:`optimizer_step`). ``step(lr, *batch)`` sets the learning rate, takes the step and
-    returns the loss.
+    returns the loss (detached: nothing outside may hold on to the step's autograd graph).
 
     With ``graph=True`` (a CUDA GPU; see :func:`cuda_graph_on`) the step is recorded once as a
     CUDA graph and then replayed. A small model's step is hundreds of short kernels, and
@@ -177,7 +177,7 @@ class TrainStep:
     def _eager(self, batch) -> torch.Tensor:
         loss = self.loss_fn(*batch)
         optimizer_step(self.opt, loss, self.model, self.grad_clip)
-        return loss
+        return loss.detach()
 
     def __call__(self, lr: float, *batch: torch.Tensor) -> torch.Tensor:
         self.calls += 1
@@ -221,7 +221,8 @@ class TrainStep:
             self.graph = False
             self.opt.zero_grad(set_to_none=True)
             return self(lr, *batch)
-        self.recorded, self.loss = graph, loss
+        self.recorded, self.loss = graph, loss.detach()
+        del loss
         graph.replay()  # recording ran nothing: this is the step
         return loss
 
