@@ -6,11 +6,17 @@ Runs ``rl_post_training`` at the ``paper`` scale (d = 50, p_cot = 0.25, a 4-laye
 GPT trained by NTP on ``rl_ntp_steps`` x 256 ~ 10^7 fresh sequences, then RL) part by part,
 in the order of what the book shows first: NTP, GRPO (e2e reward), more NTP instead of RL,
 STaR, REINFORCE, then the rest. After each part it writes
-``DIR/rl_post_training-SCALE-seed0.json`` (a results file with provenance, ready to be copied
-to ``lib/ntprl/runs/``) holding every part finished so far, the wall time of each, and a note
-naming the parts left out. It starts no part once ``--budget-s`` seconds have passed, so a
-device session with a fixed time still returns a labelled partial run. Checkpoints go to
-``--work`` (default ``DIR/work``; a rerun with the same folder resumes).
+``DIR/NAME-SCALE-seed0.json`` (``--name``, default ``rl_post_training``: a results file with
+provenance, ready to be copied to ``lib/ntprl/runs/``) holding every part finished so far,
+the wall time of each, and a note naming the parts left out. It starts no part once
+``--budget-s`` seconds have passed, so a device session with a fixed time still returns a
+labelled partial run. Checkpoints go to ``--work`` (default ``DIR/work``; a rerun with the
+same folder resumes).
+
+The same experiment at d = 50 with the ``gpu`` preset's 2-layer width-128 model, on a CPU:
+
+    python tools/paper_headline.py --scale gpu --name rl_post_training_d50 --out DIR \
+        --budget-s 2100 --set rl_d=50 rl_ntp_steps=2000 rl_steps=60 eval_n=1000
 """
 
 from __future__ import annotations
@@ -38,6 +44,9 @@ def main(argv=None):
     ap.add_argument("--scale", default="paper")
     ap.add_argument("--budget-s", type=float, default=480.0,
                     help="start no new part after this many seconds")
+    ap.add_argument("--name", default="rl_post_training",
+                    help="the results file's experiment name: another one keeps a variant "
+                         "(e.g. d = 50 from a smaller preset) apart from the preset's own run")
     ap.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE",
                     help="override scale fields, e.g. rl_ntp_steps=8000 (recorded in the "
                          "results file's config and note)")
@@ -51,7 +60,7 @@ def main(argv=None):
     scale = scale.with_(**changes)
     out = pathlib.Path(args.out)
     work = pathlib.Path(args.work) if args.work else out / "work"
-    path = out / f"rl_post_training-{scale.name}-seed0.json"
+    path = out / f"{args.name}-{scale.name}-seed0.json"
     order = list(FIRST) + [p for p in rl_post_training_parts(scale) if p not in FIRST]
     t0 = time.perf_counter()
     print(f"{results.device_name()}, torch {torch.__version__}; scale {scale.name}: d = "
@@ -79,7 +88,7 @@ def main(argv=None):
                 + ": parts in the order "
                 f"run: {', '.join(done)}"
                 + (f"; not run: {', '.join(left)}." if left else "; complete."))
-        results.save(path, res, experiment="rl_post_training", scale=scale.name, seed=0,
+        results.save(path, res, experiment=args.name, scale=scale.name, seed=0,
                      config=dataclasses.asdict(scale), wall_s=time.perf_counter() - t0,
                      note=note)
         last = res["runs"][name]["history"][-1]

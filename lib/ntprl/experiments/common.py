@@ -147,7 +147,8 @@ def pretrain(task, scale: Scale, steps: int, seed: int = 0, early_step: int | No
         return {}
 
     ntp.train(model, task, steps, batch_size, scale.lr, seed=seed, decay_frac=0.2,
-              warmup_steps=scale.warmup_steps, eval_every=early_step or 0, eval_fn=keep_early if early_step else None,
+              warmup_steps=scale.warmup_steps, eval_every=early_step or 0,
+              eval_fn=keep_early if early_step else None,
               checkpoint=ckpt, progress=progress, desc=f"NTP d={task.d} p_cot={task.p_cot}")
     final = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     _PRETRAINED[key] = (final, early.get("state"))

@@ -222,9 +222,9 @@ class TrainStep:
             self.opt.zero_grad(set_to_none=True)
             return self(lr, *batch)
         self.recorded, self.loss = graph, loss.detach()
-        del loss
+        del loss  # keep no autograd graph of the recording alive
         graph.replay()  # recording ran nothing: this is the step
-        return loss
+        return self.loss
 
 
 @contextlib.contextmanager
