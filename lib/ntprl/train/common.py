@@ -206,15 +206,13 @@ class TrainStep:
             main.wait_stream(side)
             loss.record_stream(main)
             return loss
-        self.opt.zero_grad(set_to_none=True)  # the recording allocates the gradients
         graph = torch.cuda.CUDAGraph()
         try:
             with torch.cuda.graph(graph):
                 loss = self.loss_fn(*self.static)
-                loss.backward()
-                if self.grad_clip is not None:
-                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
-                self.opt.step()
+                # its zero_grad(set_to_none=True) runs once, here: the recording allocates the
+                # gradients, and every replay writes them in place
+                optimizer_step(self.opt, loss, self.model, self.grad_clip)
         except Exception as err:  # noqa: BLE001 - any failure: say so and stay eager
             warnings.warn(f"recording the training step as a CUDA graph failed ({err!r}); "
                           "training goes on without it", RuntimeWarning, stacklevel=2)
