@@ -814,6 +814,8 @@ else:
     assert c50["d"] == 50 and s50["greedy_acc"] <= 0.55 and s50["greedy_len_mean"] <= 1.1
     assert abs(s50["sampled_long_frac"] - 0.25) <= 0.03
     assert s50["sampled_long_right_frac"] >= 0.95 * s50["sampled_long_frac"], s50
+    assert abs(s50["sampled_acc"] - theory.accuracy(c50["p_cot"])) <= 0.02, s50["sampled_acc"]
+    assert 12 <= s50["sampled_len_mean"] <= 14, s50["sampled_len_mean"]
     g50 = c50["runs"]["grpo-e2e"]
     first95 = next(r["step"] for r in g50["history"] if r.get("greedy_acc", 0) >= 0.95)
     assert first95 <= 10, first95

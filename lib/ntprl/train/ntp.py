@@ -133,8 +133,8 @@ def train(model, task, steps: int, batch_size: int, lr: float, *, seed: int = 0,
             (where small models are bound by kernel launches, which groups multiply).
         cuda_graph: ``"auto"`` (default): on a CUDA GPU, record the training step once as a
             CUDA graph and replay it (:class:`~ntprl.train.common.TrainStep`; the same
-            arithmetic, several times faster for the paper's small models, whose eager steps
-            wait on Python launching kernels); ``"no"``: eager steps; ``"yes"``: like
+            arithmetic, 1.8x the eager step for the paper's model on an H200, whose eager
+            steps wait on Python launching kernels); ``"no"``: eager steps; ``"yes"``: like
             ``"auto"`` but a ``ValueError`` says why when it cannot (see
             :func:`~ntprl.train.common.cuda_graph_on`). It does not enter the checkpoint's
             identity: a run may resume with the other setting.
@@ -198,6 +198,7 @@ def train(model, task, steps: int, batch_size: int, lr: float, *, seed: int = 0,
                "lr": lr_at(0, steps, lr, warmup_steps, decay_frac)}
         stopped = evaluate_into(rec, 0)
         history.append(rec)
+
     def batch_loss(tokens):  # the NTP loss of one batch, as the step below minimises it
         return ntp_loss(model, tokens, response_mask(tokens, task.prompt_len, task.PAD),
                         task.PAD, by_length=grouped, precision=precision)
@@ -214,7 +215,7 @@ def train(model, task, steps: int, batch_size: int, lr: float, *, seed: int = 0,
         loss = train_step(cur_lr, tokens)
         step += 1
         # the running sum stays on the device: no GPU -> CPU wait at every step
-        loss_sum, loss_n = loss_sum + loss.detach(), loss_n + 1
+        loss_sum, loss_n = loss_sum + loss, loss_n + 1  # train_step's loss is detached
         do_log = step % log_every == 0 or step == steps
         do_eval = bool(eval_every) and (step % eval_every == 0 or step == steps)
         if do_log or do_eval:
