@@ -196,3 +196,30 @@ def test_every_stored_run_is_listed_in_the_reproducibility_appendix():
         stem = path.name
         short = re.sub(r"-seed\d+\.json$", "", stem)
         assert stem in page or f"`{short}-seed" in page, f"{stem} is not in book/reproducibility.md"
+
+
+@pytest.mark.parametrize("chapter", sorted((ROOT / "chapters" / "src").glob("0*.py")),
+                         ids=lambda p: p.stem)
+def test_setup_cell_without_anything_installed_says_what_to_install(chapter):
+    """Outside Colab with neither ntprl nor its requirements importable, the first cell stops
+    with the install command, not with a bare error about torch or matplotlib."""
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    src = chapter.read_text()
+    start = src.index('# %% tags=["hide-output"]')
+    cell = src[start:src.index("# %%", start + 5)]
+    code = TransformerManager().transform_cell(cell.split("\nscale = ")[0])
+    blocked = ("ntprl", "torch", "numpy", "matplotlib")
+    prog = (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        f"        if name.split('.')[0] in {blocked!r}:\n"
+        "            raise ModuleNotFoundError(f'No module named {name!r}', name=name)\n"
+        "sys.meta_path.insert(0, Block())\n"
+        f"exec(compile({code!r}, 'setup', 'exec'), {{'get_ipython': None}})\n")
+    done = subprocess.run([sys.executable, "-c", prog], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode != 0
+    last = done.stderr.strip().splitlines()[-1]
+    assert "needs the book's library" in last and "pip install -e ./lib" in last, last

@@ -131,6 +131,22 @@ DELEGATE = {  # a right answer, written by calling the library: must be refused
     "ex6-threshold": "def threshold_for(m):\n    return theory.divergent_threshold(m)",
     "ex6-extract": "def my_extract(text):\n    return gsm8k.extract_answer(text)",
     "ex6-target": "def my_long_target(solution):\n    return gsm8k.long_target(solution)",
+    "ex1-sequence": "def make_sequence(x, long):\n"
+                    "    t = ParityTask(len(x), 1.0)\n"
+                    "    chain = t.chain_of(torch.tensor([x]))[0].tolist()\n"
+                    "    return list(x) + (chain if long else chain[-1:]) + [EOS]",
+    "ex3-epsilon": "def rounds_to(p, eps):\n"
+                   "    n = theory.star_rounds_to_threshold(p)\n"
+                   "    return n + int(math.log2((1 - eps) / eps))",
+}
+ALIAS = {  # the library's own function under the answer's name: must be refused too
+    "ex1-running-parity": "running_parity = ParityTask(4, 1.0).chain_of",
+    "ex3-star-map": "star_round = theory.star_map",
+    "ex4-grpo": "import functools\n"
+                "grpo_advantages = functools.partial(rl.group_advantages, norm='group_std')",
+    "ex4-rounds": "rounds_needed = theory.star_rounds_to_threshold",
+    "ex5-threshold": "threshold_for = theory.divergent_threshold",
+    "ex6-extract": "my_extract = gsm8k.extract_answer",
 }
 
 
@@ -157,6 +173,9 @@ def test_named_check_passes_the_solution_and_fails_stub_wrong_and_delegating_ans
     if label in DELEGATE:
         got = run(label, DELEGATE[label])
         assert got["status"] == "failed" and "calls ntprl's own" in got["detail"], got
+    if label in ALIAS:
+        got = run(label, ALIAS[label])
+        assert got["status"] == "failed" and "is ntprl's own" in got["detail"], got
 
 
 def test_checks_restore_the_library_after_refusing_a_delegating_answer():
@@ -211,12 +230,13 @@ def test_grade_command_writes_a_csv_for_complete_empty_and_wrong_submissions(tmp
                    **{("empty", k): "not attempted" for k in labels},
                    ("wrong", "ex4-grpo"): "failed", ("wrong", "ex4-loss"): "not attempted",
                    ("wrong", "ex4-ablation"): "not attempted",
-                   ("wrong", "ex4-star"): "failed", ("wrong", "ex4-star-round"): "not attempted",
+                   ("wrong", "ex4-star"): "passed", ("wrong", "ex4-star-round"): "not attempted",
                    ("wrong", "ex4-rounds"): "failed"}
-    # the endless loop failed the notebook on the time limit, named in the detail
-    assert all("longer than 20 s" in r["detail"] for r in rows
-               if r["student"] == "wrong" and r["status"] == "failed")
-    assert "6 passed, 3 failed, 9 not attempted" in capsys.readouterr().out
+    # the endless loop failed its own answer on the time limit, and no other
+    detail = {r["exercise"]: r["detail"] for r in rows if r["student"] == "wrong"}
+    assert "longer than 20 s" in detail["ex4-rounds"]
+    assert "longer than" not in detail["ex4-grpo"] and detail["ex4-grpo"], detail
+    assert "7 passed, 2 failed, 9 not attempted" in capsys.readouterr().out
 
 
 def test_grade_refuses_paths_without_notebooks(tmp_path):
@@ -243,4 +263,16 @@ def test_ablation_check_rejects_a_shared_start_and_a_seed_per_arm(old, new, says
     source = SOLUTIONS["ex4-ablation"]
     assert old in source
     got = run("ex4-ablation", source.replace(old, new))
+    assert got["status"] == "failed" and says in got["detail"], got
+
+
+@pytest.mark.parametrize("label, wrap, says", [
+    ("ex2-first-token", "def first_token_share(seqs, d):\n    return torch.tensor(_f(seqs, d))",
+     "Python number"),
+    ("ex1-running-parity", "def running_parity(x):\n    return _f(x).int()", "torch.int32"),
+])
+def test_checks_enforce_the_type_the_exercise_states(label, wrap, says):
+    name = checks.EXERCISES[label][0]
+    source = f"{SOLUTIONS[label]}\n_f = {name}\n{wrap}"  # the right values, the wrong type
+    got = run(label, source)
     assert got["status"] == "failed" and says in got["detail"], got

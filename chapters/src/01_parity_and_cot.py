@@ -49,18 +49,18 @@ if "google.colab" in sys.modules:
 
 import itertools
 
-import matplotlib.pyplot as plt
-import torch
-
 try:
     import ntprl
-except ModuleNotFoundError:
+except ModuleNotFoundError as missing:  # outside Colab, with nothing installed
     raise ModuleNotFoundError(
-        "This chapter needs the book's library: `pip install -e ./lib` from the "
+        f"This chapter needs the book's library and its requirements ({missing.name} is "
+        "missing): `pip install -e ./lib` from the "
         "repository root, or anywhere `pip install "
         "'ntprl @ git+https://github.com/ntprl/rl-after-ntp-book@main"
         "#subdirectory=lib'`"
     ) from None
+import matplotlib.pyplot as plt
+import torch
 from ntprl import checks, plots
 from ntprl.experiments import parity_hardness
 from ntprl.tasks import EOS, PAD, ParityTask

@@ -48,19 +48,19 @@ if "google.colab" in sys.modules:
     %pip install -q \
         "ntprl @ git+https://github.com/ntprl/rl-after-ntp-book@main#subdirectory=lib"
 
-import matplotlib.pyplot as plt
-import numpy as np
-import torch
-
 try:
     import ntprl
-except ModuleNotFoundError:
+except ModuleNotFoundError as missing:  # outside Colab, with nothing installed
     raise ModuleNotFoundError(
-        "This chapter needs the book's library: `pip install -e ./lib` from the "
+        f"This chapter needs the book's library and its requirements ({missing.name} is "
+        "missing): `pip install -e ./lib` from the "
         "repository root, or anywhere `pip install "
         "'ntprl @ git+https://github.com/ntprl/rl-after-ntp-book@main"
         "#subdirectory=lib'`"
     ) from None
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
 from ntprl import checks, plots, results, theory
 from ntprl.experiments import more_data, threshold
 from ntprl.metrics import format_tree
@@ -238,7 +238,7 @@ if scale.checks_claims:
 # scale, kept in `ntprl/runs/`), it is plotted here next to the live run, labelled with where
 # it came from.
 
-# %%
+# %% tags=["hide-input"]
 stored = results.stored("threshold")
 if stored is None:
     print("This version of ntprl ships no stored GPU run of `threshold`; "
@@ -359,12 +359,12 @@ if scale.checks_claims:
           "greedy accuracy is <= 0.6; the long fraction stays within 0.07 of 0.25")
 
 # %% [markdown]
-# ### At the paper's $d = 50$: a chain our first preset did not learn
+# ### At the paper's $d = 50$: the learning rate decides whether the chain is learned
 #
 # The `paper` preset trains the paper's model size (4 layers, width 256) at $d = 50$,
-# $p_{cot} = 0.25$, for 40000 steps of 256 sequences ($10^7$, as the paper). The stored run
-# below is that full NTP run, made on a GPU with the preset as it was then (AdamW at lr
-# $10^{-3}$, no warm-up). Its NTP model, measured on 4000 fresh prompts:
+# $p_{cot} = 0.25$, for 40000 steps of 256 sequences ($10^7$, as the paper). The first stored
+# run below is that full NTP run with AdamW at lr $10^{-3}$ and no warm-up. Its NTP model,
+# measured on 4000 fresh prompts:
 
 # %% tags=["hide-input"]
 stored50 = results.stored("rl_post_training_unlearned_chain", "paper")
@@ -445,9 +445,9 @@ else:
 # that has the chain and is calibrated (uncertain only about the first token and whether to
 # continue, as in the derivation above). On chains alone ($p_{cot} = 1$) even lr $10^{-3}$ works: it is the mixture, three quarters of whose
 # targets are unlearnable parities, that makes the larger model's training fragile. An
-# earlier 6000-step run at lr $10^{-3}$ (listed in the reproducibility appendix) got further,
-# so the failure is not even reliable. The `paper` preset now uses lr $3 \times 10^{-4}$ with
-# the warm-up (our choice: the paper does not give its learning rate). The full run with it,
+# 6000-step run at lr $10^{-3}$ (in the reproducibility appendix) got further, so the
+# failure is not even reliable. The `paper` preset uses lr $3 \times 10^{-4}$ with the warm-up
+# (our choice: the paper does not give its learning rate). The full run with it,
 # 40000 steps of 256 sequences (267 s on an H200), gives this NTP model:
 
 # %% tags=["hide-input"]
@@ -545,8 +545,9 @@ checks.ex2_marker(greedy_goes_long_with_marker)
 # Greedy decoding is the limit of sampling at temperature $\tau \to 0$. For the idealised model
 # of this chapter, write `long_prob_at(p, tau)`: the probability of a long answer when both
 # decisions are sampled from the model's distribution raised to $1/\tau$ and renormalised
-# ($\tau > 0$). Then look at how it changes with $\tau$ at $p = 0.2$: what does a *higher*
-# temperature do to the long fraction below the threshold? And at $p = 0.3$?
+# ($\tau > 0$). Then, before you look at the figure after the check: below the threshold, does
+# a *higher* temperature always raise the long fraction? Reason with the two decisions, one
+# a majority and one a minority, and test your answer at $p = 0.2$ and $p = 0.3$.
 # :::
 #
 # :::{solution-start} ex2-temperature
@@ -578,6 +579,8 @@ def long_prob_at(p, tau):
 
 # %%
 checks.ex2_temperature(long_prob_at)
+
+# %% tags=["hide-input"]
 taus = (0.0, 0.5, 0.75, 1.0, 1.5)
 for p in (0.2, 0.3):
     print(f"long fraction at p = {p}:",
@@ -587,8 +590,6 @@ assert (theory.long_prob(0.2, 1.5) > theory.long_prob(0.2, 1.0)
         > theory.long_prob(0.2, 0.5))
 assert (theory.long_prob(0.3, 1.5) < theory.long_prob(0.3, 1.0)
         < theory.long_prob(0.3, 0.5))
-
-# %% tags=["hide-input"]
 grid = np.linspace(0.0, 0.5, 201)
 fig, ax = plt.subplots(figsize=(6, 3.4))
 for tau in (0.0, 0.5, 1.0, 1.5):
@@ -640,7 +641,7 @@ checks.ex2_probe(calibration_probe)
 #
 # 1. Why is a model trained by next-token prediction *length-calibrated*, and why does calibration, not lack of knowledge, make greedy decoding fail below $1/3$?
 # 2. The threshold comes from two decisions in a row. How does it change when the long route announces itself with a marker token (exercise 2)?
-# 3. At $p_{cot} = 0.3$ a *lower* temperature makes long answers more likely. Explain with the two decisions.
+# 3. Below $1/3$, does sampling at a lower temperature always make long answers rarer? Explain with the two decisions.
 
 # %% [markdown]
 # ## Summary

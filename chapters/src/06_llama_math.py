@@ -78,18 +78,18 @@ if "google.colab" in sys.modules:
 
 import re
 
-import matplotlib.pyplot as plt
-import torch
-
 try:
     import ntprl
-except ModuleNotFoundError:
+except ModuleNotFoundError as missing:  # outside Colab, with nothing installed
     raise ModuleNotFoundError(
-        "This chapter needs the book's library: `pip install -e ./lib` from the "
+        f"This chapter needs the book's library and its requirements ({missing.name} is "
+        "missing): `pip install -e ./lib` from the "
         "repository root, or anywhere `pip install "
         "'ntprl[llm] @ git+https://github.com/ntprl/rl-after-ntp-book@main"
         "#subdirectory=lib'`"
     ) from None
+import matplotlib.pyplot as plt
+import torch
 from ntprl import checks, llm, plots, results, theory
 from ntprl.llm import gsm8k, sums
 
@@ -148,10 +148,9 @@ for route, target in [("long", gsm8k.long_target), ("short", gsm8k.short_target)
 #
 # $$p^\ast = \tfrac12 .$$
 #
-# In general, if the short answers' most likely first token carries a share $m$ of them,
-# greedy goes long iff $p > m(1-p)$, i.e. $p^\ast = m/(1+m)$ — $1/3$ for a marker before a
-# parity chain ($m = 1/2$, chapter 2's exercise), $1/2$ here ($m = 1$).
-# `theory.divergent_threshold` computes it:
+# Chapter 5 gave the general rule, for a share $m$ of the short answers on their most likely
+# first token (exercise `ex6-threshold` below asks you to write it again and apply it to
+# another format); `theory.divergent_threshold` computes it:
 
 # %%
 threshold = theory.divergent_threshold(1.0)
@@ -281,7 +280,21 @@ if scale.checks_claims:
 # | `temperature` (`1.0`) | `temperature` | how often the rollouts leave the greedy route; what it does to the long share depends on $p_{cot}$ (chapter 2) |
 #
 # Every `cfg.eval_every` steps a callback decodes the held-out problems greedily, so we see
-# greedy accuracy and the greedy route change as GRPO goes.
+# greedy accuracy and the greedy route change as GRPO goes. The TRL configuration, as
+# `llm.grpo` writes it:
+
+# %%
+import inspect
+import textwrap
+
+from IPython.display import Code
+
+from ntprl.llm import recipe
+
+src = inspect.getsource(recipe.grpo)
+first = src.rfind("\n", 0, src.index("args = GRPOConfig(")) + 1
+last = src.index("\n", src.index("use_vllm=", first))
+Code(textwrap.dedent(src[first:last]), language="python")
 
 # %%
 print(f"GRPO: {cfg.grpo_steps} steps of {cfg.grpo_prompts} prompts "

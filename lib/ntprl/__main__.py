@@ -102,7 +102,7 @@ def main(argv=None) -> int:
     g.add_argument("submissions", nargs="+", help="folders of notebooks, or notebooks")
     g.add_argument("--out", default="grades.csv", help="the CSV to write (default grades.csv)")
     g.add_argument("--timeout", type=float, default=120.0,
-                   help="seconds allowed to grade one notebook (default 120)")
+                   help="seconds allowed to grade one answer (default 120)")
     args = ap.parse_args(argv)
     try:
         if args.command == "grade":

@@ -102,7 +102,8 @@ def grade_answers(answers: dict[str, str]) -> list[dict]:
 
 
 def grade_notebook(path: str | os.PathLike, timeout: float = 120.0) -> list[dict]:
-    """Grade one notebook in a separate Python process (killed after ``timeout`` seconds)."""
+    """Grade one notebook: each attempted answer in its own Python process, killed after
+    ``timeout`` seconds, so an endless loop in one answer fails that answer alone."""
     path = pathlib.Path(path)
     try:
         answers = answer_cells(json.loads(path.read_text()))
@@ -111,6 +112,17 @@ def grade_notebook(path: str | os.PathLike, timeout: float = 120.0) -> list[dict
                  "detail": f"the notebook cannot be read: {' '.join(str(e).split())}"}]
     if not answers:
         return []
+    rows = []
+    for label, source in answers.items():
+        if STUB_MARK in source:  # known without starting a process
+            rows.append({"exercise": label, "status": "not attempted", "detail": ""})
+        else:
+            rows += _grade_in_process({label: source}, timeout)
+    return rows
+
+
+def _grade_in_process(answers: dict[str, str], timeout: float) -> list[dict]:
+    """:func:`grade_answers` in a fresh Python process with a time limit."""
     cmd = [sys.executable, "-c", "import json, sys; from ntprl.grading import grade_answers; "
            "print(json.dumps(grade_answers(json.load(sys.stdin))))"]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
@@ -119,12 +131,10 @@ def grade_notebook(path: str | os.PathLike, timeout: float = 120.0) -> list[dict
     try:
         done = subprocess.run(cmd, input=json.dumps(answers), capture_output=True, text=True,
                               timeout=timeout, env=env)
-    except subprocess.TimeoutExpired:  # stubs are known without running anything
-        return [{"exercise": label, "status": "not attempted", "detail": ""}
-                if STUB_MARK in source else
-                {"exercise": label, "status": "failed",
-                 "detail": f"grading this notebook took longer than {timeout:.0f} s"}
-                for label, source in answers.items()]
+    except subprocess.TimeoutExpired:
+        return [{"exercise": label, "status": "failed",
+                 "detail": f"grading this answer took longer than {timeout:.0f} s"}
+                for label in answers]
     try:
         return json.loads(done.stdout.strip().splitlines()[-1])
     except (IndexError, json.JSONDecodeError):

@@ -443,14 +443,26 @@ def _common_args(cfg: LLMConfig, out_dir: str, progress: bool, config_cls) -> di
                 disable_tqdm=not progress, **{ckpt: cfg.gradient_checkpointing}, **_precision(cfg))
 
 
+def _bars(progress: bool) -> bool:
+    """``progress`` unless ``$NTPRL_PROGRESS`` turns bars off (:mod:`ntprl.progress`). Without
+    bars, the datasets library's are turned off too, before a trainer is built: building one
+    tokenizes the data behind bars that a static page would show stuck at 0%."""
+    from ..progress import enabled
+
+    progress = progress and enabled()
+    if not progress:
+        import datasets
+
+        datasets.disable_progress_bars()
+    return progress
+
+
 def _quiet(trainer, progress: bool):
     """Without progress bars the Trainer prints every log line instead; drop that printer."""
     if not progress:
-        import datasets
         from transformers.trainer_callback import PrinterCallback
 
         trainer.remove_callback(PrinterCallback)
-        datasets.disable_progress_bars()
     return trainer
 
 
@@ -469,6 +481,7 @@ def sft(model, tokenizer, mixture: list[dict], cfg: LLMConfig, progress: bool = 
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
+    progress = _bars(progress)
     data = Dataset.from_list([{"prompt": m["prompt"], "completion": m["completion"]}
                               for m in mixture])
     with tempfile.TemporaryDirectory() as out:
@@ -498,6 +511,7 @@ def grpo(model, tokenizer, problems: list[dict], cfg: LLMConfig, progress: bool 
     from transformers import TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
 
+    progress = _bars(progress)
     data = Dataset.from_list([{"prompt": prompt(p, tokenizer, cfg),
                                "gold": gsm8k.gold_answer(p["answer"])} for p in problems])
 
@@ -515,13 +529,16 @@ def grpo(model, tokenizer, problems: list[dict], cfg: LLMConfig, progress: bool 
                 state.log_history.append({"step": state.global_step, "heldout": ev})
 
     with tempfile.TemporaryDirectory() as out:
-        args = GRPOConfig(max_steps=cfg.grpo_steps, learning_rate=cfg.grpo_lr,
-                          per_device_train_batch_size=cfg.grpo_prompts * cfg.num_generations,
-                          num_generations=cfg.num_generations,
-                          max_completion_length=cfg.max_completion_length,
-                          temperature=cfg.temperature, beta=cfg.beta, loss_type=cfg.loss_type,
-                          scale_rewards=cfg.scale_rewards, reward_weights=[1.0, 0.0],
-                          use_vllm=cfg.use_vllm, **_common_args(cfg, out, progress, GRPOConfig))
+        args = GRPOConfig(
+            max_steps=cfg.grpo_steps, learning_rate=cfg.grpo_lr,
+            per_device_train_batch_size=cfg.grpo_prompts * cfg.num_generations,
+            num_generations=cfg.num_generations,
+            max_completion_length=cfg.max_completion_length,
+            # the choices that move response length (chapter 6's table)
+            temperature=cfg.temperature, beta=cfg.beta, loss_type=cfg.loss_type,
+            scale_rewards=cfg.scale_rewards,
+            reward_weights=[1.0, 0.0],  # correctness is the reward; long_answer is only logged
+            use_vllm=cfg.use_vllm, **_common_args(cfg, out, progress, GRPOConfig))
         trainer = _quiet(GRPOTrainer(model=model, reward_funcs=[correctness, long_answer],
                                      args=args, train_dataset=data, processing_class=tokenizer,
                                      peft_config=_lora(cfg), callbacks=[HeldOut()]), progress)
