@@ -14,6 +14,7 @@ CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text())
 TOC = yaml.safe_load((ROOT / "_toc.yml").read_text())
 REPO_URL = CONFIG["repository"]["url"].rstrip("/")
 OWNER_REPO = REPO_URL.removeprefix("https://github.com/")
+REF = CONFIG["repository"]["branch"]  # what the install lines and Colab links point at
 CHAPTERS = sorted((ROOT / "chapters").glob("[0-9][0-9]_*.ipynb"))
 
 
@@ -30,7 +31,8 @@ def load(path):
 
 def test_repository_config():
     assert REPO_URL.startswith("https://github.com/") and OWNER_REPO.count("/") == 1
-    assert CONFIG["repository"]["branch"] == "main" and CONFIG["repository"]["path_to_book"] == "."
+    assert re.fullmatch(r"[\w.-]+", REF), f"repository.branch={REF!r}: a branch or tag name"
+    assert CONFIG["repository"]["path_to_book"] == "."
     assert CONFIG["sphinx"]["config"]["nb_execution_raise_on_error"] is True
 
 
@@ -42,6 +44,12 @@ def test_toc_entry_exists(entry):
 def test_every_chapter_is_in_the_toc():
     assert {f"chapters/{p.stem}" for p in CHAPTERS} <= set(toc_files())
     assert CHAPTERS, "no chapters found"
+
+
+def test_course_colab_links_open_the_configured_ref():
+    page = (ROOT / "book" / "course.md").read_text()
+    refs = re.findall(rf"colab\.research\.google\.com/github/{OWNER_REPO}/blob/([\w.-]+)/", page)
+    assert refs and set(refs) == {REF}, refs
 
 
 def test_every_github_link_uses_the_one_repository_url():
@@ -58,7 +66,7 @@ def test_chapter_conventions(path):
     cells = nb["cells"]
     first, setup = cells[0], cells[1]
     head = "".join(first["source"])
-    colab = f"https://colab.research.google.com/github/{OWNER_REPO}/blob/main/chapters/"
+    colab = f"https://colab.research.google.com/github/{OWNER_REPO}/blob/{REF}/chapters/"
     assert first["cell_type"] == "markdown" and head.startswith("# ")
     # the badge opens the student copy; a second link the full chapter, with solutions
     assert f"colab-badge.svg)]({colab}student/{path.name})" in head, "badge: the student copy"
@@ -66,7 +74,7 @@ def test_chapter_conventions(path):
     assert "Learning goals" in head and "Compute" in head
     src = "".join(setup["source"])
     assert setup["cell_type"] == "code" and "hide-output" in setup["metadata"].get("tags", [])
-    assert f"git+{REPO_URL}@main#subdirectory=lib" in src and "google.colab" in src
+    assert f"git+{REPO_URL}@{REF}#subdirectory=lib" in src and "google.colab" in src
     assert "pip install" in src and not re.search(r"pip install[^\n]*\btorch\b", src)
     assert "ntprl.scale.setup(" in src
     # Colab: a form field picks the scale; without the library the cell says what to install
@@ -100,9 +108,7 @@ HIDDEN_INPUT = {"hide-input", "remove-input", "remove-cell"}
 # Visible lines that cannot be wrapped to the page. Chapter 6's `%pip install` of the library
 # with its extra: a magic line can go on after a `\`, but the quoted spec is one shell word of
 # 83 characters, past the page on a line of its own once indented under the `if`.
-UNWRAPPABLE = {
-    f'%pip install -q "ntprl[llm] @ git+{REPO_URL}@main#subdirectory=lib"',
-}
+UNWRAPPABLE: set[str] = set()  # lines that cannot be wrapped (none today)
 SOURCES = sorted((ROOT / "chapters/src").glob("[0-9][0-9]_*.py"))
 
 

