@@ -73,7 +73,8 @@ def test_chapter_conventions(path):
     assert f"with solutions]({colab}{path.name})" in head, "a link to the full chapter"
     assert "Learning goals" in head and "Compute" in head
     src = "".join(setup["source"])
-    assert setup["cell_type"] == "code" and "hide-output" in setup["metadata"].get("tags", [])
+    # its code folded, its output shown: the scale, device, date and commit of the page's run
+    assert setup["cell_type"] == "code" and "hide-input" in setup["metadata"].get("tags", [])
     assert f"git+{REPO_URL}@{REF}#subdirectory=lib" in src and "google.colab" in src
     assert "pip install" in src and not re.search(r"pip install[^\n]*\btorch\b", src)
     assert "ntprl.scale.setup(" in src
@@ -212,7 +213,7 @@ def test_setup_cell_without_anything_installed_says_what_to_install(chapter):
     from IPython.core.inputtransformer2 import TransformerManager
 
     src = chapter.read_text()
-    start = src.index('# %% tags=["hide-output"]')
+    start = src.index('# %% tags=["hide-input"]')
     cell = src[start:src.index("# %%", start + 5)]
     code = TransformerManager().transform_cell(cell.split("\nscale = ")[0])
     blocked = ("ntprl", "torch", "numpy", "matplotlib")

@@ -316,3 +316,19 @@ def test_chain_probe_reads_a_learned_chain_and_writes_its_record(tmp_path):
     assert [r["step"] for r in rec["history"]] == [0, 100, 200, 300]
     assert rec["history"][-1]["chain_exact"] >= 0.95, rec["history"][-1]
     assert rec["settings"]["d"] == 6 and rec["device"]
+
+
+def test_rounds_vs_p_samples_enough_long_answers_from_a_rare_p_cot():
+    from ntprl import experiments, scale as scales
+    from ntprl.experiments.rl_post_training import star_samples_for
+
+    gpu = scales.get("gpu")
+    assert star_samples_for(gpu, 0.02) == 10_000 and star_samples_for(gpu, 0.2) == 2048
+    assert star_samples_for(scales.get("paper"), 0.01) == 40_000
+    assert star_samples_for(scales.get("fast"), 0.02) == scales.get("fast").star_samples
+    tiny = TINY.with_(rounds_min_long=8)  # 8 / 0.1 = 80 samples a round instead of 32
+    r = experiments.run("rounds_vs_p", tiny, progress=False)
+    got = {run["p_cot"]: run["samples_per_round"] for run in r["runs"]}
+    assert got == {0.1: 80, 0.2: max(tiny.star_samples, 40)}, got
+    star = r["runs"][0]["history"][1]
+    assert star["len_hist"] and sum(star["len_hist"]) == 80, star

@@ -33,7 +33,7 @@
 #
 # **Further reading.** why parity is hard for gradient methods {cite}`shalev2017failures,daniely2020learning,barak2022hidden`; how sub-tasks and scratchpads make it easy {cite}`wies2023subtask,nye2021scratchpad,abbe2024far,kim2025transformers`.
 
-# %% tags=["hide-output"]
+# %% tags=["hide-input"]
 # Setup. The scale: "auto" is $NTPRL_SCALE if set, else "gpu" with CUDA, else "fast" (in
 # Colab, pick it in the form on the right). WORKDIR (e.g. a folder on a mounted Google
 # Drive) keeps the long runs resumable: a dropped session picks up where it stopped.

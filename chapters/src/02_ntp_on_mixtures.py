@@ -34,7 +34,7 @@
 #
 # **Further reading.** the paper's calibration argument {cite}`tsilivis2025rl`; auto-regressive linear learners {cite}`malach2024auto`.
 
-# %% tags=["hide-output"]
+# %% tags=["hide-input"]
 # Setup. The scale: "auto" is $NTPRL_SCALE if set, else "gpu" with CUDA, else "fast" (in
 # Colab, pick it in the form on the right). WORKDIR (e.g. a folder on a mounted Google
 # Drive) keeps the long runs resumable: a dropped session picks up where it stopped.

@@ -33,7 +33,7 @@
 #
 # **Further reading.** the linear auto-regressive model {cite}`malach2024auto`; sub-task decomposition {cite}`wies2023subtask`; STaR {cite}`zelikman2022star`.
 
-# %% tags=["hide-output"]
+# %% tags=["hide-input"]
 # Setup. The scale: "auto" is $NTPRL_SCALE if set, else "gpu" with CUDA, else "fast" (in
 # Colab, pick it in the form on the right). WORKDIR (e.g. a folder on a mounted Google
 # Drive) keeps the long runs resumable: a dropped session picks up where it stopped.

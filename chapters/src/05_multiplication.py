@@ -35,7 +35,7 @@
 #
 # **Further reading.** the paper's multiplication experiments {cite}`tsilivis2025rl`; scratchpads for arithmetic {cite}`nye2021scratchpad`.
 
-# %% tags=["hide-output"]
+# %% tags=["hide-input"]
 # Setup. The scale: "auto" is $NTPRL_SCALE if set, else "gpu" with CUDA, else "fast" (in
 # Colab, pick it in the form on the right). WORKDIR (e.g. a folder on a mounted Google
 # Drive) keeps the long runs resumable: a dropped session picks up where it stopped.
@@ -323,8 +323,9 @@ checks.ex5_chain(long_chain)
 # :::{exercise}
 # :label: ex5-threshold
 # Predict the greedy threshold of three other formats, for a model that learned the chain and
-# is calibrated. Write `threshold_for(m)` (the threshold when the short answers' most likely
-# first token carries a share `m` of them), then use it: (a) short answers written
+# is calibrated. Write `threshold_for(m)`, the rule derived above (the threshold when the short
+# answers' most likely first token carries a share `m` of them) — the check tests it — and
+# then the part that is yours: find `m` for each format and use the rule: (a) short answers written
 # *most*-significant digit first, whose first digit the model cannot compute (spread evenly
 # over 1–9); (b) short answers that open with their own marker, as chapter 6's `#### N` does;
 # (c) parity with a marker before the chain.

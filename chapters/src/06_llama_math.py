@@ -62,7 +62,7 @@
 #
 # **Further reading.** GSM8K {cite}`cobbe2021gsm8k`; TRL {cite}`vonwerra2022trl`; LoRA {cite}`hu2022lora`; SmolLM2 {cite}`allal2025smollm2`; GRPO variants and length {cite}`liu2025drgrpo,yu2025dapo`; length growth at scale {cite}`deepseek2025r1`.
 
-# %% tags=["hide-output"]
+# %% tags=["hide-input"]
 # Setup. The scale: "auto" is $NTPRL_SCALE if set, else "gpu" with CUDA, else "fast" (in
 # Colab, pick it in the form on the right).
 SCALE = "auto"  # @param ["auto", "smoke", "fast", "gpu", "paper"]

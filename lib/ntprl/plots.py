@@ -32,8 +32,10 @@ def _ax(ax):
 
 
 def label_run(ax, meta: dict):
-    """Write where a stored run comes from (scale, device, date) in the axes' corner."""
+    """Write where a stored run comes from (scale, device, date, commit) in the axes' corner."""
     text = ", ".join(str(meta[k]) for k in ("scale", "device", "date") if meta.get(k))
+    if meta.get("git_commit"):
+        text += f", {meta['git_commit'][:7]}"
     ax.text(0.99, 0.01, f"stored run: {text}", transform=ax.transAxes, ha="right", va="bottom",
             fontsize=7, color="0.4")
     return ax

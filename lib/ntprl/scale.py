@@ -81,6 +81,9 @@ class Scale:
     rounds_from_scratch: bool = False  # rounds_vs_p: train each p_cot's start model by NTP from
                                 # scratch (rl_ntp_steps) instead of re-calibrating the base model
     rounds_max: int = 10        # STaR rounds allowed per p_cot
+    rounds_min_long: int = 0    # rounds_vs_p: a round samples max(star_samples,
+                                # rounds_min_long / p_cot) answers, so that from a rare p_cot it
+                                # still keeps about rounds_min_long long ones to fit, not a handful
     leap2_d: int = 8            # d of the leap-2 experiment (small enough that its chain, whose
                                 # steps are three-way XORs, is learned within leap2_steps)
     leap2_steps: int = 3000     # NTP steps per leap-2 / full-chain / short-only run
@@ -158,6 +161,7 @@ PRESETS = {
         rl_d=25, rl_p_cot=0.25, rl_ntp_steps=3000,
         rl_start_steps=(25, 50, 100, 200, 500, 3000), rl_early_step=50, rl_prompts=64, rl_steps=40,
         star_samples=2048, star_steps=60, star_rounds=10, recal_steps=500, rounds_max=15,
+        rounds_min_long=200,  # p_cot = 0.02: 10000 samples a round (about 200 long) not 2048
         rounds_from_scratch=True,
         leap2_p_grid=(0.1, 0.2, 0.3), mult_ns=(1, 2, 3, 4), mult_batch=128,
         mult_max_steps=6000, mult_eval_every=250, mult_n=4, mult_recal_steps=500,
@@ -181,6 +185,7 @@ PRESETS = {
         rl_samples=8,
         rl_steps=100, rl_eval_every=5, star_samples=4096, star_steps=200, star_rounds=20,
         rounds_p_grid=(0.01, 0.02, 0.05, 0.1, 0.2), recal_steps=2000, rounds_max=30,
+        rounds_min_long=400,
         rounds_from_scratch=True,
         leap2_d=12, leap2_steps=20_000,
         leap2_p_grid=(0.05, 0.1, 0.15, 0.2, 0.25, 0.3), mult_ns=(1, 2, 3, 4, 5, 6, 7),

@@ -110,13 +110,21 @@ def rl_post_training(scale: Scale, seed: int = 0, *, progress: bool = True, work
     return out
 
 
+def star_samples_for(scale: Scale, p_cot: float) -> int:
+    """Samples per STaR round of :func:`rounds_vs_p` at ``p_cot``: ``scale.star_samples``, or
+    more where that would keep fewer than ``scale.rounds_min_long`` long answers on average."""
+    return max(scale.star_samples, math.ceil(scale.rounds_min_long / p_cot))
+
+
 def rounds_vs_p(scale: Scale, seed: int = 0, *, progress: bool = True, workdir=None) -> dict:
     """Chapter 4: STaR rounds until greedy accuracy reaches 95%, for each p_cot of
     ``scale.rounds_p_grid``. With ``scale.rounds_from_scratch`` (the ``gpu`` and ``paper``
     presets) each start model is trained by NTP from scratch on D(p_cot) for
     ``scale.rl_ntp_steps`` steps, as in the paper. Otherwise (a shortcut for a CPU) it is the
     NTP model of ``rl_p_cot`` re-calibrated by ``scale.recal_steps`` further NTP steps on
-    D(p_cot): the chain is already learned, only its share moves."""
+    D(p_cot): the chain is already learned, only its share moves. Each round samples
+    :func:`star_samples_for` answers: at least ``scale.rounds_min_long / p_cot``, so the rare
+    long answers a round keeps are enough to fit."""
     base = None
     if not scale.rounds_from_scratch:
         base_task = ParityTask(scale.d, scale.rl_p_cot)
@@ -138,12 +146,14 @@ def rounds_vs_p(scale: Scale, seed: int = 0, *, progress: bool = True, workdir=N
                           seed=seed + RECAL_SEED, decay_frac=0.5, progress=False)
             state = copy.deepcopy(model.state_dict())
             start = eval_fn(task, scale, seed)(model, 0)
+            samples = star_samples_for(scale, p)
             run = rl_run(task, scale, state, "star", seed, progress=False,
-                         steps=scale.rounds_max, eval_every=1,
+                         steps=scale.rounds_max, eval_every=1, star_samples=samples,
                          stop_when=lambda rec: rec["greedy_acc"] >= TARGET)
             hist = run["history"]
             return {"p_cot": p, "start": start, "rounds": first_step(hist),
-                    "max_rounds": scale.rounds_max, "history": hist}
+                    "max_rounds": scale.rounds_max, "samples_per_round": samples,
+                    "history": hist}
 
         out["runs"].append(resumable(workdir, f"rounds-p{p:.4f}-s{seed}", one,
                                      part_identity(scale, seed, part="rounds", p_cot=p)))
