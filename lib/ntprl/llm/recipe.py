@@ -475,9 +475,17 @@ def _lora(cfg: LLMConfig):
                       target_modules="all-linear", task_type="CAUSAL_LM")
 
 
-def sft(model, tokenizer, mixture: list[dict], cfg: LLMConfig, progress: bool = True):
+def sft(model, tokenizer, mixture: list[dict], cfg: LLMConfig, progress: bool = True,
+        workdir=None):
     """Supervised fine-tuning on the mixture (completion-only loss, EOS included) with TRL's
-    ``SFTTrainer``. Returns ``(model, log)``: the trained model (LoRA merged) and TRL's log."""
+    ``SFTTrainer``. Returns ``(model, log)``: the trained model (LoRA merged) and TRL's log.
+    With a ``workdir`` the result is kept there and read back instead of training again
+    (:func:`_stage`), so a dropped session resumes after the finished stage."""
+    return _stage(workdir, "sft", cfg, model, mixture,
+                  lambda: _sft(model, tokenizer, mixture, cfg, progress))
+
+
+def _sft(model, tokenizer, mixture: list[dict], cfg: LLMConfig, progress: bool):
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
@@ -498,7 +506,7 @@ def sft(model, tokenizer, mixture: list[dict], cfg: LLMConfig, progress: bool = 
 
 
 def grpo(model, tokenizer, problems: list[dict], cfg: LLMConfig, progress: bool = True,
-         test: list[dict] | None = None):
+         test: list[dict] | None = None, workdir=None):
     """GRPO with TRL's ``GRPOTrainer`` and the correctness reward. Returns ``(model, log)``; the
     log has TRL's per-step reward, completion length and loss, and — when ``test`` problems are
     given and ``cfg.eval_every`` > 0 — rows ``{"step", "heldout": evaluate(...)}`` with greedy
@@ -506,7 +514,14 @@ def grpo(model, tokenizer, problems: list[dict], cfg: LLMConfig, progress: bool 
 
     The reward reads only the answer: the completion is cut at a new question or chat turn and
     the number after its first ``####`` is compared with the gold answer
-    (:func:`~ntprl.llm.gsm8k.correctness_reward`)."""
+    (:func:`~ntprl.llm.gsm8k.correctness_reward`). With a ``workdir``, kept and read back
+    as :func:`sft`'s result is."""
+    return _stage(workdir, "grpo", cfg, model, {"problems": problems, "test": test},
+                  lambda: _grpo(model, tokenizer, problems, cfg, progress, test))
+
+
+def _grpo(model, tokenizer, problems: list[dict], cfg: LLMConfig, progress: bool,
+          test: list[dict] | None):
     from datasets import Dataset
     from transformers import TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
@@ -545,6 +560,34 @@ def grpo(model, tokenizer, problems: list[dict], cfg: LLMConfig, progress: bool 
         trainer.train()
         model = _merged(trainer.model)
     return model, trainer.state.log_history
+
+
+def _stage(workdir, stage: str, cfg: LLMConfig, model, data, train):
+    """``train()`` (which returns ``(model, log)``), or, with a ``workdir`` that holds this
+    stage already, its result read back into ``model``. A stage is known by its name, the whole
+    config, the start weights and the data (a SHA-1 of them in the file name,
+    ``llm-STAGE-KEY.pt``), so another config or start never reads a stale result. The file
+    holds the trained weights (a merged model: no LoRA) and the log as JSON."""
+    if workdir is None:
+        return train()
+    import hashlib
+    import json
+
+    import torch
+
+    from ..train.common import atomic_save, weights_digest
+
+    identity = {"stage": stage, "config": dataclasses.asdict(cfg),
+                "start": weights_digest(model.state_dict()), "data": data}
+    key = hashlib.sha1(json.dumps(identity, sort_keys=True, default=repr).encode()).hexdigest()
+    path = pathlib.Path(workdir) / f"llm-{stage}-{key[:16]}.pt"
+    if path.exists():
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+        model.load_state_dict(saved["state"])
+        return model, json.loads(saved["log"])
+    model, log = train()
+    atomic_save({"state": model.state_dict(), "log": json.dumps(log, default=repr)}, path)
+    return model, log
 
 
 def _merged(model):
