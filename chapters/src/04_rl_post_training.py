@@ -761,35 +761,46 @@ else:
 # $3 \times 10^{-4}$ after a 200-step warm-up. With it, the whole experiment:
 
 # %% tags=["hide-input"]
-def plot_d50(rec, title):
-    """Greedy accuracy and mean sampled length of every run of a stored d = 50
-    `rl_post_training` against the sequences seen after the NTP checkpoint, and GRPO's
-    sampled-length distribution per step. Returns GRPO's length histogram (steps x lengths)."""
+def plot_d50(rec, title, groups=None):
+    """Greedy accuracy and mean sampled length of the runs of a stored d = 50
+    `rl_post_training` against the sequences seen after the NTP checkpoint (one pair of panels
+    per group in `groups`, a dict {row title: run names}; default: one row of every run), and
+    GRPO's sampled-length distribution per step. A run keeps its colour in every panel.
+    Returns GRPO's length histogram (steps x lengths)."""
     res, cfg = rec["result"], rec["config"]
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
-    for name, run in res["runs"].items():
-        style = "o-" if name in ("grpo-e2e", "ntp") else ".-"
-        per = (cfg["batch_size"] if name == "ntp" else
-               cfg["star_samples"] if name.startswith("star") else
-               cfg["rl_prompts"] * cfg["rl_samples"])
-        x, acc = series(run, "greedy_acc")
-        axes[0].plot(np.array(x) * per, acc, style, ms=3, label=name)
-        x, length = series(run, "sampled_len_mean")
-        axes[1].plot(np.array(x) * per, length, style, ms=3, label=name)
-    axes[0].set(xlabel="sequences after the NTP checkpoint", ylabel="greedy accuracy",
-                ylim=(0.2, 1.03))
-    axes[1].set(xlabel="sequences after the NTP checkpoint", ylabel="mean sampled length",
-                ylim=(0, res["d"] + 1))
-    axes[0].legend(fontsize=6)
+    groups = groups or {None: list(res["runs"])}
+    colour = dict(zip(res["runs"], plt.cm.tab10.colors * 2))
+    fig, axes = plt.subplots(len(groups), 3, figsize=(12, 3.4 * len(groups)), squeeze=False)
+    for row, (row_title, names) in zip(axes, groups.items()):
+        if row_title:
+            row[0].set_title(row_title, loc="left", fontsize=10)
+        for name in names:
+            run = res["runs"][name]
+            style = "o-" if name in ("grpo-e2e", "ntp") else ".-"
+            per = (cfg["batch_size"] if name == "ntp" else
+                   cfg["star_samples"] if name.startswith("star") else
+                   cfg["rl_prompts"] * cfg["rl_samples"])
+            x, acc = series(run, "greedy_acc")
+            row[0].plot(np.array(x) * per, acc, style, ms=3, label=name, color=colour[name])
+            x, length = series(run, "sampled_len_mean")
+            row[1].plot(np.array(x) * per, length, style, ms=3, label=name,
+                        color=colour[name])
+        row[0].set(xlabel="sequences after the NTP checkpoint", ylabel="greedy accuracy",
+                   ylim=(0.2, 1.03))
+        row[1].set(xlabel="sequences after the NTP checkpoint", ylabel="mean sampled length",
+                   ylim=(0, res["d"] + 1))
+        row[0].legend(fontsize=6)
     hist = np.array([r["len_hist"] for r in res["runs"]["grpo-e2e"]["history"]
                      if "len_hist" in r], dtype=float)
     hist = hist / hist.sum(1, keepdims=True)
-    im = axes[2].imshow(hist.T, aspect="auto", origin="lower", cmap="viridis",
-                        extent=(0.5, len(hist) + 0.5, -0.5, hist.shape[1] - 0.5))
-    axes[2].set(xlabel="GRPO step", ylabel="sampled response length",
-                title=f"GRPO, d = {res['d']}: response length")
-    fig.colorbar(im, ax=axes[2], label="fraction of samples")
-    plots.label_run(axes[1], rec)
+    im = axes[0, 2].imshow(hist.T, aspect="auto", origin="lower", cmap="viridis",
+                           extent=(0.5, len(hist) + 0.5, -0.5, hist.shape[1] - 0.5))
+    axes[0, 2].set(xlabel="GRPO step", ylabel="sampled response length",
+                   title=f"GRPO, d = {res['d']}: response length")
+    fig.colorbar(im, ax=axes[0, 2], label="fraction of samples")
+    for ax in axes[1:, 2]:
+        ax.axis("off")
+    plots.label_run(axes[-1, 1], rec)
     fig.suptitle(title)
     fig.tight_layout()
     plt.show()
@@ -821,8 +832,13 @@ else:
         print(f"{name:15s} {str(first_step(run)):>13s} {max(accs):6.3f} "
               f"{final(run, 'greedy_acc'):6.3f} {final(run, 'greedy_full_frac'):5.2f} "
               f"{final(run, 'sampled_len_mean'):6.1f}")
+    fell = [n for n in ("reinforce-e2e", "reinforce-cot", "grpo-e2e-T0.75", "grpo-e2e-T1.5")
+            if n in p50["runs"]]
+    held = [n for n in p50["runs"] if n not in fell]
     H50 = plot_d50(rec50, f"d = {p50['d']}, p_cot = {p50['p_cot']}: the paper's 4-layer "
-                   "width-256 GPT, NTP on 10^7 sequences, then RL (stored run)")
+                   "width-256 GPT, NTP on 10^7 sequences, then RL (stored run)",
+                   groups={"the runs that held": held,
+                           "the runs that did not (and more NTP)": fell + ["ntp"]})
     timing = p50["timing"]
     grpo_hist = p50["runs"]["grpo-e2e"]["history"]
     to95 = first_step(p50["runs"]["grpo-e2e"])
