@@ -223,7 +223,7 @@ def test_grade_command_writes_a_csv_for_complete_empty_and_wrong_submissions(tmp
                     {"ex4-grpo": WRONG["ex4-grpo"], "ex4-star": SOLUTIONS["ex4-star"],
                      "ex4-rounds": "def rounds_needed(p):\n    while True:\n        pass"})
     out = tmp_path / "grades.csv"
-    assert main(["grade", str(tmp_path / "subs"), "--out", str(out), "--timeout", "20"]) == 0
+    assert main(["grade", str(tmp_path / "subs"), "--out", str(out), "--timeout", "45"]) == 0
     rows = list(csv.DictReader(out.open()))
     got = {(r["student"], r["exercise"]): r["status"] for r in rows}
     assert got == {**{("complete", k): "passed" for k in labels},
@@ -232,9 +232,10 @@ def test_grade_command_writes_a_csv_for_complete_empty_and_wrong_submissions(tmp
                    ("wrong", "ex4-ablation"): "not attempted",
                    ("wrong", "ex4-star"): "passed", ("wrong", "ex4-star-round"): "not attempted",
                    ("wrong", "ex4-rounds"): "failed"}
-    # the endless loop failed its own answer on the time limit, and no other
+    # the endless loop failed its own answer on the time limit, and no other (45 s: a training
+    # exercise must finish within it even on a loaded 2-core machine)
     detail = {r["exercise"]: r["detail"] for r in rows if r["student"] == "wrong"}
-    assert "longer than 20 s" in detail["ex4-rounds"]
+    assert "longer than 45 s" in detail["ex4-rounds"]
     assert "longer than" not in detail["ex4-grpo"] and detail["ex4-grpo"], detail
     assert "7 passed, 2 failed, 9 not attempted" in capsys.readouterr().out
 
