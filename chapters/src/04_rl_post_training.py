@@ -78,18 +78,18 @@ workdir = WORKDIR or None  # experiments cache and resume their parts here
 # ## Three ways to reward correct answers
 #
 # All three algorithms in `ntprl.train.rl` do the same thing at heart: sample the model's own
-# answers, score them with a reward $r \in \{0, 1\}$, and raise the log-probability of the
+# answers, score them with a reward $R \in \{0, 1\}$, and raise the log-probability of the
 # good ones. For a prompt $x$ and a sampled response $y = (y_1, \dots, y_L)$ (EOS included —
 # ending the answer is a decision too):
 #
-# - **STaR** keeps the samples with $r = 1$ and fine-tunes on them by next-token prediction.
+# - **STaR** keeps the samples with $R = 1$ and fine-tunes on them by next-token prediction.
 #   It is a *filter*: every kept sample counts equally, the others not at all.
 # - **REINFORCE** takes a gradient step on $\sum_t A \,\nabla \log \pi(y_t \mid x, y_{<t})$ with
-#   advantage $A = r - \bar r$, $\bar r$ the batch mean (a baseline that lowers variance; as it
+#   advantage $A = R - \bar R$, $\bar R$ the batch mean (a baseline that lowers variance; as it
 #   includes the sample's own reward it scales the expected gradient by $1 - 1/N$ for $N$
 #   samples: the same direction, a step negligibly smaller at $N = 256$).
 # - **GRPO** samples a *group* of $G$ responses per prompt and uses
-#   $A_i = (r_i - \text{mean}_{\text{group}}) / \text{std}_{\text{group}}$: an answer is
+#   $A_i = (R_i - \text{mean}_{\text{group}}) / \text{std}_{\text{group}}$: an answer is
 #   judged against the other answers to the same prompt. A group where all answers get the
 #   same reward teaches nothing.
 #
