@@ -882,9 +882,19 @@ if rec50 is not None:
         last = run["history"][-1]
         assert last["sampled_long_right_frac"] <= 0.65 * last["sampled_long_frac"], name
     assert final(runs50["reinforce-cot"], "greedy_acc") <= 0.3
+    def at(run, step, key="greedy_acc"):
+        return next(r[key] for r in runs50[run]["history"] if r["step"] == step and key in r)
+
+    assert abs(at("reinforce-e2e", 20) - 0.76) <= 0.02
+    assert abs(final(runs50["reinforce-e2e"], "greedy_acc") - 0.62) <= 0.01
+    assert all(at("reinforce-cot", k) >= 0.99 for k in range(10, 55, 5))
+    assert at("reinforce-cot", 60) <= 0.55 and at("reinforce-cot", 60, "greedy_full_frac") >= 0.99
+    assert final(runs50["reinforce-cot"], "greedy_full_frac") == 0.0
+    assert abs(at("grpo-e2e-T0.75", 15) - 0.76) <= 0.02
+    assert all(at("grpo-e2e-T0.75", k) <= 0.52 for k in range(60, 105, 5))
     hot = runs50["grpo-e2e-T1.5"]
     assert max(r["greedy_acc"] for r in hot["history"] if "greedy_acc" in r) <= 0.52
-    assert final(hot, "greedy_full_frac") >= 0.99
+    assert all(at("grpo-e2e-T1.5", k, "greedy_full_frac") >= 0.99 for k in range(15, 105, 5))
     assert final(hot, "sampled_long_right_frac") <= 0.6 * final(hot, "sampled_long_frac")
     print(f"✓ {len(held)} runs at >= 95% greedy accuracy by step (round) 10 and >= 98% with "
           f"complete chains at the end; {len(fell)} runs at 100% by step 10 and then fell; "
@@ -893,9 +903,9 @@ if rec50 is not None:
 # %% [markdown]
 # **The headline reproduces with the paper's own model and data budget.** The NTP model is
 # the paper's: after $10^7$ sequences greedy decoding is at chance with length 1, while
-# sampling goes long a quarter of the time and the long answers are right (975 of 976). From it GRPO, with
-# the end-to-end or the chain reward, was at 100% greedy accuracy with complete 50-token
-# chains by its 10th step, and STaR (both rewards, and at temperature 0.75) by its 5th round;
+# sampling goes long a quarter of the time and the long answers are right (975 of 976). From
+# it GRPO, with the end-to-end or the chain reward, was at 100% greedy accuracy with complete
+# 50-token chains by its 10th step, and STaR (both rewards, and at temperature 0.75) by its 5th round;
 # all five ended at 98–100%. The heat map shows the paper's length picture: the mass moves
 # from length 1 to length 50, with almost nothing in between. More NTP on as many sequences
 # left greedy decoding at chance and length 1. On one H200 the whole route to 95% took about
@@ -904,8 +914,8 @@ if rec50 is not None:
 #
 # **What went the other way.** GRPO's greedy accuracy was not monotone: it dipped to 0.78 at
 # step 15 with either reward, and to 0.80 at step 80 with the chain reward, each time with
-# complete chains: a wrong chain step that later steps repaired. Three runs reached 100% at step 10 and then *lost* it: REINFORCE with
-# the end-to-end reward (0.76 from step 20, 0.62 at the end), REINFORCE with the chain reward
+# complete chains: a wrong chain step that later steps repaired. Three runs reached 100% at
+# step 10 and then *lost* it: REINFORCE with the end-to-end reward (0.76 from step 20, 0.62 at the end), REINFORCE with the chain reward
 # (100% until step 50, chance at step 60 with complete but wrong chains, 0.25 at the end) and
 # GRPO at temperature 0.75 (0.76 from step 15, chance from step 60). None of them went back to
 # short answers: their chains broke (at the end their sampled long answers were right 46% to
