@@ -67,6 +67,7 @@ import numpy as np
 import torch
 from ntprl import checks, plots, results, theory
 from ntprl.experiments import leap2, load_model, rl_post_training, rl_start, rounds_vs_p
+from ntprl.experiments.common import first_step
 from ntprl.sampling import generate
 from ntprl.train import rl
 from ntprl.train.ntp import sequence_loss
@@ -807,12 +808,6 @@ def plot_d50(rec, title, groups=None):
     return hist
 
 
-def first_step(run, key="greedy_acc", at_least=0.95):
-    """The first evaluated RL step (STaR round) at which `key` >= `at_least`, else None."""
-    return next((r["step"] for r in run["history"]
-                 if r["step"] > 0 and r.get(key, -1) >= at_least), None)
-
-
 rec50 = results.stored("rl_post_training", "paper")
 if rec50 is None:
     print("This version of ntprl ships no stored paper-scale run of `rl_post_training`.")
@@ -829,7 +824,7 @@ else:
           f"{'length':>6s}")
     for name, run in p50["runs"].items():
         accs = [r["greedy_acc"] for r in run["history"] if "greedy_acc" in r]
-        print(f"{name:15s} {str(first_step(run)):>13s} {max(accs):6.3f} "
+        print(f"{name:15s} {str(first_step(run['history'])):>13s} {max(accs):6.3f} "
               f"{final(run, 'greedy_acc'):6.3f} {final(run, 'greedy_full_frac'):5.2f} "
               f"{final(run, 'sampled_len_mean'):6.1f}")
     fell = [n for n in ("reinforce-e2e", "reinforce-cot", "grpo-e2e-T0.75", "grpo-e2e-T1.5")
@@ -841,7 +836,7 @@ else:
                            "the runs that did not (and more NTP)": fell + ["ntp"]})
     timing = p50["timing"]
     grpo_hist = p50["runs"]["grpo-e2e"]["history"]
-    to95 = first_step(p50["runs"]["grpo-e2e"])
+    to95 = first_step(p50["runs"]["grpo-e2e"]["history"])
     rl_s = sum(r["gen_s"] + r["update_s"] for r in grpo_hist
                if "gen_s" in r and r["step"] <= (to95 or 0))
     print(f"time: NTP {timing['ntp_pretrain_s']:.0f} s, then GRPO to >= 95% greedy accuracy "
@@ -862,7 +857,8 @@ if rec50 is not None:
     held = ("grpo-e2e", "grpo-cot", "star-e2e", "star-cot", "star-e2e-T0.75")
     for name in held:
         run = runs50[name]
-        assert first_step(run) is not None and first_step(run) <= 10, (name, first_step(run))
+        first = first_step(run["history"])
+        assert first is not None and first <= 10, (name, first)
         assert final(run, "greedy_acc") >= 0.98 and final(run, "greedy_full_frac") >= 0.99, name
         assert final(run, "sampled_len_mean") >= 49, name
     for name in ("star-e2e", "star-cot", "star-e2e-T0.75"):  # every round from the 5th on
@@ -878,7 +874,7 @@ if rec50 is not None:
     fell = ("reinforce-e2e", "reinforce-cot", "grpo-e2e-T0.75")
     for name in fell:
         run = runs50[name]
-        assert first_step(run, at_least=0.99) == 10 and final(run, "greedy_acc") <= 0.65, name
+        assert first_step(run["history"], 0.99) == 10 and final(run, "greedy_acc") <= 0.65, name
         last = run["history"][-1]
         assert last["sampled_long_right_frac"] <= 0.65 * last["sampled_long_frac"], name
     assert final(runs50["reinforce-cot"], "greedy_acc") <= 0.3
@@ -963,7 +959,7 @@ else:
     assert abs(s50["sampled_acc"] - theory.accuracy(c50["p_cot"])) <= 0.02, s50["sampled_acc"]
     assert 12 <= s50["sampled_len_mean"] <= 14, s50["sampled_len_mean"]
     g50 = c50["runs"]["grpo-e2e"]
-    assert first_step(g50) <= 10, first_step(g50)
+    assert first_step(g50["history"]) <= 10, first_step(g50["history"])
     assert final(g50, "greedy_acc") >= 0.95 and final(g50, "greedy_full_frac") >= 0.95
     assert final(g50, "sampled_len_mean") >= 45, final(g50, "sampled_len_mean")
     assert final(c50["runs"]["ntp"], "greedy_acc") <= 0.55
