@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from ntprl import theory
-from ntprl.metrics import branch_probs, decoding_tree, format_tree
+from ntprl.metrics import branch_probs, decoding_tree, format_tree, line_fit
 from ntprl.tasks import ParityTask
 
 
@@ -88,3 +88,16 @@ def test_summarize_counts_long_answers_that_are_right():
                               [0, EOS, PAD, PAD], [1, EOS, PAD, PAD]])  # short right, wrong
     s = summarize(task, prompts, responses, 4)
     assert s["long_frac"] == 0.5 and s["long_right_frac"] == 0.25 and s["acc"] == 0.5
+
+
+def test_line_fit_recovers_a_line_and_tells_a_log_law_from_a_1_over_p_law():
+    slope, r2, worst = line_fit([1, 2, 3], [3, 5, 7])
+    assert slope == pytest.approx(2.0) and r2 == pytest.approx(1.0) and worst < 1e-12
+    ps = [0.02, 0.05, 0.1, 0.2]
+    rounds = [math.log2((1 - p) / (2 * p)) + 1 for p in ps]  # a log law, exactly
+    _, r2_log, _ = line_fit([math.log((1 - p) / p) for p in ps], rounds)
+    _, r2_inv, _ = line_fit([1 / p for p in ps], rounds)
+    assert r2_log > 0.99 and r2_inv < r2_log
+    assert line_fit([0, 1], [4, 4]) == (0.0, 1.0, 0.0)
+    with pytest.raises(ValueError, match="two distinct xs"):
+        line_fit([1, 1], [2, 3])

@@ -66,6 +66,7 @@ from ntprl import checks, plots, results, theory
 from ntprl.experiments import (
     first_step, linear_theory, load_model, measure, pretrain, rl_run,
 )
+from ntprl.metrics import line_fit
 from ntprl.models import LinearAR, LinearARConfig
 from ntprl.models.linear import signs
 from ntprl.tasks import ParityTask
@@ -265,18 +266,10 @@ ax2.set(xlabel="STaR round", ylabel="odds of a long answer", title="The odds dou
 ax2.legend(fontsize=7)
 fig.tight_layout()
 
-
-def fit(xs, ys):
-    """Least-squares line ys = a + b xs: slope, R^2 and the largest residual."""
-    b, a = np.polyfit(xs, ys, 1)
-    res = ys - (a + b * xs)
-    return b, 1 - res.var() / ys.var(), np.abs(res).max()
-
-
 reached = ~np.isnan(rounds)
 if reached.sum() >= 3:
-    slope, r2, worst = fit(x[reached], rounds[reached])
-    _, r2_inv, _ = fit(1 / np.array([r["p_cot"] for r in st])[reached], rounds[reached])
+    slope, r2, worst = line_fit(x[reached], rounds[reached])
+    _, r2_inv, _ = line_fit(1 / np.array([r["p_cot"] for r in st])[reached], rounds[reached])
     print(f"rounds against log((1-p)/p): slope {slope:.2f} rounds per nat (perfect rounds: 1/ln 2 = "
           f"{1 / math.log(2):.2f}), R^2 {r2:.3f}, largest residual {worst:.2f} rounds; "
           f"a line in 1/p instead: R^2 {r2_inv:.3f}")
@@ -372,8 +365,8 @@ else:
     # the same claims as for the live run, on the stored numbers
     sx = np.array([math.log((1 - r["p_cot"]) / r["p_cot"]) for r in sres["star"]])
     srounds = np.array([r["rounds"] for r in sres["star"]], dtype=float)
-    s_slope, s_r2, s_worst = fit(sx, srounds)
-    _, s_r2_inv, _ = fit(1 / np.array([r["p_cot"] for r in sres["star"]]), srounds)
+    s_slope, s_r2, s_worst = line_fit(sx, srounds)
+    _, s_r2_inv, _ = line_fit(1 / np.array([r["p_cot"] for r in sres["star"]]), srounds)
     s_theory = [theory.star_rounds_to_threshold(r["start"]["sampled_long_frac"])
                 for r in sres["star"]]
     print(f"  rounds {srounds.astype(int).tolist()} against the exact count "

@@ -227,3 +227,23 @@ def format_tree(tree: dict) -> str:
 
     walk(tree["children"], "  ", 1.0)
     return "\n".join(lines)
+
+
+def line_fit(xs, ys) -> tuple[float, float, float]:
+    """Least-squares line ``ys ≈ a + b·xs``: returns ``(b, R², largest |residual|)``.
+
+    How the book checks a scaling law: STaR rounds against ``log((1-p)/p)`` and, for contrast,
+    against ``1/p`` (chapters 3 and 4); the law that fits better has the higher R². Needs at
+    least two distinct ``xs``; when every ``ys`` is equal the line fits exactly (R² = 1)."""
+    xs, ys = [float(x) for x in xs], [float(y) for y in ys]
+    if len(xs) != len(ys) or len(set(xs)) < 2:
+        raise ValueError(f"line_fit needs as many xs as ys and at least two distinct xs; got "
+                         f"xs={xs}, ys={ys}")
+    n = len(xs)
+    mx, my = sum(xs) / n, sum(ys) / n
+    sxx = sum((x - mx) ** 2 for x in xs)
+    b = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sxx
+    res = [y - (my + b * (x - mx)) for x, y in zip(xs, ys)]
+    syy = sum((y - my) ** 2 for y in ys)
+    r2 = 1.0 if syy == 0 else 1.0 - sum(r * r for r in res) / syy
+    return b, r2, max(abs(r) for r in res)

@@ -162,7 +162,10 @@ PRESETS = {
         rl_start_steps=(25, 50, 100, 200, 500, 3000), rl_early_step=50, rl_prompts=64, rl_steps=40,
         star_samples=2048, star_steps=60, star_rounds=10, recal_steps=500, rounds_max=15,
         rounds_min_long=200,  # p_cot = 0.02: 10000 samples a round (about 200 long) not 2048
-        rounds_from_scratch=True,
+        # rounds_vs_p re-calibrates the p_cot = 0.25 model (chain learned), not NTP from
+        # scratch: 3000 steps from scratch at p_cot = 0.02 left the chain unlearned (long
+        # answers 59% right) and STaR never generalised (stored run rounds_vs_p_from_scratch)
+        rounds_from_scratch=False,
         leap2_p_grid=(0.1, 0.2, 0.3), mult_ns=(1, 2, 3, 4), mult_batch=128,
         mult_max_steps=6000, mult_eval_every=250, mult_n=4, mult_recal_steps=500,
         mult_p_grid=(0.2, 0.35, 0.45, 0.55, 0.65, 0.8), mult_rl_steps=40),

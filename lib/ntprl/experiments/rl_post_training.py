@@ -118,13 +118,16 @@ def star_samples_for(scale: Scale, p_cot: float) -> int:
 
 def rounds_vs_p(scale: Scale, seed: int = 0, *, progress: bool = True, workdir=None) -> dict:
     """Chapter 4: STaR rounds until greedy accuracy reaches 95%, for each p_cot of
-    ``scale.rounds_p_grid``. With ``scale.rounds_from_scratch`` (the ``gpu`` and ``paper``
-    presets) each start model is trained by NTP from scratch on D(p_cot) for
-    ``scale.rl_ntp_steps`` steps, as in the paper. Otherwise (a shortcut for a CPU) it is the
-    NTP model of ``rl_p_cot`` re-calibrated by ``scale.recal_steps`` further NTP steps on
-    D(p_cot): the chain is already learned, only its share moves. Each round samples
-    :func:`star_samples_for` answers: at least ``scale.rounds_min_long / p_cot``, so the rare
-    long answers a round keeps are enough to fit."""
+    ``scale.rounds_p_grid``. With ``scale.rounds_from_scratch`` (the ``paper`` preset) each
+    start model is trained by NTP from scratch on D(p_cot) for ``scale.rl_ntp_steps`` steps,
+    as in the paper. Otherwise (a shortcut of ours) it is the NTP model of ``rl_p_cot``
+    re-calibrated by ``scale.recal_steps`` further NTP steps on D(p_cot): the chain is already
+    learned, only its share moves. Theorem 2 starts from a model that has learned the chain;
+    from scratch, a fixed NTP budget may not learn it at the rarest p_cot (at the ``gpu``
+    preset's 3000 steps, p_cot = 0.02 did not: stored run ``rounds_vs_p_from_scratch``).
+    Each round samples :func:`star_samples_for` answers: at least
+    ``scale.rounds_min_long / p_cot``, so the rare long answers a round keeps are enough to
+    fit."""
     base = None
     if not scale.rounds_from_scratch:
         base_task = ParityTask(scale.d, scale.rl_p_cot)
