@@ -317,6 +317,7 @@ if scratch is not None:  # the paragraph below, checked against the stored numbe
     rare_end = [h for h in rare["history"] if "greedy_acc" in h][-1]
     assert rare["rounds"] is None and long_acc(rare["start"]) < 0.65, rare["start"]
     assert rare_end["sampled_long_frac"] < rare["start"]["sampled_long_frac"], rare_end
+
     def to_pass(r):  # STaR rounds that take the start's long share past 1/3
         return theory.star_rounds_to_threshold(r["start"]["sampled_long_frac"])
 
@@ -346,9 +347,9 @@ if scratch is not None:  # the paragraph below, checked against the stored numbe
 # from 0.019 to 0.002 instead of doubling.
 #
 # This is the early-start failure of the section *RL started too early* below, met at the
-# rarest $p_{cot}$: STaR's doubling needs long answers that are right more often than short
-# ones, i.e. a learned chain, and a fixed NTP budget shows a model few examples of a rare
-# chain. It is why the presets below `paper` start every $p_{cot}$ from the re-calibrated
+# rarest $p_{cot}$: STaR's doubling assumes that every long answer is right (a learned
+# chain), and long answers right 59% of the time were not enough for the long share to grow
+# here; a fixed NTP budget shows a model few examples of a rare chain. It is why the presets below `paper` start every $p_{cot}$ from the re-calibrated
 # model: the claim under test is the doubling, and the shortcut makes its premise hold.
 
 # %% [markdown]
@@ -752,10 +753,11 @@ if from_store:
 # ## Stored runs at `gpu`
 #
 # The library ships the experiments of this chapter run at the `gpu` scale ($d = 25$,
-# $p_{cot} = 0.25$), on a GPU and one on a CPU (`python -m ntprl run EXPERIMENT --scale gpu`),
-# so a reader on a CPU can compare the small live runs above with larger ones. When we executed this chapter
-# itself at `gpu` on an NVIDIA H200, every claim above held, with one exception (the history
-# is in the {doc}`reproducibility appendix <../book/reproducibility>`). In the chapter's own
+# $p_{cot} = 0.25$) with `python -m ntprl run EXPERIMENT --scale gpu`, on a GPU and a few on
+# a CPU, so a reader on a CPU can compare the small live runs above with larger ones. When we
+# executed this chapter itself at `gpu` on an NVIDIA H200, every claim above held, with one
+# exception (the history is in the {doc}`reproducibility appendix <../book/reproducibility>`).
+# In the chapter's own
 # `gpu` run, STaR from
 # $p_{cot} = 0.02$ did *not* reach 95% greedy accuracy within `scale.rounds_max` = 15 rounds
 # (rounds for $p_{cot}$ = 0.02, 0.05, 0.1, 0.2: none, 4, 3, 2), while the two stored runs
@@ -832,20 +834,26 @@ current = current[0] if current else None
 if current is None:
     print("This version of ntprl ships no stored run of the `gpu` preset's rounds as it is.")
 else:
+    def odds(run):
+        """Rounds, and the odds of a sampled long answer after each."""
+        steps, share = series(run, "sampled_long_frac")
+        return steps, [v / (1 - v) for v in share]
+
+    def odds_growth(runs_):
+        """Each round's odds over the previous round's, for every p_cot of ``runs_``."""
+        return [b / a for r in runs_ for o in [odds(r)[1]] for a, b in zip(o, o[1:])]
+
     c_runs = current["result"]["runs"]
-    c_ratios = []  # the odds' growth from each round to the next, every p_cot
+    c_ratios = odds_growth(c_runs)
     fig, ax = plt.subplots(figsize=(6.5, 3.6))
     for r in c_runs:
-        hist = [h for h in r["history"] if "greedy_acc" in h]
-        odds = [h["sampled_long_frac"] / (1 - h["sampled_long_frac"]) for h in hist]
-        c_ratios += [b / a for a, b in zip(odds, odds[1:])]
-        (line,) = ax.semilogy([h["step"] for h in hist], odds, "o-", ms=3,
+        steps, o = odds(r)
+        (line,) = ax.semilogy(steps, o, "o-", ms=3,
                               label=f"$p_{{cot}}$ = {r['p_cot']}: {r['rounds']} rounds to 95%")
-        ax.semilogy(range(len(odds)), [odds[0] * 2**k for k in range(len(odds))], ":",
-                    color=line.get_color(), lw=1)
+        ax.semilogy(steps, [o[0] * 2**k for k in steps], ":", color=line.get_color(), lw=1)
         print(f"p_cot = {r['p_cot']:.2f}, {r['samples_per_round']} samples a round: long "
-              f"share by round {[round(h['sampled_long_frac'], 3) for h in hist]}, greedy "
-              f"accuracy {[round(h['greedy_acc'], 2) for h in hist]}")
+              f"share by round {[round(v, 3) for v in series(r, 'sampled_long_frac')[1]]}, "
+              f"greedy accuracy {[round(v, 2) for v in series(r, 'greedy_acc')[1]]}")
     ax.axhline(0.5, color="0.6", lw=0.8, ls="--")  # odds 1/2 = long share 1/3
     ax.set(xlabel="STaR round", ylabel="odds of a sampled long answer",
            title="gpu preset, re-calibrated start (dotted: doubling; dashed: share 1/3)")
@@ -858,12 +866,7 @@ else:
     print(f"odds growth per round: {min(c_ratios):.2f} to {max(c_ratios):.2f}; rounds "
           f"{c_rounds}: a line in log((1-p)/p) R^2 {c_r2:.3f}, in 1/p R^2 {c_r2_inv:.3f}")
     o_rounds = [[r["rounds"] for r in rec["result"]["runs"]] for rec in others]
-    o_ratios = []
-    for rec in others:
-        for r in rec["result"]["runs"]:
-            share = [h["sampled_long_frac"] for h in r["history"] if "greedy_acc" in h]
-            odds = [v / (1 - v) for v in share]
-            o_ratios += [b / a for a, b in zip(odds, odds[1:])]
+    o_ratios = odds_growth([r for rec in others for r in rec["result"]["runs"]])
     for rec, rounds_ in zip(others, o_rounds):
         print(f"seed {rec['seed']} ({rec['device']}): rounds {rounds_}")
     if others:
