@@ -332,3 +332,23 @@ def test_rounds_vs_p_samples_enough_long_answers_from_a_rare_p_cot():
     assert got == {0.1: 80, 0.2: max(tiny.star_samples, 40)}, got
     star = r["runs"][0]["history"][1]
     assert star["len_hist"] and sum(star["len_hist"]) == 80, star
+
+
+def test_paper_headline_runs_only_the_parts_asked_for(tmp_path, capsys):
+    """tools/paper_headline.py --parts: the results file holds those parts only (in the
+    tool's order) and its note names them; an unknown part is refused, naming the choices."""
+    import importlib.util
+    import pathlib
+
+    path = pathlib.Path(__file__).parents[1] / "tools" / "paper_headline.py"
+    spec = importlib.util.spec_from_file_location("paper_headline", path)
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    tool.main(["--scale", "smoke", "--out", str(tmp_path), "--budget-s", "600",
+               "--parts", "grpo-early", "ntp"])
+    rec = json.loads((tmp_path / "rl_post_training-smoke-seed0.json").read_text())
+    assert list(rec["result"]["runs"]) == ["ntp", "grpo-early"]
+    assert rec["note"].endswith("parts in the order run: ntp, grpo-early; complete.")
+    with pytest.raises(SystemExit):
+        tool.main(["--scale", "smoke", "--out", str(tmp_path), "--parts", "grpo-late"])
+    assert "choose among grpo-e2e ntp" in capsys.readouterr().err

@@ -17,6 +17,13 @@ The same experiment at d = 50 with the ``gpu`` preset's 2-layer width-128 model,
 
     python tools/paper_headline.py --scale gpu --name rl_post_training_d50 --out DIR \
         --budget-s 2100 --set rl_d=50 rl_ntp_steps=2000 rl_steps=60 eval_n=1000
+
+and the parts that run's budget left out, as a second results file (``--parts``; the NTP
+start is trained again from the same seed):
+
+    python tools/paper_headline.py --scale gpu --name rl_post_training_d50_rest --out DIR \
+        --budget-s 3600 --set rl_d=50 rl_ntp_steps=2000 rl_steps=60 eval_n=1000 \
+        --parts grpo-e2e-T1.5 star-e2e-T1.5 grpo-early
 """
 
 from __future__ import annotations
@@ -47,6 +54,9 @@ def main(argv=None):
     ap.add_argument("--name", default="rl_post_training",
                     help="the results file's experiment name: another one keeps a variant "
                          "(e.g. d = 50 from a smaller preset) apart from the preset's own run")
+    ap.add_argument("--parts", nargs="*", default=None, metavar="PART",
+                    help="run only these parts (default: every part of the preset), e.g. the "
+                         "ones an earlier, budget-limited run left out")
     ap.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE",
                     help="override scale fields, e.g. rl_ntp_steps=8000 (recorded in the "
                          "results file's config and note)")
@@ -62,6 +72,11 @@ def main(argv=None):
     work = pathlib.Path(args.work) if args.work else out / "work"
     path = out / f"{args.name}-{scale.name}-seed0.json"
     order = list(FIRST) + [p for p in rl_post_training_parts(scale) if p not in FIRST]
+    if args.parts is not None:
+        unknown = [p for p in args.parts if p not in order]
+        if unknown or not args.parts:
+            ap.error(f"--parts {' '.join(args.parts)}: choose among {' '.join(order)}")
+        order = [p for p in order if p in args.parts]
     t0 = time.perf_counter()
     print(f"{results.device_name()}, torch {torch.__version__}; scale {scale.name}: d = "
           f"{scale.rl_d}, p_cot = {scale.rl_p_cot}, {scale.rl_ntp_steps} NTP steps x "
@@ -85,6 +100,7 @@ def main(argv=None):
         note = (f"Made by tools/paper_headline.py on one {results.device_name()} (torch "
                 f"{torch.__version__}) within a {args.budget_s:.0f} s budget"
                 + (f", with {changes} changed from the preset" if changes else "")
+                + (", only the parts named by --parts" if args.parts is not None else "")
                 + ": parts in the order "
                 f"run: {', '.join(done)}"
                 + (f"; not run: {', '.join(left)}." if left else "; complete."))
