@@ -45,6 +45,38 @@ def test_run_at_smoke_writes_a_results_file(tmp_path):
     assert not (tmp_path / "more.json.work").exists()
 
 
+def test_run_with_set_changes_the_scale_and_names_the_variant(tmp_path):
+    out = cli("run", "more_data", "--scale", "smoke", "--set", "more_data_steps=10",
+              "more_data_d=4", "--name", "more_data_short", "--no-progress", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    rec = results.load(tmp_path / "results" / "more_data_short-smoke-seed0.json")
+    assert rec["experiment"] == "more_data_short" and rec["scale"] == "smoke"
+    assert rec["config"]["more_data_steps"] == 10 and rec["config"]["more_data_d"] == 4
+    assert rec["result"]["d"] == 4 and rec["result"]["steps"] == 10
+    assert "'more_data_steps': 10" in rec["note"] and "smoke preset" in rec["note"]
+    for bad, word in ((["--set", "more_data_stepz=10"], "more_data_stepz"),
+                      (["--set", "more_data_steps=ten"], "more_data_steps takes a int"),
+                      (["--name", "a/b"], "--name 'a/b'")):
+        out = cli("run", "more_data", "--scale", "smoke", *bad, cwd=tmp_path)
+        assert out.returncode == 2 and word in out.stderr and "Traceback" not in out.stderr
+
+
+def test_parse_overrides_reads_each_field_as_its_type():
+    from ntprl import scale as scales
+
+    smoke = scales.get("smoke")
+    got = scales.parse_overrides(smoke, ["rl_d=50", "lr=3e-4", "rounds_from_scratch=true",
+                                         "leap2_p_grid=0.1,0.2", "hardness_ds_chain=4,8"])
+    assert got == {"rl_d": 50, "lr": 3e-4, "rounds_from_scratch": True,
+                   "leap2_p_grid": (0.1, 0.2), "hardness_ds_chain": (4, 8)}
+    assert smoke.with_(**got).leap2_p_grid == (0.1, 0.2)
+    for bad, word in (("name=x", "'name=x'"), ("rl_d", "'rl_d'"),
+                      ("rounds_from_scratch=maybe", "rounds_from_scratch takes a bool"),
+                      ("leap2_p_grid=0.1,x", "leap2_p_grid takes a tuple")):
+        with pytest.raises(ValueError, match=word):
+            scales.parse_overrides(smoke, [bad])
+
+
 def test_killed_run_resumes_to_the_same_result(tmp_path):
     ref, cut = tmp_path / "ref.json", tmp_path / "cut.json"
     assert cli("run", "threshold", "--scale", "smoke", "--out", str(ref),

@@ -62,11 +62,7 @@ def main(argv=None):
                          "results file's config and note)")
     args = ap.parse_args(argv)
     scale = scales.get(args.scale)
-    changes = {}
-    for item in args.set:
-        field, _, value = item.partition("=")
-        kind = type(getattr(scale, field))  # an unknown field raises AttributeError naming it
-        changes[field] = kind(value)
+    changes = scales.parse_overrides(scale, args.set)
     scale = scale.with_(**changes)
     out = pathlib.Path(args.out)
     work = pathlib.Path(args.work) if args.work else out / "work"

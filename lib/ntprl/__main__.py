@@ -2,6 +2,7 @@
 
     python -m ntprl list
     python -m ntprl run EXPERIMENT --scale paper --seed 0 --out results/EXPERIMENT.json
+    python -m ntprl run leap2 --scale gpu --set leap2_d=12 --name leap2_d12
     python -m ntprl grade SUBMISSIONS --out grades.csv
 
 A run keeps its checkpoints in ``OUT.work/`` while it goes; the same command after an
@@ -9,6 +10,10 @@ interruption (Ctrl-C, a killed process, a lost Colab session) resumes from them 
 the same result as an uninterrupted run. The folder is removed when the run is complete. The
 folder and every part in it carry the run's identity (experiment, seed and the whole scale):
 the same ``--out`` with another scale or seed is refused, never mixed.
+
+``--set FIELD=VALUE`` changes fields of the scale for this run (recorded in the results file's
+config and note); give such a variant its own ``--name`` (the results file's experiment name,
+default the experiment's), so that it is never taken for the preset's own run.
 
 Errors a user can cause (a bad name or value, a corrupt file, a run of another scale) are
 printed as one line starting with ``error:`` and exit with status 2; set ``NTPRL_DEBUG=1`` for
@@ -43,10 +48,15 @@ def _run(args) -> int:
     if args.experiment not in experiments.EXPERIMENTS:
         raise ValueError(f"experiment={args.experiment!r} is not allowed: choose one of "
                          f"{tuple(experiments.EXPERIMENTS)} (see `python -m ntprl list`)")
-    out = pathlib.Path(args.out or f"results/{args.experiment}-{scale.name}-seed{args.seed}.json")
+    changes = scales.parse_overrides(scale, args.set)
+    scale = scale.with_(**changes)
+    name = args.name or args.experiment
+    if not name.replace("_", "").isalnum():
+        raise ValueError(f"--name {name!r} is not allowed: use letters, digits and '_'")
+    out = pathlib.Path(args.out or f"results/{name}-{scale.name}-seed{args.seed}.json")
     if out.exists() and not args.force:
         old = results.load(out)  # a corrupt file is named in a one-line error
-        asked = (args.experiment, scale.name, args.seed)
+        asked = (name, scale.name, args.seed)
         if (old["experiment"], old["scale"], old["seed"]) != asked:
             raise ValueError(f"{out} holds {old['experiment']} at scale {old['scale']} seed "
                              f"{old['seed']}, not {asked[0]} at scale {asked[1]} seed {asked[2]}:"
@@ -67,8 +77,10 @@ def _run(args) -> int:
                              progress=not args.no_progress, workdir=workdir)
     if os.environ.get("RANK", "0") != "0":  # under `accelerate launch`: the main process writes
         return 0
-    results.save(out, result, experiment=args.experiment, scale=scale.name, seed=args.seed,
-                 config=dataclasses.asdict(scale), wall_s=time.perf_counter() - t0)
+    note = (f"`python -m ntprl run {args.experiment}` with {changes} changed from the "
+            f"{scale.name} preset" if changes else None)
+    results.save(out, result, experiment=name, scale=scale.name, seed=args.seed,
+                 config=dataclasses.asdict(scale), wall_s=time.perf_counter() - t0, note=note)
     shutil.rmtree(workdir, ignore_errors=True)
     print(f"wrote {out}")
     return 0
@@ -97,6 +109,11 @@ def main(argv=None) -> int:
                    help="results file (default results/EXP-SCALE-seedN.json)")
     r.add_argument("--force", action="store_true", help="run even if the results file exists")
     r.add_argument("--no-progress", action="store_true", help="no progress bars")
+    r.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE",
+                   help="change fields of the scale, e.g. leap2_d=12 leap2_p_grid=0.1,0.2")
+    r.add_argument("--name", default=None,
+                   help="the results file's experiment name (default: the experiment's); "
+                        "give a run with --set its own")
     g = sub.add_parser("grade", help="grade a class's notebooks: a CSV of passed / failed / "
                                       "not attempted per student and exercise")
     g.add_argument("submissions", nargs="+", help="folders of notebooks, or notebooks")

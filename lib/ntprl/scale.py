@@ -18,6 +18,7 @@ Every chapter and experiment reads its sizes from a :class:`Scale`. Pick one wit
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import os
 from dataclasses import dataclass, replace
@@ -198,6 +199,36 @@ PRESETS = {
         mult_rl_steps=100),
 }
 NAMES = tuple(PRESETS)
+
+
+def parse_overrides(scale: Scale, items: list[str]) -> dict:
+    """Field changes written ``FIELD=VALUE`` (a command line's ``--set``), each value parsed
+    as the field's type: ``rl_d=50``, ``lr=3e-4``, ``rounds_from_scratch=true``, a tuple as
+    ``leap2_p_grid=0.1,0.2,0.3``. Returns the changes for :meth:`Scale.with_`; an unknown field
+    or a value of the wrong type raises ``ValueError`` naming the field."""
+    fields = [f.name for f in dataclasses.fields(scale) if f.name != "name"]
+    changes = {}
+    for item in items:
+        field, eq, text = item.partition("=")
+        if not eq or field not in fields:
+            raise ValueError(f"--set {item!r} is not allowed: write FIELD=VALUE with FIELD one "
+                             f"of the scale's fields ({', '.join(fields)})")
+        old = getattr(scale, field)
+        try:
+            if isinstance(old, bool):
+                if text.lower() not in ("true", "false", "1", "0"):
+                    raise ValueError(text)
+                value = text.lower() in ("true", "1")
+            elif isinstance(old, tuple):
+                kind = type(old[0]) if old else float
+                value = tuple(kind(v) for v in text.split(",") if v.strip())
+            else:
+                value = type(old)(text)
+        except ValueError:
+            raise ValueError(f"--set {item!r} is not allowed: {field} takes a "
+                             f"{type(old).__name__} (now {old!r})") from None
+        changes[field] = value
+    return changes
 
 
 def default_name() -> str:
