@@ -1420,9 +1420,13 @@ def length_ablation(start, task, steps, seed, **settings):
 # In this setting the long answers are the right ones, so whatever gives their tokens more
 # weight makes answers grow faster. `seq_mean` gives every answer the same total weight, so
 # each token of a long answer ($d + 1$ tokens with EOS) weighs $(d + 1)/2$ times less than a
-# token of a short one (the bit and EOS): the curve of `seq_mean` grows slowest. The gap is
-# largest while lengths are mixed and closes as the answers reach full length: once every
-# answer is long, all $L_i$ are equal and the aggregations differ by a constant factor only.
+# token of a short one (the bit and EOS): while lengths are mixed, the curve of `seq_mean`
+# grows slowest. The gap closes as the answers lengthen: once every answer is long, all
+# $L_i$ are equal and the aggregations differ by a constant factor only. It is a tendency,
+# not a law of each run: at `fast`, over six seeds on a 2-core CPU, `seq_mean` was the
+# shortest over the middle third of the 25 steps in all six, but over the last third in only
+# three; in the other three it had caught up and overtaken. The check below compares the
+# middle third.
 # `constant` weighs every token the same, as `token_mean` does; the two losses differ only by
 # the factor $\sum_i L_i / (N M)$ ($M$ = `max_new_tokens`), the same for every token of a
 # step and changing slowly as answers grow. AdamW divides each gradient by a running estimate
@@ -1457,13 +1461,20 @@ ax.legend(fontsize=8)
 fig.tight_layout()
 
 # %%
-late = {agg: float(np.mean(c[-max(1, len(c) // 3):])) for agg, c in curves.items()}
-print("mean length over the last third of the steps: "
-      + ", ".join(f"{agg} {v:.2f}" for agg, v in late.items()))
+# mean length over the middle and over the last third of the steps
+n3 = max(1, len(curves["token_mean"]) // 3)
+thirds = {agg: (float(np.mean(c[n3:2 * n3])), float(np.mean(c[-n3:])))
+          for agg, c in curves.items()}
+print("mean length over the middle / the last third of the steps: "
+      + ", ".join(f"{agg} {m:.2f} / {e:.2f}" for agg, (m, e) in thirds.items()))
 if scale.checks_claims:
-    assert late["seq_mean"] < min(late["token_mean"], late["constant"]), late
-    assert abs(late["constant"] - late["token_mean"]) <= 0.1 * late["token_mean"], late
-    print("✓ the ordering the solution of ex4-ablation explains holds at this scale")
+    mid = {agg: m for agg, (m, _) in thirds.items()}
+    assert mid["seq_mean"] < min(mid["token_mean"], mid["constant"]), mid
+    for i in (0, 1):  # constant and token_mean together, in both thirds
+        assert abs(thirds["constant"][i] - thirds["token_mean"][i]) <= (
+            0.1 * thirds["token_mean"][i]), thirds
+    print("✓ while lengths are mixed, seq_mean grows slowest; "
+          "constant follows token_mean")
 
 # %% [markdown]
 # :::{exercise}
