@@ -47,18 +47,26 @@ def test_run_at_smoke_writes_a_results_file(tmp_path):
 
 def test_run_with_set_changes_the_scale_and_names_the_variant(tmp_path):
     out = cli("run", "more_data", "--scale", "smoke", "--set", "more_data_steps=10",
-              "more_data_d=4", "--name", "more_data_short", "--no-progress", cwd=tmp_path)
+              "--name", "more_data_short", "--set", "more_data_d=4", "--no-progress",
+              cwd=tmp_path)  # a repeated --set adds to the first
     assert out.returncode == 0, out.stderr
     rec = results.load(tmp_path / "results" / "more_data_short-smoke-seed0.json")
     assert rec["experiment"] == "more_data_short" and rec["scale"] == "smoke"
     assert rec["config"]["more_data_steps"] == 10 and rec["config"]["more_data_d"] == 4
     assert rec["result"]["d"] == 4 and rec["result"]["steps"] == 10
     assert "'more_data_steps': 10" in rec["note"] and "smoke preset" in rec["note"]
-    for bad, word in ((["--set", "more_data_stepz=10"], "more_data_stepz"),
-                      (["--set", "more_data_steps=ten"], "more_data_steps takes a int"),
+    for bad, word in ((["--set", "more_data_stepz=10", "--name", "x"],
+                       "did you mean more_data_steps"),
+                      (["--set", "more_data_steps=ten", "--name", "x"],
+                       "more_data_steps takes an integer"),
+                      (["--set", "more_data_steps=10"], "--set needs --name"),
                       (["--name", "a/b"], "--name 'a/b'")):
         out = cli("run", "more_data", "--scale", "smoke", *bad, cwd=tmp_path)
         assert out.returncode == 2 and word in out.stderr and "Traceback" not in out.stderr
+    # the same name with other settings is not taken for the finished run
+    out = cli("run", "more_data", "--scale", "smoke", "--set", "more_data_steps=20", "--name",
+              "more_data_short", cwd=tmp_path)
+    assert out.returncode == 2 and "other scale settings" in out.stderr, out.stderr
 
 
 def test_parse_overrides_reads_each_field_as_its_type():
@@ -70,9 +78,12 @@ def test_parse_overrides_reads_each_field_as_its_type():
     assert got == {"rl_d": 50, "lr": 3e-4, "rounds_from_scratch": True,
                    "leap2_p_grid": (0.1, 0.2), "hardness_ds_chain": (4, 8)}
     assert smoke.with_(**got).leap2_p_grid == (0.1, 0.2)
-    for bad, word in (("name=x", "'name=x'"), ("rl_d", "'rl_d'"),
-                      ("rounds_from_scratch=maybe", "rounds_from_scratch takes a bool"),
-                      ("leap2_p_grid=0.1,x", "leap2_p_grid takes a tuple")):
+    for bad, word in (("name=x", "'name=x'"), ("checks_claims=false", "not name, description"),
+                      ("rl_d", "'rl_d'"), ("rl_dd=3", "did you mean rl_d"),
+                      ("rl_d=5.5", "rl_d takes an integer"), ("lr=nan", "a finite number"),
+                      ("rounds_from_scratch=maybe", "rounds_from_scratch takes true or false"),
+                      ("leap2_p_grid=0.1,x", "leap2_p_grid takes comma-separated values"),
+                      ("leap2_p_grid=", "leap2_p_grid takes comma-separated values")):
         with pytest.raises(ValueError, match=word):
             scales.parse_overrides(smoke, [bad])
 

@@ -348,7 +348,8 @@ def test_paper_headline_runs_only_the_parts_asked_for(tmp_path, capsys):
                "--parts", "grpo-early", "ntp"])
     rec = json.loads((tmp_path / "rl_post_training-smoke-seed0.json").read_text())
     assert list(rec["result"]["runs"]) == ["ntp", "grpo-early"]
-    assert rec["note"].endswith("parts in the order run: ntp, grpo-early; complete.")
+    assert rec["note"].endswith(", only the parts named by --parts: parts in the order run: "
+                                "ntp, grpo-early; complete.")
     with pytest.raises(SystemExit):
         tool.main(["--scale", "smoke", "--out", str(tmp_path), "--parts", "grpo-late"])
-    assert "choose among grpo-e2e ntp" in capsys.readouterr().err
+    assert "no part grpo-late; choose among grpo-e2e ntp" in capsys.readouterr().err

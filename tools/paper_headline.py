@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import pathlib
+import re
 import time
 
 import torch
@@ -54,15 +55,20 @@ def main(argv=None):
     ap.add_argument("--name", default="rl_post_training",
                     help="the results file's experiment name: another one keeps a variant "
                          "(e.g. d = 50 from a smaller preset) apart from the preset's own run")
-    ap.add_argument("--parts", nargs="*", default=None, metavar="PART",
+    ap.add_argument("--parts", nargs="+", default=None, metavar="PART",
                     help="run only these parts (default: every part of the preset), e.g. the "
                          "ones an earlier, budget-limited run left out")
-    ap.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE",
+    ap.add_argument("--set", nargs="+", action="extend", default=[], metavar="FIELD=VALUE",
                     help="override scale fields, e.g. rl_ntp_steps=8000 (recorded in the "
                          "results file's config and note)")
     args = ap.parse_args(argv)
+    if not re.fullmatch(r"[A-Za-z0-9_]+", args.name):
+        ap.error(f"--name {args.name!r}: use ASCII letters, digits and '_'")
     scale = scales.get(args.scale)
-    changes = scales.parse_overrides(scale, args.set)
+    try:
+        changes = scales.parse_overrides(scale, args.set)
+    except ValueError as e:
+        ap.error(str(e))
     scale = scale.with_(**changes)
     out = pathlib.Path(args.out)
     work = pathlib.Path(args.work) if args.work else out / "work"
@@ -70,8 +76,8 @@ def main(argv=None):
     order = list(FIRST) + [p for p in rl_post_training_parts(scale) if p not in FIRST]
     if args.parts is not None:
         unknown = [p for p in args.parts if p not in order]
-        if unknown or not args.parts:
-            ap.error(f"--parts {' '.join(args.parts)}: choose among {' '.join(order)}")
+        if unknown:
+            ap.error(f"--parts: no part {', '.join(unknown)}; choose among {' '.join(order)}")
         order = [p for p in order if p in args.parts]
     t0 = time.perf_counter()
     print(f"{results.device_name()}, torch {torch.__version__}; scale {scale.name}: d = "
@@ -106,6 +112,10 @@ def main(argv=None):
         last = res["runs"][name]["history"][-1]
         shown = {k: round(v, 3) for k, v in last.items() if k in SHOWN}
         print(f"{name}: {timing[f'{name}_s']} s; last record {shown}", flush=True)
+    if not done:
+        print(f"the NTP start took the whole budget ({args.budget_s:.0f} s): no part ran, "
+              f"nothing written; run again with the same --work to go on from it")
+        return
     print(f"start: { {k: round(v, 3) for k, v in res['start'].items() if not k.endswith('hist')} }")
     print(f"wrote {path} after {time.perf_counter() - t0:.0f} s")
 

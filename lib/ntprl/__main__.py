@@ -12,8 +12,8 @@ folder and every part in it carry the run's identity (experiment, seed and the w
 the same ``--out`` with another scale or seed is refused, never mixed.
 
 ``--set FIELD=VALUE`` changes fields of the scale for this run (recorded in the results file's
-config and note); give such a variant its own ``--name`` (the results file's experiment name,
-default the experiment's), so that it is never taken for the preset's own run.
+config and note); such a variant needs its own ``--name`` (the results file's experiment
+name, otherwise the experiment's), so that it is never taken for the preset's own run.
 
 Errors a user can cause (a bad name or value, a corrupt file, a run of another scale) are
 printed as one line starting with ``error:`` and exit with status 2; set ``NTPRL_DEBUG=1`` for
@@ -24,8 +24,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import os
 import pathlib
+import re
 import shutil
 import sys
 import time
@@ -50,9 +52,12 @@ def _run(args) -> int:
                          f"{tuple(experiments.EXPERIMENTS)} (see `python -m ntprl list`)")
     changes = scales.parse_overrides(scale, args.set)
     scale = scale.with_(**changes)
+    if changes and not args.name:
+        raise ValueError("--set needs --name: a variant of a preset gets its own name, so that "
+                         "it is never taken for the preset's own run")
     name = args.name or args.experiment
-    if not name.replace("_", "").isalnum():
-        raise ValueError(f"--name {name!r} is not allowed: use letters, digits and '_'")
+    if not re.fullmatch(r"[A-Za-z0-9_]+", name):
+        raise ValueError(f"--name {name!r} is not allowed: use ASCII letters, digits and '_'")
     out = pathlib.Path(args.out or f"results/{name}-{scale.name}-seed{args.seed}.json")
     if out.exists() and not args.force:
         old = results.load(out)  # a corrupt file is named in a one-line error
@@ -61,6 +66,9 @@ def _run(args) -> int:
             raise ValueError(f"{out} holds {old['experiment']} at scale {old['scale']} seed "
                              f"{old['seed']}, not {asked[0]} at scale {asked[1]} seed {asked[2]}:"
                              " use another --out (or --force to replace it)")
+        if old["config"] != json.loads(json.dumps(dataclasses.asdict(scale))):
+            raise ValueError(f"{out} holds a run of {asked[0]} with other scale settings: use "
+                             "another --out or --name (or --force to replace it)")
         print(f"{out} exists: nothing to do (use --force to run again)")
         return 0
     workdir = out.with_name(out.name + ".work")
@@ -109,11 +117,11 @@ def main(argv=None) -> int:
                    help="results file (default results/EXP-SCALE-seedN.json)")
     r.add_argument("--force", action="store_true", help="run even if the results file exists")
     r.add_argument("--no-progress", action="store_true", help="no progress bars")
-    r.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE",
+    r.add_argument("--set", nargs="+", action="extend", default=[], metavar="FIELD=VALUE",
                    help="change fields of the scale, e.g. leap2_d=12 leap2_p_grid=0.1,0.2")
     r.add_argument("--name", default=None,
                    help="the results file's experiment name (default: the experiment's); "
-                        "give a run with --set its own")
+                        "required with --set")
     g = sub.add_parser("grade", help="grade a class's notebooks: a CSV of passed / failed / "
                                       "not attempted per student and exercise")
     g.add_argument("submissions", nargs="+", help="folders of notebooks, or notebooks")

@@ -20,7 +20,10 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import difflib
+import math
 import os
+import typing
 from dataclasses import dataclass, replace
 
 import torch
@@ -201,32 +204,46 @@ PRESETS = {
 NAMES = tuple(PRESETS)
 
 
+FIXED_FIELDS = ("name", "description", "checks_claims")  # what a preset is, not its sizes
+
+
 def parse_overrides(scale: Scale, items: list[str]) -> dict:
     """Field changes written ``FIELD=VALUE`` (a command line's ``--set``), each value parsed
     as the field's type: ``rl_d=50``, ``lr=3e-4``, ``rounds_from_scratch=true``, a tuple as
-    ``leap2_p_grid=0.1,0.2,0.3``. Returns the changes for :meth:`Scale.with_`; an unknown field
-    or a value of the wrong type raises ``ValueError`` naming the field."""
-    fields = [f.name for f in dataclasses.fields(scale) if f.name != "name"]
+    comma-separated values, ``leap2_p_grid=0.1,0.2,0.3``. Returns the changes for
+    :meth:`Scale.with_`. An unknown field, one of :data:`FIXED_FIELDS`, a value of the wrong
+    type, an empty tuple or a number that is not finite raises ``ValueError`` naming the
+    field."""
+    hints = typing.get_type_hints(Scale)
+    fields = [f.name for f in dataclasses.fields(scale) if f.name not in FIXED_FIELDS]
     changes = {}
     for item in items:
         field, eq, text = item.partition("=")
         if not eq or field not in fields:
-            raise ValueError(f"--set {item!r} is not allowed: write FIELD=VALUE with FIELD one "
-                             f"of the scale's fields ({', '.join(fields)})")
-        old = getattr(scale, field)
+            close = difflib.get_close_matches(field, fields, n=3)
+            raise ValueError(f"--set {item!r} is not allowed: write FIELD=VALUE with FIELD a "
+                             "field of the scale (ntprl.scale.Scale, not "
+                             f"{', '.join(FIXED_FIELDS)})"
+                             + (f"; did you mean {' or '.join(close)}?" if close else ""))
+        hint = hints[field]
+        kind = typing.get_args(hint)[0] if typing.get_origin(hint) is tuple else hint
         try:
-            if isinstance(old, bool):
+            if kind is bool:
                 if text.lower() not in ("true", "false", "1", "0"):
                     raise ValueError(text)
                 value = text.lower() in ("true", "1")
-            elif isinstance(old, tuple):
-                kind = type(old[0]) if old else float
-                value = tuple(kind(v) for v in text.split(",") if v.strip())
+            elif typing.get_origin(hint) is tuple:
+                value = tuple(kind(v) for v in text.split(","))
             else:
-                value = type(old)(text)
+                value = kind(text)
+            if any(isinstance(v, float) and not math.isfinite(v)
+                   for v in (value if isinstance(value, tuple) else (value,))):
+                raise ValueError(text)
         except ValueError:
-            raise ValueError(f"--set {item!r} is not allowed: {field} takes a "
-                             f"{type(old).__name__} (now {old!r})") from None
+            what = {bool: "true or false", int: "an integer", float: "a finite number"}[kind]
+            if typing.get_origin(hint) is tuple:
+                what = f"comma-separated values, each {what} (e.g. 0.1,0.2,0.3)"
+            raise ValueError(f"--set {item!r} is not allowed: {field} takes {what}") from None
         changes[field] = value
     return changes
 
