@@ -86,9 +86,10 @@ def main(argv=None):
     task = ParityTask(scale.rl_d, scale.rl_p_cot)
     pretrain(task, scale, scale.rl_ntp_steps, 0, early_step=scale.rl_early_step,
              progress=False, workdir=work)  # the same call as rl_post_training's, memoised for it
-    timing = {"ntp_pretrain_s": round(time.perf_counter() - t0, 1)}
+    ntp_s = time.perf_counter() - t0  # near 0 when a finished NTP is read back
+    timing = {"ntp_pretrain_s": round(ntp_s, 1)}
     print(f"NTP: {timing['ntp_pretrain_s']} s "
-          f"({scale.rl_ntp_steps / timing['ntp_pretrain_s']:.0f} steps/s)", flush=True)
+          f"({scale.rl_ntp_steps / max(ntp_s, 1e-9):.0f} steps/s)", flush=True)
     done: list[str] = []
     for name in order:
         if time.perf_counter() - t0 > args.budget_s:
