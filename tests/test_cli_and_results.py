@@ -69,6 +69,40 @@ def test_run_with_set_changes_the_scale_and_names_the_variant(tmp_path):
     assert out.returncode == 2 and "other scale settings" in out.stderr, out.stderr
 
 
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads worker processes from /proc")
+def test_workers_of_a_killed_run_exit_with_it(tmp_path, monkeypatch):
+    """kill -9 of a run leaves no worker computing parts that nobody will read."""
+    monkeypatch.setenv("NTPRL_WORKERS", "2")
+    proc = subprocess.Popen(CLI + ["run", "parity_hardness", "--scale", "fast", "--out",
+                                   str(tmp_path / "h.json"), "--no-progress"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def children():
+        found = []
+        for stat in os.listdir("/proc"):
+            try:
+                with open(f"/proc/{stat}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            if fields[1] == str(proc.pid) and fields[0] != "Z":
+                found.append(int(stat))
+        return found
+
+    deadline = time.time() + 60
+    while len(children()) < 2 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+    workers = children()
+    assert len(workers) >= 2, "the run started no worker processes"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    deadline = time.time() + 10
+    while any(os.path.exists(f"/proc/{w}") for w in workers) and time.time() < deadline:
+        time.sleep(0.1)
+    alive = [w for w in workers if os.path.exists(f"/proc/{w}")]
+    assert not alive, f"workers {alive} outlived their killed run"
+
+
 def test_parse_overrides_reads_each_field_as_its_type():
     from ntprl import scale as scales
 
@@ -88,7 +122,8 @@ def test_parse_overrides_reads_each_field_as_its_type():
             scales.parse_overrides(smoke, [bad])
 
 
-def test_killed_run_resumes_to_the_same_result(tmp_path):
+def test_killed_run_resumes_to_the_same_result(tmp_path, monkeypatch):
+    monkeypatch.setenv("NTPRL_WORKERS", "1")  # one part at a time: kill between two parts
     ref, cut = tmp_path / "ref.json", tmp_path / "cut.json"
     assert cli("run", "threshold", "--scale", "smoke", "--out", str(ref),
                "--no-progress").returncode == 0

@@ -29,6 +29,7 @@ from dataclasses import dataclass, replace
 import torch
 
 ENV_VAR = "NTPRL_SCALE"
+WORKERS_VAR = "NTPRL_WORKERS"  # how many parts of an experiment run at once: see workers()
 
 
 @dataclass(frozen=True)
@@ -267,6 +268,28 @@ def device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def cpu_cores() -> int:
+    """The CPU cores this process may use."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS and Windows have no affinity masks
+        return os.cpu_count() or 1
+
+
+def workers() -> int:
+    """How many parts :func:`~ntprl.experiments.run_parts` computes at once:
+    ``$NTPRL_WORKERS`` (a positive integer, or ``auto``, the default). ``auto`` is one worker
+    per CPU core when the book trains on the CPU, and 1 (the parts in turn, in this process)
+    on a GPU, whose one device the parts would share."""
+    value = os.environ.get(WORKERS_VAR, "auto")
+    if value == "auto":
+        return cpu_cores() if device().type == "cpu" else 1
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"{WORKERS_VAR}={value!r} is not allowed: it must be a positive integer "
+                         "or 'auto'")
+    return int(value)
+
+
 def setup(name: str | None = None, seed: int = 0) -> Scale:
     """What every chapter does first: pick the scale, seed torch, apply the book's figure style,
     and print what this run uses. Returns the :class:`Scale`."""
@@ -279,6 +302,10 @@ def setup(name: str | None = None, seed: int = 0) -> Scale:
     plots.style()
     print(f"scale: {scale.name} — {scale.description}")
     print(f"device: {device()}, torch {torch.__version__}, ntprl {ntprl.__version__}, seed {seed}")
+    n = workers()
+    if n > 1:
+        print(f"parts: {n} at once in worker processes, {max(1, cpu_cores() // n)} thread(s) "
+              f"each (${WORKERS_VAR})")
     commit = git_commit()
     print(f"run: {datetime.date.today().isoformat()} on {device_name()}"
           + (f", code at commit {commit[:12]}{'-dirty' if commit.endswith('-dirty') else ''}"

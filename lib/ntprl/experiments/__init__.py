@@ -4,7 +4,8 @@ Each experiment returns a plain, JSON-serialisable dict, so the same code runs f
 a test or the command line, and its result can be stored and plotted later. One module a
 chapter; what they share is in :mod:`.common`; the registry of names is below.
 
-    common            make_model, pretrain, measure, steps_to_learn, the resumable-part cache
+    common            make_model, pretrain, measure, steps_to_learn, the resumable-part cache,
+                      run_parts (an experiment's independent parts in worker processes)
     mixtures          chapters 1-2: parity_hardness, threshold, more_data
     linear            chapter 3: linear_theory
     rl_post_training  chapter 4: rl_start, rl_post_training, rounds_vs_p, leap2, rl_start_sweep,
@@ -18,8 +19,8 @@ from __future__ import annotations
 import inspect
 
 from ..scale import Scale
-from .common import (TARGET, first_step, load_model, make_model, measure, part_identity,
-                     pretrain, resumable, steps_to_learn)
+from .common import (TARGET, Part, first_step, load_model, make_model, measure, part_identity,
+                     pretrain, resumable, run_parts, steps_to_learn)
 from .linear import linear_ntp, linear_theory, make_linear
 from .llm import llama_gsm8k, llm_sums
 from .mixtures import more_data, parity_hardness, threshold, train_and_measure
@@ -46,11 +47,11 @@ def run(name: str, scale: Scale, seed: int = 0, *, progress: bool = True, workdi
     return fn(scale, seed=seed, progress=progress, **kw)
 
 
-__all__ = ["EXPERIMENTS", "TARGET", "first_step", "leap2", "linear_ntp", "linear_theory",
+__all__ = ["EXPERIMENTS", "Part", "TARGET", "first_step", "leap2", "linear_ntp", "linear_theory",
            "llama_gsm8k", "llm_sums", "load_model", "make_linear", "make_model", "measure",
            "mixture_model", "more_data", "mult_hardness", "mult_measure", "mult_rl",
            "mult_threshold",
            "parity_hardness", "part_identity", "pretrain", "resumable",
            "rl_post_training", "rl_post_training_parts", "rl_run", "rl_start", "rl_start_sweep",
-           "rounds_vs_p", "run", "steps_to_learn", "temperature_controls", "threshold",
+           "rounds_vs_p", "run", "run_parts", "steps_to_learn", "temperature_controls", "threshold",
            "train_and_measure"]

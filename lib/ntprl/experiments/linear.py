@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 
-from ..progress import bar as progress_bar
 from ..metrics import evaluate
 from ..models import LinearAR, LinearARConfig
 from ..scale import Scale, device
 from ..tasks import ParityTask
 from ..train import ntp, rl
-from .common import (EVAL_SEED, TARGET, eval_fn, first_step, measure, part_identity,
-                     resumable, steps_to_learn)
+from .common import (EVAL_SEED, Part, eval_fn, first_step, measure, part_identity,
+                     reached_target, run_parts, steps_to_learn)
 
 
 def make_linear(task, seed: int = 0) -> LinearAR:
@@ -54,53 +55,70 @@ def linear_theory(scale: Scale, seed: int = 0, *, progress: bool = True, workdir
     the many idle pairwise weights into a prompt-to-prompt spread of the decision
     probabilities)."""
     out = {"experiment": "linear_theory", "scale": scale.name, "d": scale.linear_d,
-           "steps": scale.linear_steps, "batch_size": scale.linear_batch, "threshold": [],
-           "star": [], "star_samples": [], "chain": [], "short": []}
-    total = len(scale.threshold_p_grid) + len(scale.linear_rounds_p) + 2 + 2 * len(scale.linear_ds)
-    bar = progress_bar(total=total, desc="linear_theory", disable=not progress)
+           "steps": scale.linear_steps, "batch_size": scale.linear_batch}
+    d, parts = scale.linear_d, {"threshold": [], "star": [], "star_samples": [], "chain": [],
+                                "short": []}
 
-    def part(key, fn, **settings):
-        result = resumable(workdir, f"{key}-s{seed}", fn,
-                           part_identity(scale, seed, part=key.split("-")[1], **settings))
-        bar.update()
-        return result
+    def part(group, key, fn, cost=1.0, **settings):
+        parts[group].append(Part(f"{key}-s{seed}", fn, part_identity(
+            scale, seed, part=key.split("-")[1], **settings), cost))
 
     for p in scale.threshold_p_grid:
-        task = ParityTask(scale.linear_d, p)
-        out["threshold"].append(part(f"lin-th-p{p:.4f}", lambda ck: {
-            "p_cot": p, "final": measure(linear_ntp(task, scale, seed), task, scale, seed)},
-            p_cot=p))
-
-    def star(task, samples, rounds, stop):
-        model = linear_ntp(task, scale, seed)
-        start = measure(model, task, scale, seed)
-        hist = rl.train(model, task, "star", rounds, lr=scale.linear_sgd_lr, optimizer="sgd",
-                        star_samples=samples, star_steps=scale.linear_star_steps,
-                        star_batch=scale.linear_star_batch, seed=seed, progress=False,
-                        eval_every=1, eval_fn=eval_fn(task, scale, seed),
-                        stop_when=(lambda r: r["greedy_acc"] >= TARGET) if stop else None)
-        return {"p_cot": task.p_cot, "samples": samples, "start": start,
-                "rounds": first_step(hist), "history": hist,
-                "long_frac": [r["long_frac"] for r in hist if "long_frac" in r]}
-
+        part("threshold", f"lin-th-p{p:.4f}", partial(linear_threshold_part, ParityTask(d, p),
+                                                      scale, seed), p_cot=p)
     for p in scale.linear_rounds_p:
-        task = ParityTask(scale.linear_d, p)
-        out["star"].append(part(f"lin-star-p{p:.4f}", lambda ck: star(
-            task, scale.linear_star_samples, 2 * scale.rounds_max, stop=True), p_cot=p))
-    task = ParityTask(scale.linear_d, scale.linear_contrast_p)
+        part("star", f"lin-star-p{p:.4f}",
+             partial(linear_star_part, ParityTask(d, p), scale, seed,
+                     scale.linear_star_samples, 2 * scale.rounds_max, stop=True), cost=3, p_cot=p)
     for n in (scale.linear_contrast_samples, scale.linear_star_samples):
-        out["star_samples"].append(part(f"lin-star-n{n}", lambda ck: star(
-            task, n, scale.linear_contrast_rounds, stop=False), samples=n))
-    for d in scale.linear_ds:
-        chain, short = ParityTask(d, 1.0), ParityTask(d, 0.0)
-        out["chain"].append(part(f"lin-chain-d{d}", lambda ck: steps_to_learn(
-            chain, scale, seed, max_steps=scale.linear_max_steps,
-            eval_every=scale.linear_eval_every, model=make_linear(chain, seed),
-            batch_size=scale.linear_batch, lr=scale.linear_sgd_lr, optimizer="sgd",
-            progress=False), d=d))
-        out["short"].append(part(f"lin-short-d{d}", lambda ck: {
-            "d": d, "steps": scale.linear_short_steps,
-            "final": evaluate(linear_ntp(short, scale, seed, scale.linear_short_steps), short,
-                              scale.eval_n, seed=seed + EVAL_SEED, modes=("greedy",))}, d=d))
-    bar.close()
+        part("star_samples", f"lin-star-n{n}",
+             partial(linear_star_part, ParityTask(d, scale.linear_contrast_p), scale, seed, n,
+                     scale.linear_contrast_rounds, stop=False), cost=3, samples=n)
+    for dd in scale.linear_ds:
+        part("chain", f"lin-chain-d{dd}", partial(linear_chain_part, dd, scale, seed), d=dd)
+        part("short", f"lin-short-d{dd}", partial(linear_short_part, dd, scale, seed), d=dd)
+    flat = [x for group in parts.values() for x in group]
+    results = iter(run_parts(flat, workdir, progress=progress, desc="linear_theory"))
+    for group, group_parts in parts.items():
+        out[group] = [next(results) for _ in group_parts]
     return out
+
+
+def linear_threshold_part(task, scale: Scale, seed: int = 0, *, checkpoint=None) -> dict:
+    """:func:`linear_theory` at one p_cot of the threshold grid: NTP, then
+    :func:`~.common.measure` (``checkpoint`` unused: the run is short)."""
+    return {"p_cot": task.p_cot, "final": measure(linear_ntp(task, scale, seed), task, scale,
+                                                  seed)}
+
+
+def linear_star_part(task, scale: Scale, seed: int, samples: int, rounds: int, *, stop: bool,
+                     checkpoint=None) -> dict:
+    """STaR rounds of plain SGD from the linear NTP model of ``task``, ``samples`` answers a
+    round, stopping at the target greedy accuracy when ``stop``."""
+    model = linear_ntp(task, scale, seed)
+    start = measure(model, task, scale, seed)
+    hist = rl.train(model, task, "star", rounds, lr=scale.linear_sgd_lr, optimizer="sgd",
+                    star_samples=samples, star_steps=scale.linear_star_steps,
+                    star_batch=scale.linear_star_batch, seed=seed, progress=False,
+                    eval_every=1, eval_fn=eval_fn(task, scale, seed),
+                    stop_when=reached_target if stop else None, checkpoint=checkpoint)
+    return {"p_cot": task.p_cot, "samples": samples, "start": start,
+            "rounds": first_step(hist), "history": hist,
+            "long_frac": [r["long_frac"] for r in hist if "long_frac" in r]}
+
+
+def linear_chain_part(d: int, scale: Scale, seed: int = 0, *, checkpoint=None) -> dict:
+    """Plain-SGD steps for the linear model to learn d-bit parity from full chains."""
+    chain = ParityTask(d, 1.0)
+    return steps_to_learn(chain, scale, seed, max_steps=scale.linear_max_steps,
+                          eval_every=scale.linear_eval_every, model=make_linear(chain, seed),
+                          batch_size=scale.linear_batch, lr=scale.linear_sgd_lr,
+                          optimizer="sgd", checkpoint=checkpoint, progress=False)
+
+
+def linear_short_part(d: int, scale: Scale, seed: int = 0, *, checkpoint=None) -> dict:
+    """Greedy accuracy of the linear model after NTP on short-only d-bit parity."""
+    short = ParityTask(d, 0.0)
+    return {"d": d, "steps": scale.linear_short_steps,
+            "final": evaluate(linear_ntp(short, scale, seed, scale.linear_short_steps), short,
+                              scale.eval_n, seed=seed + EVAL_SEED, modes=("greedy",))}

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 
-from ..progress import bar as progress_bar
 from ..metrics import decoding_tree
 from ..scale import Scale
 from ..tasks import ParityTask
 from ..train import ntp
-from .common import (EXAMPLE_SEED, eval_fn, make_model, measure, part_identity, resumable,
-                     steps_to_learn)
+from .common import (EXAMPLE_SEED, Part, eval_fn, make_model, measure, part_identity,
+                     resumable, run_parts, steps_to_learn)
 
 
 def parity_hardness(scale: Scale, seed: int = 0, *, progress: bool = True, workdir=None) -> dict:
@@ -22,12 +23,14 @@ def parity_hardness(scale: Scale, seed: int = 0, *, progress: bool = True, workd
     out = {"experiment": "parity_hardness", "scale": scale.name, "seed": seed,
            "batch_size": scale.batch_size, "max_steps": scale.hardness_max_steps,
            "target": scale.hardness_target, "short": [], "chain": []}
-    for kind, d, p in progress_bar(runs, desc="parity_hardness", disable=not progress):
-        out[kind].append(resumable(
-            workdir, f"hardness-{kind}-d{d}-s{seed}",
-            lambda ck: steps_to_learn(ParityTask(d, p), scale, seed, checkpoint=ck,
-                                      progress=False),
-            part_identity(scale, seed, part="hardness", d=d, p_cot=p)))
+    parts = [Part(f"hardness-{kind}-d{d}-s{seed}",
+                  partial(steps_to_learn, ParityTask(d, p), scale, seed, progress=False),
+                  part_identity(scale, seed, part="hardness", d=d, p_cot=p),
+                  cost=ParityTask(d, p).seq_len)  # longer sequences, (mostly) longer runs
+             for kind, d, p in runs]
+    results = run_parts(parts, workdir, progress=progress, desc="parity_hardness")
+    for (kind, _, _), result in zip(runs, results):
+        out[kind].append(result)
     return out
 
 
@@ -53,15 +56,12 @@ def threshold(scale: Scale, seed: int = 0, *, progress: bool = True, workdir=Non
     """Chapter 2: NTP on D(p_cot) over a grid of p_cot (dense around 1/3) and seeds. For each
     run: greedy and sampled accuracy, greedy and sampled long fraction, greedy length, and the
     model's own first-token and continue probabilities."""
-    runs = []
     grid = [(p, s) for s in range(seed, seed + scale.seeds) for p in scale.threshold_p_grid]
-    for p, s in progress_bar(grid, desc="threshold", disable=not progress):
-        task = ParityTask(scale.d, p)
-        runs.append(resumable(
-            workdir, f"threshold-p{p:.4f}-s{s}",
-            lambda ck: train_and_measure(task, scale, scale.threshold_steps, s, checkpoint=ck,
-                                         progress=False),
-            part_identity(scale, s, part="threshold", p_cot=p)))
+    runs = run_parts([Part(f"threshold-p{p:.4f}-s{s}",
+                           partial(train_and_measure, ParityTask(scale.d, p), scale,
+                                   scale.threshold_steps, s, progress=False),
+                           part_identity(scale, s, part="threshold", p_cot=p))
+                      for p, s in grid], workdir, progress=progress, desc="threshold")
     return {"experiment": "threshold", "scale": scale.name, "d": scale.d,
             "steps": scale.threshold_steps, "batch_size": scale.batch_size, "runs": runs}
 

@@ -4,20 +4,22 @@ from __future__ import annotations
 
 import copy
 import math
-
+from functools import partial
 
 from ..progress import bar as progress_bar
 from ..scale import Scale
 from ..tasks import ParityTask
 from ..train import ntp, rl
-from .common import (MORE_NTP_SEED, RECAL_SEED, TARGET, eval_fn, first_step, load_model,
-                     make_model, measure, part_identity, pretrain, resumable)
+from .common import (MORE_NTP_SEED, RECAL_SEED, Part, eval_fn, first_step, load_model,
+                     make_model, measure, part_identity, pretrain, reached_target, resumable,
+                     run_parts)
 
 
 def rl_run(task, scale: Scale, state: dict, algo: str, seed: int = 0, *, progress: bool = True,
-           **settings) -> dict:
+           checkpoint=None, **settings) -> dict:
     """One RL run from the weights ``state``, with the scale's RL sizes (``settings`` override
-    any :func:`ntprl.train.rl.train` argument). Returns its settings and history."""
+    any :func:`ntprl.train.rl.train` argument; ``checkpoint`` is its checkpoint file, to resume
+    from). Returns its settings and history."""
     model = load_model(task, scale, state, seed)
     kw = dict(lr=scale.rl_lr, prompts_per_step=scale.rl_prompts,
               samples_per_prompt=scale.rl_samples, star_samples=scale.star_samples,
@@ -25,7 +27,8 @@ def rl_run(task, scale: Scale, state: dict, algo: str, seed: int = 0, *, progres
               eval_every=scale.rl_eval_every, eval_fn=eval_fn(task, scale, seed), seed=seed)
     kw.update(settings)
     steps = kw.pop("steps", scale.star_rounds if algo == "star" else scale.rl_steps)
-    hist = rl.train(model, task, algo, steps, progress=progress, desc=f"{algo} {settings}", **kw)
+    hist = rl.train(model, task, algo, steps, progress=progress, desc=f"{algo} {settings}",
+                    checkpoint=checkpoint, **kw)
     shown = {k: v for k, v in kw.items() if k not in ("eval_fn", "stop_when")}
     return {"algo": algo, "steps": steps, "settings": shown, "history": hist}
 
@@ -69,45 +72,44 @@ def rl_post_training(scale: Scale, seed: int = 0, *, progress: bool = True, work
     start = eval_fn(task, scale, seed)(load_model(task, scale, state, seed), 0)
     out = {"experiment": "rl_post_training", "scale": scale.name, "d": scale.rl_d,
            "p_cot": scale.rl_p_cot, "ntp_steps": scale.rl_ntp_steps, "start": start, "runs": {}}
-    runs, todo = out["runs"], {}
-
-    def go(name, fn):  # each run is cached whole in the workdir; one cut short restarts
-        todo[name] = lambda: resumable(workdir, f"rl-{name}-s{seed}", lambda ck: fn(),
-                                       part_identity(scale, seed, part="rl_post_training",
-                                                     run=name))
-
-    # (a) NTP for as many sequences as GRPO samples in scale.rl_steps steps
-    seqs = scale.rl_steps * scale.rl_prompts * scale.rl_samples
-    ntp_steps = max(1, seqs // scale.batch_size)
-
-    def more_ntp():
-        model = load_model(task, scale, state, seed)
-        every = max(1, ntp_steps // max(1, scale.rl_steps // scale.rl_eval_every))
-        hist = ntp.train(model, task, ntp_steps, scale.batch_size, scale.lr,
-                         seed=seed + MORE_NTP_SEED, eval_every=every,
-                         eval_fn=eval_fn(task, scale, seed), progress=False)
-        return {"algo": "ntp", "steps": ntp_steps, "sequences": ntp_steps * scale.batch_size,
-                "history": hist}
-
-    go("ntp", more_ntp)
+    seqs = scale.rl_steps * scale.rl_prompts * scale.rl_samples  # GRPO's, and more_ntp's
+    fns = {"ntp": partial(more_ntp, task, scale, state, seed)}
     for algo in ("grpo", "reinforce", "star"):
         for reward in ("e2e", "cot"):
-            go(f"{algo}-{reward}", lambda algo=algo, reward=reward: rl_run(
-                task, scale, state, algo, seed, progress=False, reward=reward))
+            fns[f"{algo}-{reward}"] = partial(rl_run, task, scale, state, algo, seed,
+                                              progress=False, reward=reward)
     for temp in scale.rl_temperatures:
         if temp != 1.0:
             for algo in ("grpo", "star"):
-                go(f"{algo}-e2e-T{temp}", lambda algo=algo, temp=temp: rl_run(
-                    task, scale, state, algo, seed, progress=False, temperature=temp))
+                fns[f"{algo}-e2e-T{temp}"] = partial(rl_run, task, scale, state, algo, seed,
+                                                     progress=False, temperature=temp)
     if early is not None:
-        go("grpo-early", lambda: rl_run(task, scale, early, "grpo", seed, progress=False))
-    for name in progress_bar(parts, desc="rl_post_training", disable=not progress):
-        if name in todo:  # grpo-early exists only when the scale keeps an early checkpoint
-            runs[name] = todo[name]()
+        fns["grpo-early"] = partial(rl_run, task, scale, early, "grpo", seed, progress=False)
+    names = [n for n in parts if n in fns]  # grpo-early: only with an early checkpoint
+    runs = out["runs"]
+    runs.update(zip(names, run_parts(
+        [Part(f"rl-{n}-s{seed}", fns[n],
+              part_identity(scale, seed, part="rl_post_training", run=n),
+              cost=3 if n.startswith("star") else 1) for n in names],
+        workdir, progress=progress, desc="rl_post_training")))
     if early is not None and "grpo-early" in runs:
         out["early_start"] = eval_fn(task, scale, seed)(load_model(task, scale, early, seed), 0)
     out["grpo_sequences"] = seqs
     return out
+
+
+def more_ntp(task, scale: Scale, state: dict, seed: int = 0, *, checkpoint=None) -> dict:
+    """:func:`rl_post_training`'s control: NTP from the weights ``state`` for as many
+    sequences as GRPO samples in ``scale.rl_steps`` steps, evaluated as often."""
+    seqs = scale.rl_steps * scale.rl_prompts * scale.rl_samples
+    ntp_steps = max(1, seqs // scale.batch_size)
+    model = load_model(task, scale, state, seed)
+    every = max(1, ntp_steps // max(1, scale.rl_steps // scale.rl_eval_every))
+    hist = ntp.train(model, task, ntp_steps, scale.batch_size, scale.lr,
+                     seed=seed + MORE_NTP_SEED, eval_every=every,
+                     eval_fn=eval_fn(task, scale, seed), checkpoint=checkpoint, progress=False)
+    return {"algo": "ntp", "steps": ntp_steps, "sequences": ntp_steps * scale.batch_size,
+            "history": hist}
 
 
 def star_samples_for(scale: Scale, p_cot: float) -> int:
@@ -135,32 +137,36 @@ def rounds_vs_p(scale: Scale, seed: int = 0, *, progress: bool = True, workdir=N
                            early_step=scale.rl_early_step, progress=progress, workdir=workdir)
     out = {"experiment": "rounds_vs_p", "scale": scale.name, "d": scale.d,
            "from_scratch": scale.rounds_from_scratch, "runs": []}
-    for p in progress_bar(scale.rounds_p_grid, desc="rounds_vs_p", disable=not progress):
-        task = ParityTask(scale.d, p)
-
-        def one(_checkpoint):  # parts are cached whole; a part restarts if interrupted
-            if base is None:
-                state, _ = pretrain(task, scale, scale.rl_ntp_steps, seed, progress=False,
-                                    workdir=workdir)
-                model = load_model(task, scale, state, seed)
-            else:
-                model = load_model(task, scale, base, seed)
-                ntp.train(model, task, scale.recal_steps, scale.batch_size, scale.lr,
-                          seed=seed + RECAL_SEED, decay_frac=0.5, progress=False)
-            state = copy.deepcopy(model.state_dict())
-            start = eval_fn(task, scale, seed)(model, 0)
-            samples = star_samples_for(scale, p)
-            run = rl_run(task, scale, state, "star", seed, progress=False,
-                         steps=scale.rounds_max, eval_every=1, star_samples=samples,
-                         stop_when=lambda rec: rec["greedy_acc"] >= TARGET)
-            hist = run["history"]
-            return {"p_cot": p, "start": start, "rounds": first_step(hist),
-                    "max_rounds": scale.rounds_max, "samples_per_round": samples,
-                    "history": hist}
-
-        out["runs"].append(resumable(workdir, f"rounds-p{p:.4f}-s{seed}", one,
-                                     part_identity(scale, seed, part="rounds", p_cot=p)))
+    out["runs"] = run_parts(
+        [Part(f"rounds-p{p:.4f}-s{seed}",
+              partial(rounds_part, ParityTask(scale.d, p), scale, base, seed, workdir=workdir),
+              part_identity(scale, seed, part="rounds", p_cot=p), cost=1 / p)
+         for p in scale.rounds_p_grid], workdir, progress=progress, desc="rounds_vs_p")
     return out
+
+
+def rounds_part(task, scale: Scale, base: dict | None, seed: int = 0, *, workdir=None,
+                checkpoint=None) -> dict:
+    """One p_cot of :func:`rounds_vs_p`: the start model (NTP from scratch when ``base`` is
+    None, else ``base`` re-calibrated to ``task.p_cot``), then STaR rounds until greedy
+    accuracy reaches the target. Cached whole: ``checkpoint`` is unused, an interrupted part
+    restarts."""
+    if base is None:
+        state, _ = pretrain(task, scale, scale.rl_ntp_steps, seed, progress=False,
+                            workdir=workdir)
+        model = load_model(task, scale, state, seed)
+    else:
+        model = load_model(task, scale, base, seed)
+        ntp.train(model, task, scale.recal_steps, scale.batch_size, scale.lr,
+                  seed=seed + RECAL_SEED, decay_frac=0.5, progress=False)
+    state = copy.deepcopy(model.state_dict())
+    start = eval_fn(task, scale, seed)(model, 0)
+    samples = star_samples_for(scale, task.p_cot)
+    run = rl_run(task, scale, state, "star", seed, progress=False, steps=scale.rounds_max,
+                 eval_every=1, star_samples=samples, stop_when=reached_target)
+    hist = run["history"]
+    return {"p_cot": task.p_cot, "start": start, "rounds": first_step(hist),
+            "max_rounds": scale.rounds_max, "samples_per_round": samples, "history": hist}
 
 
 def leap2(scale: Scale, seed: int = 0, *, progress: bool = True, workdir=None) -> dict:
@@ -176,14 +182,21 @@ def leap2(scale: Scale, seed: int = 0, *, progress: bool = True, workdir=None) -
     out = {"experiment": "leap2", "scale": scale.name, "d": d, "steps": scale.leap2_steps,
            "runs": []}
     grid = [("full", 0.0)] + [(c, p) for c in ("full", "leap2") for p in scale.leap2_p_grid]
-    for chain, p in progress_bar(grid, desc="leap2", disable=not progress):
-        task = ParityTask(d, p, chain)
-        state, _ = pretrain(task, scale, scale.leap2_steps, seed, progress=False,
-                            workdir=workdir)
-        out["runs"].append({"chain": chain if p > 0 else "none", "p_cot": p,
-                            "final": measure(load_model(task, scale, state, seed), task, scale,
-                                             seed)})
+    out["runs"] = run_parts(
+        [Part(f"leap2-{chain}-p{p:.4f}-s{seed}",
+              partial(leap2_part, ParityTask(d, p, chain), scale, seed, workdir=workdir),
+              part_identity(scale, seed, part="leap2", chain=chain, p_cot=p))
+         for chain, p in grid], workdir, progress=progress, desc="leap2")
     return out
+
+
+def leap2_part(task, scale: Scale, seed: int = 0, *, workdir=None, checkpoint=None) -> dict:
+    """One run of :func:`leap2`: NTP from scratch on ``task`` for ``scale.leap2_steps`` steps
+    (resumable through ``workdir``, see :func:`~.common.pretrain`; ``checkpoint`` is unused),
+    then :func:`~.common.measure`."""
+    state, _ = pretrain(task, scale, scale.leap2_steps, seed, progress=False, workdir=workdir)
+    return {"chain": task.chain if task.p_cot > 0 else "none", "p_cot": task.p_cot,
+            "final": measure(load_model(task, scale, state, seed), task, scale, seed)}
 
 
 TEMPERATURE_RUNS = (("grpo", "e2e"), ("reinforce", "e2e"), ("star", "e2e"), ("star", "cot"))
@@ -204,16 +217,16 @@ def temperature_controls(scale: Scale, seed: int = 0, *, progress: bool = True,
            "start": eval_fn(task, scale, seed)(load_model(task, scale, state, seed), 0),
            "runs": {}}
     grid = [(a, r, t) for t in scale.rl_temperatures for a, r in TEMPERATURE_RUNS]
-    for algo, reward, temp in progress_bar(grid, desc="temperature_controls",
-                                           disable=not progress):
-        name = f"{algo}-{reward}-T{temp}"
-        every = 1 if algo == "star" else scale.rl_eval_every
-        out["runs"][name] = resumable(
-            workdir, f"temp-{name}-s{seed}",
-            lambda _ck, algo=algo, reward=reward, temp=temp, every=every: rl_run(
-                task, scale, state, algo, seed, progress=False, reward=reward,
-                temperature=temp, eval_every=every),
-            part_identity(scale, seed, part="temperature_controls", run=name))
+    names = [f"{algo}-{reward}-T{temp}" for algo, reward, temp in grid]
+    out["runs"] = dict(zip(names, run_parts(
+        [Part(f"temp-{name}-s{seed}",
+              partial(rl_run, task, scale, state, algo, seed, progress=False, reward=reward,
+                      temperature=temp,
+                      eval_every=1 if algo == "star" else scale.rl_eval_every),
+              part_identity(scale, seed, part="temperature_controls", run=name),
+              cost=3 if algo == "star" else 1)
+         for name, (algo, reward, temp) in zip(names, grid)],
+        workdir, progress=progress, desc="temperature_controls")))
     return out
 
 

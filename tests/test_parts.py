@@ -1,0 +1,111 @@
+"""run_parts: an experiment's independent parts in worker processes, the same results as in
+this process, finished parts read back, errors raised here."""
+
+from functools import partial
+
+import pytest
+import torch
+
+import ntprl.scale
+from ntprl.experiments import common
+from ntprl.experiments.common import Part, part_identity, run_parts, steps_to_learn
+from ntprl.tasks import ParityTask
+
+TINY = ntprl.scale.get("smoke")
+
+
+def hardness_part(d, p):
+    return Part(f"h-d{d}-p{p}", partial(steps_to_learn, ParityTask(d, p), TINY, 0, progress=False),
+                part_identity(TINY, 0, part="h", d=d, p_cot=p))
+
+
+def test_workers_equal_this_process_with_as_many_threads():
+    parts = [hardness_part(4, 1.0), hardness_part(4, 0.0), hardness_part(6, 1.0)]
+    parallel = run_parts(parts, n_workers=2, progress=False)
+    old = torch.get_num_threads()
+    try:
+        torch.set_num_threads(common.worker_threads(2))  # each worker's share of the cores
+        here = [part.fn(checkpoint=None) for part in parts]
+    finally:
+        torch.set_num_threads(old)
+    assert [r["d"] for r in parallel] == [4, 4, 6]  # in the order of the parts
+    assert parallel == here
+
+
+def test_finished_parts_are_read_back_not_recomputed(tmp_path):
+    parts = [hardness_part(4, 1.0), hardness_part(4, 0.0)]
+    first = run_parts(parts, tmp_path, n_workers=2, progress=False)
+    assert sorted(f.name for f in tmp_path.glob("*.json")) == ["h-d4-p0.0.json", "h-d4-p1.0.json"]
+    # a part whose fn would fail is never called when its result is in the workdir
+    broken = [Part(p.key, partial(steps_to_learn, ParityTask(4, 1.0), TINY, 0, max_steps=-1),
+                   p.identity) for p in parts]
+    assert run_parts(broken, tmp_path, n_workers=2, progress=False) == first
+
+
+def test_an_error_in_a_part_is_raised_here():
+    parts = [hardness_part(4, 1.0),
+             Part("bad", partial(steps_to_learn, ParityTask(4, 1.0), TINY, 0, max_steps=-1), {})]
+    with pytest.raises(ValueError, match="steps=-1"):
+        run_parts(parts, n_workers=2, progress=False)
+    assert run_parts(parts[:1], n_workers=2, progress=False)[0]["d"] == 4  # a new pool works
+
+
+def test_bad_parts_and_settings_are_refused(monkeypatch):
+    part = hardness_part(4, 1.0)
+    with pytest.raises(ValueError, match="n_workers=0"):
+        run_parts([part], n_workers=0)
+    with pytest.raises(ValueError, match="each key must be unique"):
+        run_parts([part, part], n_workers=1)
+    with pytest.raises(ValueError, match="Part objects"):
+        run_parts([part.fn], n_workers=1)
+    unpicklable = Part("lambda", lambda checkpoint: {}, {})
+    with pytest.raises(ValueError, match="'lambda' is not allowed: a worker process cannot"):
+        run_parts([unpicklable, part], n_workers=2, progress=False)
+    assert run_parts([unpicklable, part], n_workers=1, progress=False)[0] == {}
+    monkeypatch.setenv(ntprl.scale.WORKERS_VAR, "two")
+    with pytest.raises(ValueError, match="NTPRL_WORKERS='two'"):
+        ntprl.scale.workers()
+    monkeypatch.setenv(ntprl.scale.WORKERS_VAR, "3")
+    assert ntprl.scale.workers() == 3
+    monkeypatch.setenv(ntprl.scale.WORKERS_VAR, "auto")
+    on_cpu = ntprl.scale.device().type == "cpu"
+    assert ntprl.scale.workers() == (ntprl.scale.cpu_cores() if on_cpu else 1)
+
+
+SCRIPT = """
+from functools import partial
+import ntprl.scale
+from ntprl.experiments import Part, run_parts, steps_to_learn
+from ntprl.tasks import ParityTask
+
+TINY = ntprl.scale.get("smoke")
+parts = [Part(f"d{d}", partial(steps_to_learn, ParityTask(d, 1.0), TINY, 0, progress=False), {})
+         for d in (4, 5)]
+print([r["d"] for r in run_parts(parts, n_workers=2, progress=False)])
+
+
+def mine(checkpoint=None):
+    return {}
+
+
+try:
+    run_parts([Part("a", mine, {}), Part("b", mine, {})], n_workers=2, progress=False)
+except ValueError as e:
+    print(e)
+"""
+
+
+def test_a_script_without_a_main_guard_runs_parts(tmp_path):
+    """Workers never import the script that started them: no main guard needed, and a part
+    function defined in the script is refused with a message, not a hang."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "unguarded.py"
+    script.write_text(SCRIPT)
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.strip().splitlines()
+    assert lines[0] == "[4, 5]"
+    assert "'a' is not allowed" in lines[1] and "defined in __main__" in lines[1]
