@@ -107,6 +107,7 @@ student: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/sampler.py
 	$(BIN)/python benchmarks/mixture_rl.py
+	$(BIN)/python benchmarks/parts.py
 	$(BIN)/python benchmarks/rl_step.py   # needs `pip install trl`
 
 clean:
