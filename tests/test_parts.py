@@ -30,6 +30,8 @@ def test_workers_equal_this_process_with_as_many_threads():
         torch.set_num_threads(old)
     assert [r["d"] for r in parallel] == [4, 4, 6]  # in the order of the parts
     assert parallel == here
+    # a part left alone (a resumed run's last) computes with the same threads, not all of them
+    assert run_parts(parts[2:], n_workers=2, progress=False) == here[2:]
 
 
 def test_finished_parts_are_read_back_not_recomputed(tmp_path):
@@ -54,13 +56,18 @@ def test_bad_parts_and_settings_are_refused(monkeypatch):
     part = hardness_part(4, 1.0)
     with pytest.raises(ValueError, match="n_workers=0"):
         run_parts([part], n_workers=0)
-    with pytest.raises(ValueError, match="each key must be unique"):
-        run_parts([part, part], n_workers=1)
+    assert run_parts([part, part], n_workers=1, progress=False) == 2 * run_parts(
+        [part], n_workers=1, progress=False)  # the same part twice: computed once
+    other = Part(part.key, part.fn, {"other": 1})
+    with pytest.raises(ValueError, match="different identities"):
+        run_parts([part, other], n_workers=1)
     with pytest.raises(ValueError, match="Part objects"):
         run_parts([part.fn], n_workers=1)
     unpicklable = Part("lambda", lambda checkpoint: {}, {})
     with pytest.raises(ValueError, match="'lambda' is not allowed: a worker process cannot"):
         run_parts([unpicklable, part], n_workers=2, progress=False)
+    with pytest.raises(ValueError, match="'lambda' is not allowed"):  # alone too
+        run_parts([unpicklable], n_workers=2, progress=False)
     assert run_parts([unpicklable, part], n_workers=1, progress=False)[0] == {}
     monkeypatch.setenv(ntprl.scale.WORKERS_VAR, "two")
     with pytest.raises(ValueError, match="NTPRL_WORKERS='two'"):
@@ -88,10 +95,15 @@ def mine(checkpoint=None):
     return {}
 
 
-try:
-    run_parts([Part("a", mine, {}), Part("b", mine, {})], n_workers=2, progress=False)
-except ValueError as e:
-    print(e)
+class MyTask(ParityTask):
+    pass
+
+
+for fn in (mine, partial(steps_to_learn, MyTask(4, 1.0), TINY, 0)):
+    try:
+        run_parts([Part("a", fn, {}), Part("b", mine, {})], n_workers=2, progress=False)
+    except ValueError as e:
+        print(e)
 """
 
 
@@ -108,4 +120,6 @@ def test_a_script_without_a_main_guard_runs_parts(tmp_path):
     assert out.returncode == 0, out.stderr
     lines = out.stdout.strip().splitlines()
     assert lines[0] == "[4, 5]"
-    assert "'a' is not allowed" in lines[1] and "defined in __main__" in lines[1]
+    # a function of the script, and a class of the script inside a partial's arguments
+    for line, name in zip(lines[1:], ("'mine'", "an instance of 'MyTask'")):
+        assert "'a' is not allowed" in line and f"{name} is defined in __main__" in line

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import atexit
 import dataclasses
-import functools
 import hashlib
+import io
 import json
 import multiprocessing
 import os
@@ -28,6 +28,7 @@ import sys
 import threading
 import time
 import types
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Callable
 
 import torch
@@ -138,20 +139,16 @@ class Part:
 
 
 def worker_threads(n_workers: int) -> int:
-    """Threads of each part :func:`run_parts` computes in ``n_workers`` worker processes: an
-    even share of the cores, fixed, so that a part's result does not depend on which parts
-    happened to run beside it."""
+    """Threads of each part :func:`run_parts` computes with ``n_workers`` workers: an even
+    share of the cores, fixed, so that a part's result does not depend on which parts ran
+    beside it, nor on how many were left when a run resumed."""
     return max(1, cpu_cores() // n_workers)
 
 
 def _compute(job):
-    index, workdir, part, threads = job
-    if threads is not None:  # in a worker process: its share of the cores
-        torch.set_num_threads(threads)
-    return index, resumable(workdir, part.key, lambda ck: part.fn(checkpoint=ck), part.identity)
-
-
-_POOL: dict = {}  # the worker pool, kept for the next call: starting one costs seconds
+    workdir, part, threads = job
+    torch.set_num_threads(threads)  # in a worker process: its share of the cores
+    return resumable(workdir, part.key, lambda ck: part.fn(checkpoint=ck), part.identity)
 
 
 def _exit_with_parent(parent: int):
@@ -166,96 +163,123 @@ def _init_worker(parent: int):
     threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
 
 
-def _pool(n: int):
-    """A pool of ``n`` spawned worker processes (fresh interpreters: safe after torch has
-    started its threads, and the same on every OS), kept while ``n`` stays the same.
+class _RefuseMain(pickle.Pickler):
+    """Pickles like ``pickle`` but refuses anything defined in ``__main__`` (at any depth of a
+    part: a ``partial``'s arguments too), which the workers do not import."""
 
-    The workers do not import the script or notebook that started them (what ``spawn`` does
-    by default, as ``joblib``'s workers do not either): a script without an
-    ``if __name__ == "__main__":`` guard would start pools of its own from every worker,
-    without end. Part functions come from importable modules (:func:`run_parts` checks)."""
+    def reducer_override(self, obj):
+        if getattr(obj, "__module__", None) == "__main__":
+            what = (repr(obj.__qualname__) if hasattr(obj, "__qualname__")
+                    else f"an instance of {type(obj).__qualname__!r}")
+            raise ValueError(f"{what} is defined in __main__, which workers do not import")
+        return NotImplemented
+
+
+def _check_picklable(part: Part):
+    try:
+        _RefuseMain(io.BytesIO()).dump(part.fn)
+    except Exception as e:
+        raise ValueError(f"part {part.key!r} is not allowed: a worker process cannot run its fn "
+                         f"({type(e).__name__}: {e}). Use functions and classes of importable "
+                         "modules (a functools.partial of one is fine), or set n_workers=1"
+                         ) from None
+
+
+_POOL: dict = {}  # the worker processes, kept for the next call: starting them costs seconds
+
+
+def _pool(n: int) -> ProcessPoolExecutor:
+    """``n`` spawned worker processes (fresh interpreters: safe after torch has started its
+    threads, and the same on every OS), kept while ``n`` stays the same. A worker that dies
+    (out of memory, say) breaks the executor, which then raises ``BrokenProcessPool`` instead
+    of waiting for it."""
     if _POOL.get("n") != n:
         _close_pool()
-        main = sys.modules["__main__"]
-        sys.modules["__main__"] = types.ModuleType("__main__")  # what the workers see of it
-        try:
-            _POOL.update(n=n, pool=multiprocessing.get_context("spawn").Pool(
-                n, initializer=_init_worker, initargs=(os.getpid(),)))
-        finally:
-            sys.modules["__main__"] = main
+        _POOL.update(n=n, pool=ProcessPoolExecutor(
+            n, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker,
+            initargs=(os.getpid(),)))
     return _POOL["pool"]
 
 
 @atexit.register
 def _close_pool():
-    if "pool" in _POOL:
-        _POOL["pool"].terminate()
+    """Stop the workers now, parts they are computing included."""
+    pool = _POOL.pop("pool", None)
     _POOL.clear()
+    if pool is None:
+        return
+    if hasattr(pool, "terminate_workers"):  # Python >= 3.14
+        pool.terminate_workers()
+        return
+    for process in list((getattr(pool, "_processes", None) or {}).values()):
+        process.terminate()  # Python < 3.14 has no public way to stop running workers
+    pool.shutdown(wait=False, cancel_futures=True)
 
 
 def run_parts(parts: list[Part], workdir=None, *, n_workers: int | None = None,
               progress: bool = True, desc: str | None = None) -> list:
     """The results of ``parts``, in their order. Finished parts are read back from
-    ``workdir``; the others are computed ``n_workers`` at once (default :func:`workers`) in
-    worker processes, the costliest first, or in this process, in their order, when
-    ``n_workers`` is 1 or one part is left to compute.
+    ``workdir``; the others are computed in this process, in their order, when ``n_workers``
+    (default :func:`workers`) is 1, else in ``n_workers`` worker processes, the costliest
+    first. Parts with the same key must have the same identity and are computed once.
 
     Each worker computes with :func:`worker_threads` threads (on 2 cores: two parts side by
-    side, one thread each), and a part's result equals the one computed in this process with
-    as many threads (``torch.set_num_threads``). With another thread count results differ by
-    float rounding, which a long run can grow, as on another machine (``NTPRL_WORKERS=1``
-    computes every part here, with all threads, as ntprl 0.2.0 did). An error in a part is
-    raised here and stops the others."""
+    side, one thread each, and a part left alone still with one), and a part's result equals
+    the one computed in this process with as many threads (``torch.set_num_threads``). With
+    another thread count results differ by float rounding, which a long run can grow, as on
+    another machine (``NTPRL_WORKERS=1`` computes every part here, with all threads, as ntprl
+    0.2.0 did). The workers never import the script or notebook that started them
+    (``__main__``), so a script needs no ``if __name__ == "__main__":`` guard, and a part
+    that refers to anything defined there is refused. An error in a part, or a worker that
+    dies, is raised here and stops the others."""
     n_workers = workers() if n_workers is None else n_workers
     if not isinstance(n_workers, int) or isinstance(n_workers, bool) or n_workers < 1:
         raise ValueError(f"n_workers={n_workers!r} is not allowed: it must be a positive integer")
+    unique: dict[str, Part] = {}
     for part in parts:
         if not isinstance(part, Part):
             raise ValueError(f"parts must be Part objects, not {type(part).__name__}")
-    keys = [part.key for part in parts]
-    if len(set(keys)) < len(keys):
-        repeated = sorted(k for k in set(keys) if keys.count(k) > 1)
-        raise ValueError(f"parts={repeated!r} is not allowed: each key must be unique")
-    results: list = [None] * len(parts)
+        if unique.setdefault(part.key, part).identity != part.identity:
+            raise ValueError(f"parts with key {part.key!r} are not allowed: they have different "
+                             "identities (a key names one part)")
+    if workdir is not None:  # the same folder for workers started from another directory
+        workdir = pathlib.Path(workdir).resolve()
+    done: dict = {}
     todo = []
-    for i, part in enumerate(parts):
-        if workdir is not None and (pathlib.Path(workdir) / f"{part.key}.json").exists():
-            results[i] = resumable(workdir, part.key, part.fn, part.identity)
+    for key, part in unique.items():
+        if workdir is not None and (workdir / f"{key}.json").exists():
+            done[key] = resumable(workdir, key, part.fn, part.identity)
         else:
-            todo.append((i, workdir, part))
-    bar = progress_bar(total=len(parts), initial=len(parts) - len(todo), desc=desc,
-                       disable=not progress)
-    n = min(n_workers, len(todo))
-    if n <= 1:
-        for i, workdir_, part in todo:
-            _, results[i] = _compute((i, workdir_, part, None))
-            bar.update()
-        bar.close()
-        return results
-    for _, _, part in todo:
-        fn = part.fn.func if isinstance(part.fn, functools.partial) else part.fn
-        problem = ("it is defined in __main__, which workers do not import"
-                   if getattr(fn, "__module__", None) == "__main__" else None)
-        try:
-            pickle.dumps(part.fn)
-        except Exception as e:
-            problem = f"{type(e).__name__}: {e}"
-        if problem:
-            raise ValueError(f"part {part.key!r} is not allowed: a worker process cannot run "
-                             f"its fn ({problem}). Use a function of an importable module, or "
-                             "a functools.partial of one, or set n_workers=1")
-    todo.sort(key=lambda job: -job[2].cost)  # a stable sort: equal costs keep their order
-    threads = worker_threads(n)
+            todo.append(part)
+    bar = progress_bar(total=len(unique), initial=len(done), desc=desc, disable=not progress)
     try:
-        for i, result in _pool(n).imap_unordered(
-                _compute, [(*job, threads) for job in todo]):  # raises a part's error here
-            results[i] = result
-            bar.update()
-    except BaseException:  # an error or an interrupt: stop the parts still running
+        if n_workers == 1:
+            for part in todo:
+                done[part.key] = resumable(workdir, part.key,
+                                           lambda ck, part=part: part.fn(checkpoint=ck),
+                                           part.identity)
+                bar.update()
+        elif todo:
+            for part in todo:
+                _check_picklable(part)
+            todo.sort(key=lambda part: -part.cost)  # a stable sort: equal costs keep their order
+            threads = worker_threads(n_workers)
+            main = sys.modules["__main__"]
+            sys.modules["__main__"] = types.ModuleType("__main__")  # what a new worker sees
+            try:  # (workers start while parts are submitted)
+                futures = {_pool(n_workers).submit(_compute, (workdir, part, threads)): part.key
+                           for part in todo}
+            finally:
+                sys.modules["__main__"] = main
+            for future in as_completed(futures):
+                done[futures[future]] = future.result()  # raises a part's error here
+                bar.update()
+    except BaseException:  # an error, a dead worker or an interrupt: stop the other parts
         _close_pool()
         raise
-    bar.close()
-    return results
+    finally:
+        bar.close()
+    return [done[part.key] for part in parts]
 
 
 # ---- NTP pre-training, memoised and resumable ----------------------------------------------------

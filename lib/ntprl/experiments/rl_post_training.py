@@ -47,7 +47,8 @@ def rl_start(scale: Scale, seed: int = 0, *, progress: bool = True,
 
 
 def rl_post_training_parts(scale: Scale) -> tuple[str, ...]:
-    """The names of :func:`rl_post_training`'s runs at ``scale``, in the order they run."""
+    """The names of :func:`rl_post_training`'s runs at ``scale``, in the order of its results
+    (and of the computation, in one process; worker processes start the STaR runs first)."""
     names = ["ntp"] + [f"{a}-{r}" for a in ("grpo", "reinforce", "star") for r in ("e2e", "cot")]
     names += [f"{a}-e2e-T{t}" for t in scale.rl_temperatures if t != 1.0 for a in ("grpo", "star")]
     return tuple(names + ["grpo-early"])
@@ -60,9 +61,9 @@ def rl_post_training(scale: Scale, seed: int = 0, *, progress: bool = True, work
     heat map); STaR, REINFORCE and GRPO with the e2e and cot rewards; sampling temperatures; the
     STaR map; RL started from an early NTP checkpoint.
 
-    ``parts`` runs only the named runs (see :func:`rl_post_training_parts`), in the order
-    given: a long run can do its headline first and the rest later with the same ``workdir``
-    (finished parts are read back, never recomputed)."""
+    ``parts`` runs only the named runs (see :func:`rl_post_training_parts`; in one process,
+    in the order given): a long run can do its headline first and the rest later with the
+    same ``workdir`` (finished parts are read back, never recomputed)."""
     known = rl_post_training_parts(scale)
     parts = known if parts is None else tuple(parts)
     unknown = [p for p in parts if p not in known]
