@@ -18,11 +18,14 @@ Variants:
     ntprl         ``ntp.train`` with its defaults (on a GPU: bf16 autocast, fused AdamW, the
                   loss kept on the device between log steps, and the step recorded once as a
                   CUDA graph and replayed; every repeat pays its own 3 eager steps and
-                  recording);
+                  recording; on a CPU: the batch run by length, in bf16 autocast where the
+                  CPU multiplies bf16 natively);
+    ntprl fp32    (on a CPU with native bf16) the same in float32;
     ntprl eager   (on a GPU) the same with ``cuda_graph="no"``: every kernel launched from
                   Python (the default before CUDA graphs);
     HF GPT-2      ``GPT2LMHeadModel`` of the same size and ``ntp.train``'s precision, labels
-                  -100 on the prompt and PAD (the same loss), same optimiser;
+                  -100 on the prompt and PAD (the same loss), same optimiser (and, where
+                  ``ntprl fp32`` runs, ``HF GPT-2 fp32``: the same in float32);
     ntprl+compile (``--compile``) ``ntp.train`` on ``torch.compile(model)``.
 """
 
@@ -38,7 +41,7 @@ import torch.nn.functional as F
 from ntprl.models import GPT, GPTConfig
 from ntprl.tasks import ParityTask
 from ntprl.train import ntp
-from ntprl.train.common import autocast, make_optimizer
+from ntprl.train.common import autocast, make_optimizer, resolve_precision
 
 
 def sync(device):
@@ -77,15 +80,16 @@ def padded_loop(model, task, steps, batch, lr, gen, device):
         loss.item()
 
 
-def hf_loop(model, task, steps, batch, lr, gen, device):
-    """GPT2LMHeadModel on the same batches, the same loss and optimiser, ntp.train's precision."""
+def hf_loop(model, task, steps, batch, lr, gen, device, precision="auto"):
+    """GPT2LMHeadModel on the same batches, the same loss and optimiser, ntp.train's precision
+    (or ``precision``)."""
     opt = make_optimizer(model, "adamw", lr)
     model.train()
     loss_sum = 0.0
     for _ in range(steps):
         tokens = task.sample(batch, gen).to(device, non_blocking=True)
         labels = tokens.masked_fill(~ntp.response_mask(tokens, task.prompt_len, task.PAD), -100)
-        with autocast(model):
+        with autocast(model, precision):
             logits = model(input_ids=tokens).logits
         loss = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]).float(),
                                labels[:, 1:].reshape(-1), ignore_index=-100)
@@ -140,6 +144,10 @@ def main(argv=None):
                                         seed=int(g.initial_seed()), log_every=s,
                                         progress=False),
     }
+    if device.type == "cpu" and resolve_precision("auto", device) == "bf16":
+        variants["ntprl fp32"] = lambda s, g: ntp.train(
+            ours(), task, s, args.batch, 1e-3, seed=int(g.initial_seed()), log_every=s,
+            precision="fp32", progress=False)
     if device.type == "cuda":
         variants["ntprl eager"] = lambda s, g: ntp.train(
             ours(), task, s, args.batch, 1e-3, seed=int(g.initial_seed()), log_every=s,
@@ -156,6 +164,9 @@ def main(argv=None):
                     pad_token_id=3)).to(device)
             variants["HF GPT-2"] = lambda s, g: hf_loop(hf(), task, s, args.batch, 1e-3, g,
                                                         device)
+            if "ntprl fp32" in variants:  # HF's bf16 attention backward is slow on a CPU
+                variants["HF GPT-2 fp32"] = lambda s, g: hf_loop(hf(), task, s, args.batch,
+                                                                 1e-3, g, device, "fp32")
         except ImportError:
             print("transformers is not installed: skipping the Hugging Face variant")
     if args.compile:
@@ -164,7 +175,8 @@ def main(argv=None):
             log_every=s, cuda_graph="no", progress=False)
 
     print(f"device: {torch.cuda.get_device_name(0) if device.type == 'cuda' else 'cpu'} "
-          f"({torch.get_num_threads()} CPU threads), torch {torch.__version__}")
+          f"({torch.get_num_threads()} CPU threads), torch {torch.__version__}, ntp.train's "
+          f"precision: {resolve_precision('auto', device)}")
     print(f"model: {args.layers} layers, width {args.width}, {args.heads} heads "
           f"({n / 1e6:.2f} M non-embedding parameters); d = {args.d}, p_cot = {args.p_cot}, "
           f"batch {args.batch}: {real:.0f} real of {padded} padded tokens a step")
@@ -206,6 +218,10 @@ def report(times, args, real, flops_step, peak, when):
             print(f"  {name} / padded loop: {base / t:.2f}x")
     if "HF GPT-2" in med:
         print(f"  ntprl / HF GPT-2: {med['HF GPT-2'] / med['ntprl']:.2f}x", flush=True)
+    if "HF GPT-2 fp32" in med:  # against HF at its faster precision here
+        best = min(med["HF GPT-2"], med["HF GPT-2 fp32"])
+        print(f"  ntprl / the faster HF GPT-2: {best / med['ntprl']:.2f}x; ntprl fp32 / HF GPT-2 "
+              f"fp32: {med['HF GPT-2 fp32'] / med['ntprl fp32']:.2f}x", flush=True)
     if "ntprl eager" in med:
         print(f"  ntprl (CUDA graph) / ntprl eager: {med['ntprl eager'] / med['ntprl']:.2f}x",
               flush=True)

@@ -1,6 +1,7 @@
 """The GPU code path: bf16 autocast, fused AdamW and the device-side loss sum (skipped without
-CUDA, except the checks that hold on the CPU too). The CPU suite pins exact float32 results;
-these check that the fast GPU path trains, samples and resumes."""
+CUDA, except the checks that hold on the CPU too). Tests that compare two computations to float
+rounding pin float32 (``precision="fp32"``); these check that the bf16 path (the default on a
+GPU and on a CPU with native bf16) trains, samples and resumes."""
 
 import contextlib
 
@@ -8,10 +9,12 @@ import pytest
 import torch
 
 from ntprl.models import GPT, GPTConfig
+from ntprl.models.gpt import attention
 from ntprl.sampling import generate
 from ntprl.tasks import ParityTask
 from ntprl.train import ntp, rl
-from ntprl.train.common import TrainStep, autocast, cuda_graph_on, make_optimizer
+from ntprl.train.common import (TrainStep, autocast, cuda_graph_on, make_optimizer, native_bf16,
+                               resolve_precision)
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
@@ -22,17 +25,40 @@ def small(task, device="cpu", seed=0):
                          n_embd=32)).to(device)
 
 
-def test_autocast_is_float32_on_the_cpu_by_default_and_rejects_bad_names():
+def test_autocast_auto_is_bf16_where_the_device_multiplies_it_natively(monkeypatch):
     task = ParityTask(6, 0.5)
     m = small(task)
+    monkeypatch.delenv("NTPRL_PRECISION", raising=False)
+    expected = torch.autocast if native_bf16("cpu") else contextlib.nullcontext
+    assert isinstance(autocast(m), expected)
+    assert resolve_precision("auto", "cpu") == ("bf16" if native_bf16("cpu") else "fp32")
+    assert isinstance(autocast(m, "fp32"), contextlib.nullcontext)
+    assert isinstance(autocast(m, "bf16"), torch.autocast)
+    monkeypatch.setenv("NTPRL_PRECISION", "fp32")  # pins float32 for "auto", not for "bf16"
     assert isinstance(autocast(m), contextlib.nullcontext)
     assert isinstance(autocast(m, "bf16"), torch.autocast)
+    monkeypatch.setenv("NTPRL_PRECISION", "bf16")
+    assert isinstance(autocast(m), torch.autocast)
+    monkeypatch.setenv("NTPRL_PRECISION", "half")
+    with pytest.raises(ValueError, match="NTPRL_PRECISION='half'"):
+        autocast(m)
     with pytest.raises(ValueError, match="precision='fp16'"):
         autocast(m, "fp16")
     with pytest.raises(ValueError, match="precision="):
         ntp.train(m, task, 2, 4, 1e-3, precision="half", progress=False)
     with pytest.raises(ValueError, match="precision="):
         rl.train(m, task, "grpo", 1, precision="half", progress=False)
+
+
+def test_cpu_attention_runs_in_float32_under_bf16_autocast():
+    """On a CPU the bf16 attention kernel's backward is slow: attention computes in float32
+    (inputs and output), the same numbers as outside autocast on the same inputs."""
+    q, k, v = (torch.randn(2, 2, 5, 8) for _ in range(3))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = attention(q, k, v, is_causal=True)
+    assert y.dtype == torch.float32
+    assert torch.equal(y, torch.nn.functional.scaled_dot_product_attention(q, k, v,
+                                                                           is_causal=True))
 
 
 def test_bf16_autocast_trains_on_the_cpu_too():

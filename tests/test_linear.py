@@ -97,3 +97,16 @@ def test_continue_decision_is_the_feature_r1_x1():
 def test_bad_linear_config(kwargs, field):
     with pytest.raises(ValueError, match=field):
         LinearARConfig(**kwargs)
+
+
+def test_linear_model_computes_in_float32_under_the_trainers_bf16_autocast():
+    """The theorem's model is exact float32 even where the trainers pick bf16 (precision="auto"
+    on a GPU or a bf16-capable CPU): its logits do not change under autocast."""
+    task = ParityTask(6, 0.3)
+    m = model(T=task.seq_len, std=1.0)
+    tokens = task.sample(16, torch.Generator().manual_seed(0))
+    want = m(tokens)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = m(tokens)
+    assert got.dtype == torch.float32
+    assert torch.equal(got, want)

@@ -41,12 +41,16 @@ def git_commit(path: str | os.PathLike | None = None) -> str | None:
 
 
 def device_name() -> str:
-    """A short description of the device runs use: the GPU's name, or 'cpu (N threads)'."""
+    """A short description of the device runs use: the GPU's name, or 'cpu (N threads)', and
+    ', bf16 training' on a CPU whose trainers run in bf16 (``precision="auto"``)."""
     import torch
+
+    from .train.common import resolve_precision
 
     if torch.cuda.is_available():
         return torch.cuda.get_device_name(0)
-    return f"cpu ({torch.get_num_threads()} threads)"
+    bf16 = ", bf16 training" if resolve_precision("auto", "cpu") == "bf16" else ""
+    return f"cpu ({torch.get_num_threads()} threads{bf16})"
 
 
 def write_json_atomic(obj, path: str | os.PathLike) -> pathlib.Path:

@@ -296,12 +296,15 @@ def setup(name: str | None = None, seed: int = 0) -> Scale:
     import ntprl
     from . import plots
     from .results import device_name, git_commit
+    from .train.common import PRECISION_VAR, resolve_precision
 
     scale = get(name)
     torch.manual_seed(seed)
     plots.style()
     print(f"scale: {scale.name} — {scale.description}")
     print(f"device: {device()}, torch {torch.__version__}, ntprl {ntprl.__version__}, seed {seed}")
+    print(f"training precision: {resolve_precision('auto', device())} (${PRECISION_VAR}; "
+          "sampling and evaluation in float32)")
     n = workers()
     if n > 1:
         print(f"parts: {n} at once in worker processes, {max(1, cpu_cores() // n)} thread(s) "

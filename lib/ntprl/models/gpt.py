@@ -94,6 +94,23 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
 
 
+def _cpu_autocast_on() -> bool:
+    try:
+        return torch.is_autocast_enabled("cpu")
+    except TypeError:  # torch < 2.4
+        return torch.is_autocast_cpu_enabled()
+
+
+def attention(q, k, v, **kw):
+    """``F.scaled_dot_product_attention``, in float32 on a CPU under bf16 autocast: there the
+    bf16 kernel's backward is ~7x slower than float32's at the book's sizes (the matrix
+    products around it stay in bf16)."""
+    if q.device.type == "cpu" and _cpu_autocast_on():
+        with torch.autocast("cpu", enabled=False):
+            return F.scaled_dot_product_attention(q.float(), k.float(), v.float(), **kw)
+    return F.scaled_dot_product_attention(q, k, v, **kw)
+
+
 class CausalSelfAttention(nn.Module):
     def __init__(self, config: GPTConfig, layer: int):
         super().__init__()
@@ -120,10 +137,10 @@ class CausalSelfAttention(nn.Module):
             att = torch.softmax((q @ k.transpose(-2, -1)) * (q.shape[-1] ** -0.5), dim=-1)
             y = F.dropout(att, drop, self.training) @ v
         elif past == 0:  # no earlier positions: ordinary causal attention
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=drop)
+            y = attention(q, k, v, is_causal=True, dropout_p=drop)
         else:  # a chunk after a filled cache: query i sees keys up to past + i
             mask = torch.ones(T, past + T, dtype=torch.bool, device=x.device).tril(diagonal=past)
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=drop)
+            y = attention(q, k, v, attn_mask=mask, dropout_p=drop)
         y = y.transpose(1, 2).reshape(B, Tq, C)
         return F.dropout(self.proj(y), drop, self.training)
 

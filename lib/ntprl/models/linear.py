@@ -124,9 +124,11 @@ class LinearAR(nn.Module):
         rows = slice(L - 1 if last_only else start, L)
         lin = self.lin[rows, :, :L] * self.lin_mask[rows, None, :L]          # (T, K, L)
         quad = self.quad[rows, :, :L, :L] * self.quad_mask[rows, None, :L, :L]
-        out = self.bias[rows] + torch.einsum("tki,bi->btk", lin, v)
-        qv = torch.einsum("tkij,bj->btki", quad, v)                          # (B, T, K, L)
-        out = out + (qv * v[:, None, None, :]).sum(-1)
+        # the theorem's model computes in float32 under any autocast (the trainers' bf16)
+        with torch.autocast(tokens.device.type, enabled=False):
+            out = self.bias[rows] + torch.einsum("tki,bi->btk", lin, v)
+            qv = torch.einsum("tkij,bj->btki", quad, v)                      # (B, T, K, L)
+            out = out + (qv * v[:, None, None, :]).sum(-1)
         pad = torch.full((*out.shape[:2], self.config.vocab_size - self.config.n_out), -1e4,
                          device=tokens.device)
         return torch.cat([out, pad], dim=-1)

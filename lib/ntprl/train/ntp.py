@@ -124,8 +124,9 @@ def train(model, task, steps: int, batch_size: int, lr: float, *, seed: int = 0,
         checkpoint: path of a checkpoint file. When it exists the run resumes from it (refused,
             naming the difference, when it holds a run with other settings, task, model or
             starting weights); it is written every ``checkpoint_every`` steps and at the end.
-        precision: ``"auto"`` (bf16 autocast on a CUDA GPU, float32 on the CPU), ``"fp32"``
-            or ``"bf16"``: see :func:`ntprl.train.common.autocast`.
+        precision: ``"auto"`` (bf16 autocast where the device multiplies bf16 natively: a CUDA
+            GPU or a CPU with AVX512-BF16/AMX; else float32; ``$NTPRL_PRECISION`` overrides),
+            ``"fp32"`` or ``"bf16"``: see :func:`ntprl.train.common.autocast`.
         by_length: ``"yes"``: run the model once per group of equally long rows, each trimmed
             to its length (:func:`ntp_loss`; at p_cot = 0.2 most rows are short and a padded
             batch spends most of its compute on PAD); ``"no"``: one padded batch; ``"auto"``:

@@ -303,8 +303,9 @@ def train(model, task, algo: str, steps: int, *, lr: float = 3e-4, prompts_per_s
         stop_when: called with each evaluated record; returning True ends the run early.
         checkpoint, checkpoint_every: save/resume as in :func:`ntprl.train.ntp.train` (a
             checkpoint of a run with any other setting is refused).
-        precision: forward passes of the updates in ``"auto"`` (bf16 autocast on a CUDA GPU,
-            float32 on the CPU), ``"fp32"`` or ``"bf16"``; sampling is always float32.
+        precision: forward passes of the updates in ``"auto"`` (bf16 autocast where the device
+            multiplies bf16 natively, else float32: :func:`~ntprl.train.common.autocast`),
+            ``"fp32"`` or ``"bf16"``; sampling is always float32.
         by_length: ``"yes"``: every update's forward passes run once per group of equally long
             answers, trimmed to their length (:func:`policy_logprobs`, and
             :func:`~ntprl.train.ntp.ntp_loss` for STaR): the same loss up to float rounding,
