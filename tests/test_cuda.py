@@ -59,6 +59,11 @@ def test_cpu_attention_runs_in_float32_under_bf16_autocast():
     assert y.dtype == torch.float32
     assert torch.equal(y, torch.nn.functional.scaled_dot_product_attention(q, k, v,
                                                                            is_causal=True))
+    half = [x.bfloat16() for x in (q, k, v)]  # bf16 inputs (from a linear layer) are upcast
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = attention(*half, is_causal=True)
+    assert torch.equal(y, torch.nn.functional.scaled_dot_product_attention(
+        *[x.float() for x in half], is_causal=True))
 
 
 def test_bf16_autocast_trains_on_the_cpu_too():

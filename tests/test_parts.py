@@ -9,6 +9,7 @@ import torch
 import ntprl.scale
 from ntprl.experiments import common
 from ntprl.experiments.common import Part, part_identity, run_parts, steps_to_learn
+from ntprl.experiments.mixtures import train_and_measure
 from ntprl.tasks import ParityTask
 
 TINY = ntprl.scale.get("smoke")
@@ -32,6 +33,27 @@ def test_workers_equal_this_process_with_as_many_threads():
     assert parallel == here
     # a part left alone (a resumed run's last) computes with the same threads, not all of them
     assert run_parts(parts[2:], n_workers=2, progress=False) == here[2:]
+
+
+def test_workers_train_in_the_parents_precision(monkeypatch):
+    """The pool outlives a call; a part computes in the precision the parent has when it is
+    sent ($NTPRL_PRECISION set after the workers started included), and the precision is in
+    every part's identity."""
+    def part(key):
+        return Part(key, partial(train_and_measure, ParityTask(4, 0.5), TINY, 5, 0,
+                                 progress=False), part_identity(TINY, 0, part=key))
+
+    run_parts([part("warm")], n_workers=2, progress=False)  # the workers start
+    for precision in ("fp32", "bf16"):
+        monkeypatch.setenv("NTPRL_PRECISION", precision)
+        assert part_identity(TINY, 0)["precision"] == precision
+        got = run_parts([part(precision)], n_workers=2, progress=False)[0]
+        old = torch.get_num_threads()
+        try:
+            torch.set_num_threads(common.worker_threads(2))
+            assert got == part(precision).fn(checkpoint=None)
+        finally:
+            torch.set_num_threads(old)
 
 
 def test_finished_parts_are_read_back_not_recomputed(tmp_path):

@@ -99,6 +99,23 @@ def test_ntp_checkpoint_of_another_run_is_refused(tmp_path, change, field):
         ntp.train(model, task, checkpoint=tmp_path / "c.pt", **kw)
 
 
+def test_a_checkpoint_of_the_other_precision_is_refused(tmp_path, monkeypatch):
+    """precision="auto" resolves per machine and $NTPRL_PRECISION: the precision a run
+    computed in is part of its identity, so a resumed run never mixes the two."""
+    t = ParityTask(5, 0.3)
+    kw = dict(steps=10, batch_size=16, lr=1e-3, checkpoint_every=5, progress=False)
+    monkeypatch.setenv("NTPRL_PRECISION", "fp32")
+    ntp.train(tiny(t), t, checkpoint=tmp_path / "c.pt", **kw)
+    ntp.train(tiny(t), t, checkpoint=tmp_path / "c.pt", **kw)  # the same run: read back
+    monkeypatch.setenv("NTPRL_PRECISION", "bf16")
+    with pytest.raises(ValueError, match=r"precision_used: 'fp32' there, 'bf16' here"):
+        ntp.train(tiny(t), t, checkpoint=tmp_path / "c.pt", **kw)
+    monkeypatch.setenv("NTPRL_PRECISION", "half")  # a bad value is named before any work
+    with pytest.raises(ValueError, match="NTPRL_PRECISION='half'"):
+        ntp.train(tiny(t), t, checkpoint=tmp_path / "d.pt", **kw)
+    assert not (tmp_path / "d.pt").exists()
+
+
 def test_unreadable_checkpoint_is_named(tmp_path):
     t = ParityTask(5, 0.3)
     bad = tmp_path / "bad.pt"

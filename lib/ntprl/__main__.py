@@ -33,7 +33,7 @@ import sys
 import time
 
 from . import experiments, results, scale as scales
-from .train.common import refuse_mismatch
+from .train.common import refuse_mismatch, resolve_precision
 
 
 def _list() -> int:
@@ -87,8 +87,10 @@ def _run(args) -> int:
         return 0
     note = (f"`python -m ntprl run {args.experiment}` with {changes} changed from the "
             f"{scale.name} preset" if changes else None)
+    trained_here = args.experiment not in experiments.TRL_EXPERIMENTS  # by ntprl's trainers
     results.save(out, result, experiment=name, scale=scale.name, seed=args.seed,
-                 config=dataclasses.asdict(scale), wall_s=time.perf_counter() - t0, note=note)
+                 config=dataclasses.asdict(scale), wall_s=time.perf_counter() - t0, note=note,
+                 precision=resolve_precision("auto", scales.device()) if trained_here else None)
     shutil.rmtree(workdir, ignore_errors=True)
     print(f"wrote {out}")
     return 0

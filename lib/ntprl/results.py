@@ -1,7 +1,9 @@
 """Run results as JSON files: written atomically, with provenance, and the stored runs.
 
 A results file is ``{"schema", "experiment", "scale", "seed", "config", "ntprl_version",
-"git_commit", "device", "date", "wall_s", "result"}``. ``result`` is what the experiment
+"git_commit", "device", "date", "wall_s", "result"}``, and where they apply ``"note"`` and
+``"precision"`` (the trainers', ``"fp32"`` or ``"bf16"``; absent in files made before it was
+recorded, which were float32 on a CPU and bf16 on a GPU). ``result`` is what the experiment
 returned. Files are written to a temporary name in the same folder and renamed into place, so
 a killed process never leaves a partial file behind.
 
@@ -41,16 +43,12 @@ def git_commit(path: str | os.PathLike | None = None) -> str | None:
 
 
 def device_name() -> str:
-    """A short description of the device runs use: the GPU's name, or 'cpu (N threads)', and
-    ', bf16 training' on a CPU whose trainers run in bf16 (``precision="auto"``)."""
+    """A short description of the device runs use: the GPU's name, or 'cpu (N threads)'."""
     import torch
-
-    from .train.common import resolve_precision
 
     if torch.cuda.is_available():
         return torch.cuda.get_device_name(0)
-    bf16 = ", bf16 training" if resolve_precision("auto", "cpu") == "bf16" else ""
-    return f"cpu ({torch.get_num_threads()} threads{bf16})"
+    return f"cpu ({torch.get_num_threads()} threads)"
 
 
 def write_json_atomic(obj, path: str | os.PathLike) -> pathlib.Path:
@@ -82,15 +80,19 @@ def read_json(path, remedy: str = "") -> object:
 
 
 def save(path, result: dict, *, experiment: str, scale: str, seed: int, config: dict,
-         wall_s: float, note: str | None = None) -> pathlib.Path:
+         wall_s: float, note: str | None = None, precision: str | None = None) -> pathlib.Path:
     """Write one run's ``result`` with its provenance to ``path`` (atomically); ``note`` says
-    how it was made where that is not the plain CLI (a partial run, another model...)."""
+    how it was made where that is not the plain CLI (a partial run, another model...);
+    ``precision`` is the one ntprl's trainers ran in (``"fp32"`` or ``"bf16"``; None for runs
+    they did not train, chapter 6's)."""
     record = {"schema": SCHEMA, "experiment": experiment, "scale": scale, "seed": seed,
               "config": config, "ntprl_version": __version__, "git_commit": git_commit(),
               "device": device_name(), "date": _dt.date.today().isoformat(),
               "wall_s": round(float(wall_s), 2), "result": result}
     if note:
         record["note"] = note
+    if precision is not None:
+        record["precision"] = precision
     return write_json_atomic(record, path)
 
 

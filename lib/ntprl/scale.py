@@ -303,8 +303,8 @@ def setup(name: str | None = None, seed: int = 0) -> Scale:
     plots.style()
     print(f"scale: {scale.name} — {scale.description}")
     print(f"device: {device()}, torch {torch.__version__}, ntprl {ntprl.__version__}, seed {seed}")
-    print(f"training precision: {resolve_precision('auto', device())} (${PRECISION_VAR}; "
-          "sampling and evaluation in float32)")
+    print(f"ntprl's trainers in {resolve_precision('auto', device())} (${PRECISION_VAR}; "
+          "sampling and evaluation in float32; chapter 6's TRL runs set their own)")
     n = workers()
     if n > 1:
         print(f"parts: {n} at once in worker processes, {max(1, cpu_cores() // n)} thread(s) "

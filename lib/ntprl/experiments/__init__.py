@@ -36,6 +36,8 @@ EXPERIMENTS = {"parity_hardness": parity_hardness, "threshold": threshold, "more
                "mult_hardness": mult_hardness,
                "mult_threshold": mult_threshold, "mult_rl": mult_rl,
                "llama_gsm8k": llama_gsm8k, "llm_sums": llm_sums}
+TRL_EXPERIMENTS = ("llama_gsm8k", "llm_sums")  # trained by transformers/TRL (ntprl.llm), not by
+                                               # ntprl.train: its precision settings do not apply
 
 
 def run(name: str, scale: Scale, seed: int = 0, *, progress: bool = True, workdir=None) -> dict:
@@ -47,7 +49,8 @@ def run(name: str, scale: Scale, seed: int = 0, *, progress: bool = True, workdi
     return fn(scale, seed=seed, progress=progress, **kw)
 
 
-__all__ = ["EXPERIMENTS", "Part", "TARGET", "first_step", "leap2", "linear_ntp", "linear_theory",
+__all__ = ["EXPERIMENTS", "Part", "TARGET", "TRL_EXPERIMENTS", "first_step", "leap2",
+           "linear_ntp", "linear_theory",
            "llama_gsm8k", "llm_sums", "load_model", "make_linear", "make_model", "measure",
            "mixture_model", "more_data", "mult_hardness", "mult_measure", "mult_rl",
            "mult_threshold",

@@ -39,7 +39,8 @@ from ..progress import bar as progress_bar
 from ..results import read_json, write_json_atomic
 from ..scale import Scale, cpu_cores, device, workers
 from ..train import ntp
-from ..train.common import atomic_save, load_checkpoint, refuse_mismatch, run_identity
+from ..train.common import (PRECISION_VAR, atomic_save, load_checkpoint, refuse_mismatch,
+                            resolve_precision, run_identity)
 
 TARGET = 0.95        # greedy accuracy that counts as "learned" in the STaR-rounds experiments
 # Seed offsets: each random stream of one experiment seed draws from its own generator
@@ -98,8 +99,11 @@ def eval_fn(task, scale: Scale, seed: int, modes=("greedy", "sampled")) -> Calla
 
 # ---- the resumable-part cache -------------------------------------------------------------------
 def part_identity(scale: Scale, seed: int, **settings) -> dict:
-    """The identity of one cached part: the whole scale, the seed and the part's settings."""
+    """The identity of one cached part: the whole scale, the seed, the trainers' precision
+    (``"fp32"`` or ``"bf16"``, :func:`~ntprl.train.common.resolve_precision`) and the part's
+    settings."""
     return json.loads(json.dumps({"scale": dataclasses.asdict(scale), "seed": seed,
+                                  "precision": resolve_precision("auto", device()),
                                   **settings}, default=repr))
 
 
@@ -145,10 +149,17 @@ def worker_threads(n_workers: int) -> int:
     return max(1, cpu_cores() // n_workers)
 
 
-def _compute(job):
-    workdir, part, threads = job
-    torch.set_num_threads(threads)  # in a worker process: its share of the cores
+def _run(workdir, part: Part):
+    """One part through the workdir cache: read back when finished, else computed (resuming
+    from its checkpoint) and stored."""
     return resumable(workdir, part.key, lambda ck: part.fn(checkpoint=ck), part.identity)
+
+
+def _compute(job):
+    workdir, part, threads, precision = job
+    torch.set_num_threads(threads)  # in a worker process: its share of the cores
+    os.environ[PRECISION_VAR] = precision  # the parent's, as it was when this part was sent
+    return _run(workdir, part)
 
 
 def _exit_with_parent(parent: int):
@@ -248,16 +259,14 @@ def run_parts(parts: list[Part], workdir=None, *, n_workers: int | None = None,
     todo = []
     for key, part in unique.items():
         if workdir is not None and (workdir / f"{key}.json").exists():
-            done[key] = resumable(workdir, key, part.fn, part.identity)
+            done[key] = _run(workdir, part)
         else:
             todo.append(part)
     bar = progress_bar(total=len(unique), initial=len(done), desc=desc, disable=not progress)
     try:
         if n_workers == 1:
             for part in todo:
-                done[part.key] = resumable(workdir, part.key,
-                                           lambda ck, part=part: part.fn(checkpoint=ck),
-                                           part.identity)
+                done[part.key] = _run(workdir, part)
                 bar.update()
         elif todo:
             for part in todo:
@@ -267,8 +276,9 @@ def run_parts(parts: list[Part], workdir=None, *, n_workers: int | None = None,
             main = sys.modules["__main__"]
             sys.modules["__main__"] = types.ModuleType("__main__")  # what a new worker sees
             try:  # (workers start while parts are submitted)
-                futures = {_pool(n_workers).submit(_compute, (workdir, part, threads)): part.key
-                           for part in todo}
+                precision = resolve_precision("auto", device())
+                futures = {_pool(n_workers).submit(_compute, (workdir, part, threads, precision)):
+                           part.key for part in todo}
             finally:
                 sys.modules["__main__"] = main
             for future in as_completed(futures):
@@ -298,12 +308,13 @@ def pretrain(task, scale: Scale, steps: int, seed: int = 0, early_step: int | No
     ``workdir``, on disk (``pretrain-DIGEST.pt``, with its identity); while it runs it writes
     a checkpoint (``.ckpt.pt``, and the early weights as ``.early.pt``) it resumes from."""
     batch_size = batch_size or scale.batch_size
-    key = (repr(task), scale, steps, seed, early_step, batch_size)
+    precision = resolve_precision("auto", device())
+    key = (repr(task), scale, steps, seed, early_step, batch_size, precision)
     if key in _PRETRAINED:
         return _PRETRAINED[key]
     model = make_model(task, scale, seed)
     identity = run_identity(model, task, stage="pretrain", scale=scale, steps=steps, seed=seed,
-                            early_step=early_step, batch_size=batch_size)
+                            early_step=early_step, batch_size=batch_size, precision=precision)
     path = ckpt = early_path = None
     if workdir is not None:
         digest = hashlib.sha1(repr(identity).encode()).hexdigest()[:12]

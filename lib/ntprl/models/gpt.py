@@ -102,12 +102,16 @@ def _cpu_autocast_on() -> bool:
 
 
 def attention(q, k, v, **kw):
-    """``F.scaled_dot_product_attention``, in float32 on a CPU under bf16 autocast: there the
-    bf16 kernel's backward is ~7x slower than float32's at the book's sizes (the matrix
-    products around it stay in bf16)."""
+    """``F.scaled_dot_product_attention``; on a CPU under autocast, in float32 (half-precision
+    inputs upcast, the kernel outside autocast): there the bf16 kernel's backward is ~7x slower
+    than float32's at the book's sizes (the matrix products around it stay in bf16). The
+    one-query decoding path of :class:`CausalSelfAttention` does not come here (the sampler
+    runs without autocast)."""
     if q.device.type == "cpu" and _cpu_autocast_on():
+        if q.dtype in (torch.bfloat16, torch.float16):
+            q, k, v = q.float(), k.float(), v.float()
         with torch.autocast("cpu", enabled=False):
-            return F.scaled_dot_product_attention(q.float(), k.float(), v.float(), **kw)
+            return F.scaled_dot_product_attention(q, k, v, **kw)
     return F.scaled_dot_product_attention(q, k, v, **kw)
 
 

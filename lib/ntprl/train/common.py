@@ -98,8 +98,9 @@ def native_bf16(device) -> bool:
 
 def resolve_precision(precision: str, device) -> str:
     """``"fp32"`` or ``"bf16"`` for the trainers' ``precision`` argument on ``device``.
-    ``"auto"`` is ``$NTPRL_PRECISION`` when set (``fp32`` pins float32 everywhere), else bf16
-    where the device multiplies bf16 natively (:func:`native_bf16`), else float32."""
+    ``"auto"`` is ``$NTPRL_PRECISION`` when set (``fp32`` pins float32 for every call that
+    leaves ``precision="auto"``), else bf16 where the device multiplies bf16 natively
+    (:func:`native_bf16`), else float32. ``"fp32"`` and ``"bf16"`` are returned as given."""
     one_of("precision", precision, PRECISIONS)
     if precision == "auto":
         precision = os.environ.get(PRECISION_VAR, "auto").strip().lower() or "auto"
@@ -113,7 +114,8 @@ def autocast(model, precision: str = "auto"):
     """The context the trainers run forward passes in.
 
     ``"fp32"``: plain float32. ``"bf16"``: bfloat16 autocast on the model's device (matrix
-    products in bf16; weights, optimiser state, attention on a CPU, and the loss in float32).
+    products in bf16; weights, optimiser state, the attention kernel on a CPU, and the loss in
+    float32).
     ``"auto"``: :func:`resolve_precision`: bf16 where the device multiplies bf16 natively (a
     CUDA GPU, where small models are otherwise bound by memory traffic and launches; a CPU with
     AVX512-BF16 or AMX, where a training step of the book's models takes 0.55-0.65x the float32

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from ..progress import bar as progress_bar
 from .common import (OPTIMIZERS, PRECISIONS, TrainStep, atomic_save, autocast, by_length_on,
                      check_context, check_eval, cuda_graph_on, load_checkpoint, make_optimizer,
-                     one_of, positive, run_identity)
+                     one_of, positive, resolve_precision, run_identity)
 
 
 def response_mask(tokens: torch.Tensor, prompt_len: int, pad_id: int) -> torch.Tensor:
@@ -162,6 +162,7 @@ def train(model, task, steps: int, batch_size: int, lr: float, *, seed: int = 0,
     check_context(model, task)
 
     device = next(model.parameters()).device
+    used = resolve_precision(precision, device)  # "fp32" or "bf16", fixed for the run
     grouped = by_length_on(by_length, device)
     opt = make_optimizer(model, optimizer, lr, betas=betas, weight_decay=weight_decay)
     graphed = cuda_graph_on(cuda_graph, model, opt, grouped)
@@ -172,7 +173,7 @@ def train(model, task, steps: int, batch_size: int, lr: float, *, seed: int = 0,
                             seed=seed, optimizer=optimizer, weight_decay=weight_decay,
                             betas=betas, grad_clip=grad_clip, warmup_steps=warmup_steps,
                             decay_frac=decay_frac, log_every=log_every, eval_every=eval_every,
-                            precision=precision, by_length=by_length)
+                            precision=precision, precision_used=used, by_length=by_length)
     ck = load_checkpoint(checkpoint, identity)
     if ck is not None:  # weights and optimiser state move to the model's device on loading
         model.load_state_dict(ck["model"])
@@ -202,7 +203,7 @@ def train(model, task, steps: int, batch_size: int, lr: float, *, seed: int = 0,
 
     def batch_loss(tokens):  # the NTP loss of one batch, as the step below minimises it
         return ntp_loss(model, tokens, response_mask(tokens, task.prompt_len, task.PAD),
-                        task.PAD, by_length=grouped, precision=precision)
+                        task.PAD, by_length=grouped, precision=used)
 
     # after loading: the graph's learning rate tensor replaces the loaded one
     train_step = TrainStep(batch_loss, model, opt, grad_clip, graph=graphed)

@@ -70,7 +70,7 @@ from ..sampling import generate
 from .common import (CUDA_GRAPHS, OPTIMIZERS, PRECISIONS, TrainStep, atomic_save, autocast,
                      by_length_on, check_context, check_eval, cuda_graph_on, evaluating,
                      load_checkpoint, make_optimizer, one_of, optimizer_step, positive,
-                     run_identity)
+                     resolve_precision, run_identity)
 from .ntp import length_groups, ntp_loss
 
 ALGOS = ("star", "reinforce", "grpo")
@@ -353,6 +353,7 @@ def train(model, task, algo: str, steps: int, *, lr: float = 3e-4, prompts_per_s
     check_eval(eval_every, eval_fn)
     check_context(model, task)
     pad_id = task.PAD if by_length_on(by_length, next(model.parameters()).device) else None
+    used = resolve_precision(precision, next(model.parameters()).device)  # fixed for the run
     max_new_tokens = task.max_response_len if max_new_tokens is None else max_new_tokens
     require_room(task, max_new_tokens)
     reward_fn = _reward_fn(task, reward)
@@ -366,7 +367,7 @@ def train(model, task, algo: str, steps: int, *, lr: float = 3e-4, prompts_per_s
         clip_eps=clip_eps, ppo_epochs=ppo_epochs, kl_coef=kl_coef, star_samples=star_samples,
         star_steps=star_steps, star_batch=star_batch, star_restart=star_restart,
         max_new_tokens=max_new_tokens, grad_clip=grad_clip, seed=seed, eval_every=eval_every,
-        precision=precision, by_length=by_length)
+        precision=precision, precision_used=used, by_length=by_length)
     start_weights = copy.deepcopy(model.state_dict())  # KL reference and STaR restarts
     history: list[dict] = []
     start = 0
@@ -413,7 +414,7 @@ def train(model, task, algo: str, steps: int, *, lr: float = 3e-4, prompts_per_s
         model.train()
         if algo == "star":
             with torch.no_grad(), evaluating(model):  # the policy that sampled, before a restart
-                _, logp_all = policy_logprobs(model, ro.tokens, temperature, precision,
+                _, logp_all = policy_logprobs(model, ro.tokens, temperature, used,
                                               pad_id=pad_id)
                 rec["entropy"] = _mean_entropy(logp_all, ro.mask[:, 1:])
             if star_restart:
@@ -421,7 +422,7 @@ def train(model, task, algo: str, steps: int, *, lr: float = 3e-4, prompts_per_s
                 opt = make_optimizer(model, optimizer, lr)
             rec["kept"] = star_update(model, opt, ro, star_steps=star_steps,
                                       star_batch=star_batch, grad_clip=grad_clip, generator=gen,
-                                      precision=precision, pad_id=pad_id,
+                                      precision=used, pad_id=pad_id,
                                       cuda_graph=cuda_graph)
         else:
             if algo == "grpo":
@@ -431,7 +432,7 @@ def train(model, task, algo: str, steps: int, *, lr: float = 3e-4, prompts_per_s
             rec["entropy"] = policy_gradient_update(
                 model, opt, ro, adv, temperature=temperature, loss_agg=loss_agg,
                 max_new_tokens=max_new_tokens, clip_eps=clip_eps, ppo_epochs=ppo_epochs,
-                grad_clip=grad_clip, ref=ref, kl_coef=kl_coef, precision=precision,
+                grad_clip=grad_clip, ref=ref, kl_coef=kl_coef, precision=used,
                 pad_id=pad_id)
         rec["gen_s"], rec["update_s"] = t1 - t0, time.perf_counter() - t1
         if eval_every and ((step + 1) % eval_every == 0 or step + 1 == steps):
