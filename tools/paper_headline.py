@@ -40,7 +40,6 @@ from ntprl import results, scale as scales
 from ntprl.experiments.common import pretrain
 from ntprl.experiments.rl_post_training import rl_post_training, rl_post_training_parts
 from ntprl.tasks import ParityTask
-from ntprl.train.common import resolve_precision
 
 FIRST = ("grpo-e2e", "ntp", "star-e2e", "reinforce-e2e")
 SHOWN = ("step", "greedy_acc", "greedy_len_mean", "greedy_full_frac", "sampled_len_mean")
@@ -110,7 +109,7 @@ def main(argv=None):
                 + (f"; not run: {', '.join(left)}." if left else "; complete."))
         results.save(path, res, experiment=args.name, scale=scale.name, seed=0,
                      config=dataclasses.asdict(scale), wall_s=time.perf_counter() - t0,
-                     note=note, precision=resolve_precision("auto", scales.device()))
+                     note=note, precision=scales.precision())
         last = res["runs"][name]["history"][-1]
         shown = {k: round(v, 3) for k, v in last.items() if k in SHOWN}
         print(f"{name}: {timing[f'{name}_s']} s; last record {shown}", flush=True)

@@ -33,7 +33,7 @@ import sys
 import time
 
 from . import experiments, results, scale as scales
-from .train.common import refuse_mismatch, resolve_precision
+from .train.common import refuse_mismatch
 
 
 def _list() -> int:
@@ -90,7 +90,7 @@ def _run(args) -> int:
     trained_here = args.experiment not in experiments.TRL_EXPERIMENTS  # by ntprl's trainers
     results.save(out, result, experiment=name, scale=scale.name, seed=args.seed,
                  config=dataclasses.asdict(scale), wall_s=time.perf_counter() - t0, note=note,
-                 precision=resolve_precision("auto", scales.device()) if trained_here else None)
+                 precision=scales.precision() if trained_here else None)
     shutil.rmtree(workdir, ignore_errors=True)
     print(f"wrote {out}")
     return 0

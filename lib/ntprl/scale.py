@@ -290,20 +290,29 @@ def workers() -> int:
     return int(value)
 
 
+def precision() -> str:
+    """The precision ntprl's trainers run in on the book's :func:`device` when left at
+    ``precision="auto"``: ``"bf16"`` or ``"fp32"``
+    (:func:`~ntprl.train.common.resolve_precision`, which reads ``$NTPRL_PRECISION``)."""
+    from .train.common import resolve_precision
+
+    return resolve_precision("auto", device())
+
+
 def setup(name: str | None = None, seed: int = 0) -> Scale:
     """What every chapter does first: pick the scale, seed torch, apply the book's figure style,
     and print what this run uses. Returns the :class:`Scale`."""
     import ntprl
     from . import plots
     from .results import device_name, git_commit
-    from .train.common import PRECISION_VAR, resolve_precision
+    from .train.common import PRECISION_VAR
 
     scale = get(name)
     torch.manual_seed(seed)
     plots.style()
     print(f"scale: {scale.name} — {scale.description}")
     print(f"device: {device()}, torch {torch.__version__}, ntprl {ntprl.__version__}, seed {seed}")
-    print(f"ntprl's trainers in {resolve_precision('auto', device())} (${PRECISION_VAR}; "
+    print(f"ntprl's trainers in {precision()} (${PRECISION_VAR}; "
           "sampling and evaluation in float32; chapter 6's TRL runs set their own)")
     n = workers()
     if n > 1:

@@ -37,10 +37,10 @@ from ..metrics import branch_probs, evaluate
 from ..models import GPT, GPTConfig
 from ..progress import bar as progress_bar
 from ..results import read_json, write_json_atomic
-from ..scale import Scale, cpu_cores, device, workers
+from ..scale import Scale, cpu_cores, device, precision, workers
 from ..train import ntp
 from ..train.common import (PRECISION_VAR, atomic_save, load_checkpoint, refuse_mismatch,
-                            resolve_precision, run_identity)
+                            run_identity)
 
 TARGET = 0.95        # greedy accuracy that counts as "learned" in the STaR-rounds experiments
 # Seed offsets: each random stream of one experiment seed draws from its own generator
@@ -100,10 +100,10 @@ def eval_fn(task, scale: Scale, seed: int, modes=("greedy", "sampled")) -> Calla
 # ---- the resumable-part cache -------------------------------------------------------------------
 def part_identity(scale: Scale, seed: int, **settings) -> dict:
     """The identity of one cached part: the whole scale, the seed, the trainers' precision
-    (``"fp32"`` or ``"bf16"``, :func:`~ntprl.train.common.resolve_precision`) and the part's
+    (``"fp32"`` or ``"bf16"``, :func:`ntprl.scale.precision`) and the part's
     settings."""
     return json.loads(json.dumps({"scale": dataclasses.asdict(scale), "seed": seed,
-                                  "precision": resolve_precision("auto", device()),
+                                  "precision": precision(),
                                   **settings}, default=repr))
 
 
@@ -156,9 +156,9 @@ def _run(workdir, part: Part):
 
 
 def _compute(job):
-    workdir, part, threads, precision = job
+    workdir, part, threads, used = job
     torch.set_num_threads(threads)  # in a worker process: its share of the cores
-    os.environ[PRECISION_VAR] = precision  # the parent's, as it was when this part was sent
+    os.environ[PRECISION_VAR] = used  # the parent's, as it was when this part was sent
     return _run(workdir, part)
 
 
@@ -276,8 +276,8 @@ def run_parts(parts: list[Part], workdir=None, *, n_workers: int | None = None,
             main = sys.modules["__main__"]
             sys.modules["__main__"] = types.ModuleType("__main__")  # what a new worker sees
             try:  # (workers start while parts are submitted)
-                precision = resolve_precision("auto", device())
-                futures = {_pool(n_workers).submit(_compute, (workdir, part, threads, precision)):
+                used = precision()
+                futures = {_pool(n_workers).submit(_compute, (workdir, part, threads, used)):
                            part.key for part in todo}
             finally:
                 sys.modules["__main__"] = main
@@ -308,13 +308,13 @@ def pretrain(task, scale: Scale, steps: int, seed: int = 0, early_step: int | No
     ``workdir``, on disk (``pretrain-DIGEST.pt``, with its identity); while it runs it writes
     a checkpoint (``.ckpt.pt``, and the early weights as ``.early.pt``) it resumes from."""
     batch_size = batch_size or scale.batch_size
-    precision = resolve_precision("auto", device())
-    key = (repr(task), scale, steps, seed, early_step, batch_size, precision)
+    used = precision()
+    key = (repr(task), scale, steps, seed, early_step, batch_size, used)
     if key in _PRETRAINED:
         return _PRETRAINED[key]
     model = make_model(task, scale, seed)
     identity = run_identity(model, task, stage="pretrain", scale=scale, steps=steps, seed=seed,
-                            early_step=early_step, batch_size=batch_size, precision=precision)
+                            early_step=early_step, batch_size=batch_size, precision=used)
     path = ckpt = early_path = None
     if workdir is not None:
         digest = hashlib.sha1(repr(identity).encode()).hexdigest()[:12]

@@ -15,10 +15,10 @@ import pathlib
 
 from ..progress import bar as progress_bar
 from ..metrics import evaluate, route_probs
-from ..scale import Scale, device
+from ..scale import Scale, precision
 from ..tasks import MultiplicationTask
 from ..train import ntp
-from ..train.common import atomic_save, load_checkpoint, resolve_precision, run_identity
+from ..train.common import atomic_save, load_checkpoint, run_identity
 from .common import (BRANCH_SEED, EVAL_SEED, MORE_NTP_SEED, RECAL_SEED, eval_fn, load_model,
                      make_model, part_identity, pretrain, resumable, steps_to_learn)
 from .rl_post_training import rl_run
@@ -46,14 +46,14 @@ def chain_base(scale: Scale, seed: int = 0, *, workdir=None) -> tuple[dict, dict
     """The samples-to-learn run on full chains (p_cot = 1) at ``n = scale.mult_n``: its result
     and its final weights, the base of the mixtures' models. Memoised in-process and, with a
     ``workdir``, on disk (``mult-base-sN.pt``, with its identity)."""
-    precision = resolve_precision("auto", device())
-    key = ("base", scale, seed, precision)
+    used = precision()
+    key = ("base", scale, seed, used)
     if key in _MEMO:
         return _MEMO[key]
     task = MultiplicationTask(scale.mult_n, 1.0)
     model = make_model(task, scale, seed)
     identity = run_identity(model, task, stage="mult_base", scale=scale, seed=seed,
-                            precision=precision)
+                            precision=used)
     path = None if workdir is None else pathlib.Path(workdir) / f"mult-base-s{seed}.pt"
     done = load_checkpoint(path, identity)
     if done is None:
@@ -72,7 +72,7 @@ def mixture_model(p_cot: float, scale: Scale, seed: int = 0, *, progress: bool =
                   workdir=None) -> dict:
     """The weights of an NTP model of ``MultiplicationTask(scale.mult_n, p_cot)`` (module
     docstring: the chain base re-calibrated, or from scratch at ``paper``)."""
-    key = ("mixture", p_cot, scale, seed, resolve_precision("auto", device()))
+    key = ("mixture", p_cot, scale, seed, precision())
     if key in _MEMO:
         return _MEMO[key]
     task = MultiplicationTask(scale.mult_n, p_cot)
