@@ -1,6 +1,7 @@
 """run_parts: an experiment's independent parts in worker processes, the same results as in
 this process, finished parts read back, errors raised here."""
 
+import os
 from functools import partial
 
 import pytest
@@ -100,6 +101,34 @@ def test_bad_parts_and_settings_are_refused(monkeypatch):
     on_cpu = ntprl.scale.device().type == "cpu"
     assert ntprl.scale.workers() == (ntprl.scale.cpu_cores() if on_cpu else 1)
 
+
+@pytest.mark.parametrize("files, expected", [
+    ({}, None),                                                    # no cgroup files
+    ({"cpu.max": "max 100000\n"}, None),                           # v2, no quota
+    ({"cpu.max": "150000 100000\n"}, 1.5),                         # v2, 1.5 cores
+    ({"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, None),  # v1
+    ({"cpu,cpuacct/cpu.cfs_quota_us": "200000\n",
+      "cpu,cpuacct/cpu.cfs_period_us": "100000\n"}, 2.0),
+    ({"cpu.max": "garbage\n"}, None),                              # unreadable: no limit
+])
+def test_cgroup_cpu_limit(tmp_path, files, expected):
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    assert ntprl.scale.cgroup_cpu_limit(str(tmp_path)) == expected
+
+
+def test_cpu_cores_follows_the_cgroup_quota(monkeypatch):
+    try:
+        mask = len(os.sched_getaffinity(0))
+    except AttributeError:
+        mask = os.cpu_count() or 1
+    monkeypatch.setattr(ntprl.scale, "cgroup_cpu_limit", lambda: 0.5)
+    assert ntprl.scale.cpu_cores() == 1  # a quota below a core still leaves one
+    monkeypatch.setattr(ntprl.scale, "cgroup_cpu_limit", lambda: mask + 10.0)
+    assert ntprl.scale.cpu_cores() == mask  # a quota above the mask changes nothing
+    monkeypatch.setattr(ntprl.scale, "cgroup_cpu_limit", lambda: None)
+    assert ntprl.scale.cpu_cores() == mask
 
 SCRIPT = """
 from functools import partial

@@ -268,12 +268,42 @@ def device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def cpu_cores() -> int:
-    """The CPU cores this process may use."""
+def cgroup_cpu_limit(root: str = "/sys/fs/cgroup") -> float | None:
+    """The CPU quota of this process's control group in cores (``quota / period``), or
+    ``None`` when there is none or it cannot be read. A container (Docker's ``--cpus``,
+    Kubernetes' CPU limits) sets one while still showing every core of the host; cgroup v2's
+    ``cpu.max`` is read first, then v1's ``cpu.cfs_quota_us`` and ``cpu.cfs_period_us``."""
+    def read(path):
+        try:
+            with open(os.path.join(root, path)) as f:
+                return f.read().split()
+        except (OSError, UnicodeDecodeError):
+            return None
+
     try:
-        return len(os.sched_getaffinity(0))
+        v2 = read("cpu.max")  # "max 100000" or "150000 100000"
+        if v2 and len(v2) == 2:
+            return None if v2[0] == "max" else int(v2[0]) / int(v2[1])
+        for folder in ("cpu", "cpu,cpuacct"):
+            quota, period = read(f"{folder}/cpu.cfs_quota_us"), read(f"{folder}/cpu.cfs_period_us")
+            if quota and period:
+                return None if int(quota[0]) <= 0 else int(quota[0]) / int(period[0])
+    except (ValueError, ZeroDivisionError):
+        pass
+    return None
+
+
+def cpu_cores() -> int:
+    """The CPU cores this process may use: those it may run on (its affinity mask), fewer
+    when its control group's quota allows fewer (:func:`cgroup_cpu_limit`, rounded up)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
     except AttributeError:  # macOS and Windows have no affinity masks
-        return os.cpu_count() or 1
+        cores = os.cpu_count() or 1
+    limit = cgroup_cpu_limit()
+    if limit is not None and limit > 0:
+        cores = min(cores, math.ceil(limit))
+    return max(1, cores)
 
 
 def workers() -> int:
