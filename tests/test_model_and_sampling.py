@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from ntprl.models import GPT, GPTConfig
-from ntprl.sampling import generate
+from ntprl.models import GPT, GPTConfig, LinearAR, LinearARConfig
+from ntprl.sampling import encode, generate
 from ntprl.tasks import EOS, PAD
 
 IDS = {"eos_id": EOS, "pad_id": PAD}
@@ -237,3 +237,35 @@ def test_finished_rows_leave_the_batch_without_changing_the_samples(use_cache):
     assert all(a >= b for a, b in zip(wrapped.sizes, wrapped.sizes[1:]))
     for t, size in zip(range(6, tok.shape[1]), wrapped.sizes):
         assert size >= int(mask[:, t].sum()), (t, size)
+
+
+@pytest.mark.parametrize("kind", ["gpt", "linear"])
+def test_encoded_prompts_decode_as_without_and_stay_reusable(kind):
+    if kind == "gpt":
+        m = model(seed=1)
+        with torch.no_grad():  # EOS likely: rows finish at different times, the batch shrinks
+            m.head.weight[EOS] += 0.3 * m.head.weight[0]
+    else:
+        m = LinearAR(LinearARConfig(block_size=18, init_std=0.5))
+    prompts = torch.randint(0, 2, (32, 6), generator=torch.Generator().manual_seed(0))
+    enc = encode(m, prompts, 12)
+    for temperature in (0.0, 1.0, 0.0, 1.5):  # the same encoding, four decodings
+        plain = generate(m, prompts, 12, temperature, torch.Generator().manual_seed(5), **IDS)
+        shared = generate(m, prompts, 12, temperature, torch.Generator().manual_seed(5),
+                          encoded=enc, **IDS)
+        assert torch.equal(plain[0], shared[0]) and torch.equal(plain[1], shared[1])
+    assert enc.cache.pos == 6  # decoding used copies
+
+
+def test_encoded_for_other_prompts_is_refused():
+    m = model(seed=1)
+    prompts = torch.randint(0, 2, (8, 6), generator=torch.Generator().manual_seed(0))
+    enc = encode(m, prompts, 12)
+    with pytest.raises(ValueError, match="encoded is not allowed: it was made for other"):
+        generate(m, 1 - prompts, 12, encoded=enc, **IDS)
+    with pytest.raises(ValueError, match="encoded is not allowed: it was made for other"):
+        generate(m, prompts, 10, encoded=enc, **IDS)
+    with pytest.raises(ValueError, match="use_cache=False"):
+        generate(m, prompts, 12, encoded=enc, use_cache=False, **IDS)
+    with pytest.raises(ValueError, match="has no KV cache"):
+        encode(torch.nn.Linear(2, 2), prompts, 12)

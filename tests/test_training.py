@@ -3,6 +3,7 @@ import json
 import pytest
 import torch
 
+import ntprl.metrics
 import ntprl.scale
 from ntprl import checks
 from ntprl.experiments import make_model, parity_hardness
@@ -172,6 +173,23 @@ def test_evaluate_on_a_calibrated_oracle(oracle):
     assert sum(r["sampled_len_hist"]) == 4000 and len(r["sampled_len_hist"]) == d + 2
     r = evaluate(oracle(d, 0.5), t, 500, seed=0)
     assert r["greedy_acc"] == 1.0 and r["greedy_len_mean"] == d and r["greedy_truncated_frac"] == 0
+
+
+def test_evaluate_both_modes_share_the_prompt_pass_without_changing_results(monkeypatch):
+    # a random GPT whose answers vary in length; three chunks of prompts (batch_size=40)
+    m = GPT(GPTConfig(vocab_size=4, block_size=14, n_layer=1, n_head=2, n_embd=32))
+    with torch.no_grad():
+        m.head.weight[EOS] += 0.3 * m.head.weight[0]
+    t = ParityTask(6, 0.3)
+    calls = []
+    real = ntprl.metrics.encode
+    monkeypatch.setattr(ntprl.metrics, "encode", lambda *a: calls.append(1) or real(*a))
+    both = evaluate(m, t, 100, seed=3, batch_size=40)
+    assert len(calls) == 3  # one prompt pass per chunk, for both decodings
+    alone = {**evaluate(m, t, 100, seed=3, batch_size=40, modes=("greedy",)),
+             **evaluate(m, t, 100, seed=3, batch_size=40, modes=("sampled",))}
+    assert len(calls) == 3  # a single mode encodes inside generate
+    assert both == alone
 
 
 def test_evaluate_bad_inputs(oracle):

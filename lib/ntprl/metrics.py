@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from .sampling import generate
+from .sampling import encode, generate
 from .train.common import evaluating
 
 
@@ -84,16 +84,21 @@ def evaluate(model, task, n: int = 1000, generator: torch.Generator | None = Non
         generator = torch.Generator().manual_seed(seed)
     prompts = task.prompts(n, generator)
     out = {"n": n}
-    for mode in modes:
-        temp = 0.0 if mode == "greedy" else temperature
-        responses = []
-        for chunk in prompts.split(batch_size):
+    responses = {mode: [] for mode in modes}
+    for chunk in prompts.split(batch_size):
+        # both decodings of a chunk share one pass over its prompts (greedy draws no random
+        # numbers, so the sampled ones are those of decoding the chunks mode by mode)
+        encoded = (encode(model, chunk, max_new_tokens)
+                   if len(modes) > 1 and hasattr(model, "make_cache") else None)
+        for mode in modes:
+            temp = 0.0 if mode == "greedy" else temperature
             tokens, _ = generate(model, chunk, max_new_tokens, temp, generator,
-                                 eos_id=task.EOS, pad_id=task.PAD)
+                                 eos_id=task.EOS, pad_id=task.PAD, encoded=encoded)
             resp = torch.full((len(chunk), max_new_tokens), task.PAD, dtype=torch.long)
             resp[:, : tokens.shape[1] - chunk.shape[1]] = tokens[:, chunk.shape[1]:].cpu()
-            responses.append(resp)
-        stats = summarize(task, prompts, torch.cat(responses), max_new_tokens)
+            responses[mode].append(resp)
+    for mode in modes:
+        stats = summarize(task, prompts, torch.cat(responses[mode]), max_new_tokens)
         out.update({f"{mode}_{k}": v for k, v in stats.items()})
     return out
 

@@ -10,12 +10,21 @@ EOS, the working batch (and the cache, through its ``select(rows)``) keeps only 
 a mixture, where most answers are one token long, the remaining steps then cost a fraction of
 a full batch.
 
+Decoding the same prompts more than once (greedily, then by sampling, as ``ntprl.metrics.evaluate``
+does) need not encode them more than once: ``encode`` runs the prompts through the model and
+keeps the cache and the last position's logits, and ``generate(..., encoded=...)`` decodes
+from them, leaving them as they were. The tokens are the same as without it; only the prompt pass is shared
+(at batch 1024 and d = 16 it is about a third of a greedy decoding's time).
+
 Randomness comes only from ``generator``: every step draws one uniform number per row of the
 *whole* batch, finished rows included, so the same generator gives the same samples with or
 without the cache, and however the batch shrinks.
 """
 
 from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
 
 import torch
 
@@ -37,10 +46,51 @@ def _next_token(logits: torch.Tensor, temperature: float,
     return idx.clamp(max=probs.shape[-1] - 1)
 
 
+@dataclass
+class Encoded:
+    """Prompts already run through a model (:func:`encode`): what every decoding of them
+    shares."""
+    prompts: torch.Tensor  # (B, P), as given
+    max_len: int           # positions the cache holds: P + max_new_tokens
+    cache: object          # the model's cache, holding the P prompt positions
+    logits: torch.Tensor   # (B, V): the logits at the last prompt position
+
+
+def _check(model, prompts, max_new_tokens):
+    if not isinstance(prompts, torch.Tensor) or prompts.dim() != 2 or prompts.shape[1] < 1:
+        raise ValueError("prompts must be a non-empty 2-D LongTensor (batch, prompt_len)")
+    if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens={max_new_tokens!r} is not allowed: it must be a positive "
+                         "integer")
+    block = getattr(getattr(model, "config", None), "block_size", None)
+    P = prompts.shape[1]
+    if block is not None and P + max_new_tokens > block:
+        raise ValueError(f"max_new_tokens={max_new_tokens} is not allowed: prompt ({P}) plus "
+                         f"max_new_tokens exceeds the model's block_size={block}")
+
+
+@torch.no_grad()
+def encode(model, prompts: torch.Tensor, max_new_tokens: int) -> Encoded:
+    """Run ``prompts`` (B, P) through ``model`` once, into a KV cache with room for
+    ``max_new_tokens`` more positions, for :func:`generate`'s ``encoded``: decoding the same
+    prompts several times then costs one prompt pass. The model must have a cache
+    (``make_cache``)."""
+    _check(model, prompts, max_new_tokens)
+    if not hasattr(model, "make_cache"):
+        raise ValueError(f"{type(model).__name__} has no KV cache (make_cache): encode needs one")
+    device = next(model.parameters()).device
+    B, P = prompts.shape
+    with evaluating(model):
+        cache = model.make_cache(B, P + max_new_tokens)
+        logits = model(prompts.to(device), cache=cache, last_only=True)[:, -1]
+    return Encoded(prompts, P + max_new_tokens, cache, logits)
+
+
 @torch.no_grad()
 def generate(model, prompts: torch.Tensor, max_new_tokens: int, temperature: float = 0.0,
              generator: torch.Generator | None = None, *, eos_id: int | None, pad_id: int,
-             use_cache: bool | None = None, compact: bool = True):
+             use_cache: bool | None = None, compact: bool = True,
+             encoded: Encoded | None = None):
     """Continue ``prompts`` for up to ``max_new_tokens`` tokens.
 
     Args:
@@ -59,6 +109,9 @@ def generate(model, prompts: torch.Tensor, max_new_tokens: int, temperature: flo
             full prefix at every step.
         compact: drop finished rows from the working batch (module docstring); ``False``
             decodes every row to the end (the same tokens; for benchmarks and tests).
+        encoded: these ``prompts`` already encoded by :func:`encode` for this model and
+            ``max_new_tokens``; decoding starts from a copy of its cache (it stays reusable:
+            a cache writes only at and after its ``pos``, and ``select`` replaces its tensors).
 
     Returns:
         ``(tokens, response_mask)``: ``tokens`` (B, P + L) holds the prompts and the responses,
@@ -66,18 +119,17 @@ def generate(model, prompts: torch.Tensor, max_new_tokens: int, temperature: flo
         every row has finished); ``response_mask`` (B, P + L, bool) is True on each row's
         response tokens up to and including its EOS, False on the prompt and on PAD.
     """
-    if not isinstance(prompts, torch.Tensor) or prompts.dim() != 2 or prompts.shape[1] < 1:
-        raise ValueError("prompts must be a non-empty 2-D LongTensor (batch, prompt_len)")
-    if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
-        raise ValueError(f"max_new_tokens={max_new_tokens!r} is not allowed: it must be a positive "
-                         "integer")
+    _check(model, prompts, max_new_tokens)
     if not temperature >= 0.0:
         raise ValueError(f"temperature={temperature!r} is not allowed: it must be >= 0")
-    block = getattr(getattr(model, "config", None), "block_size", None)
     B, P = prompts.shape
-    if block is not None and P + max_new_tokens > block:
-        raise ValueError(f"max_new_tokens={max_new_tokens} is not allowed: prompt ({P}) plus "
-                         f"max_new_tokens exceeds the model's block_size={block}")
+    if encoded is not None:
+        if use_cache is False:
+            raise ValueError("encoded is not allowed with use_cache=False: it holds a cache")
+        if encoded.max_len != P + max_new_tokens or not (
+                encoded.prompts is prompts or torch.equal(encoded.prompts, prompts)):
+            raise ValueError("encoded is not allowed: it was made for other prompts or another "
+                             "max_new_tokens (encode(model, prompts, max_new_tokens))")
     device = next(model.parameters()).device
     with evaluating(model):
         if use_cache is None:
@@ -85,23 +137,31 @@ def generate(model, prompts: torch.Tensor, max_new_tokens: int, temperature: flo
         tokens = torch.full((B, P + max_new_tokens), pad_id, dtype=torch.long, device=device)
         tokens[:, :P] = prompts.to(device)
         mask = torch.zeros(B, P + max_new_tokens, dtype=torch.bool, device=device)
-        cache = model.make_cache(B, P + max_new_tokens) if use_cache else None
+        logits = None  # the next position's logits, when already computed
+        if encoded is not None:
+            # a shallow copy is enough: a cache writes only at and after its ``pos`` (what
+            # this decoding then reads it wrote itself) and ``select`` replaces its tensors
+            cache, logits = copy.copy(encoded.cache), encoded.logits.clone()
+        else:
+            cache = model.make_cache(B, P + max_new_tokens) if use_cache else None
         rows = rows_cpu = None  # the rows still in the working batch (None: all of them)
         done = torch.zeros(B, dtype=torch.bool, device=device)  # per working row
         t = P
         while t < P + max_new_tokens:
-            start = cache.pos if cache is not None else 0  # the cache holds what came before
-            ctx = tokens[:, start:t] if rows is None else tokens[rows, start:t]
-            if cache is not None:
-                logits = model(ctx, cache=cache, last_only=True)[:, -1]
-            else:
-                logits = model(ctx)[:, -1]
+            if logits is None:
+                start = cache.pos if cache is not None else 0  # the cache holds what came before
+                ctx = tokens[:, start:t] if rows is None else tokens[rows, start:t]
+                if cache is not None:
+                    logits = model(ctx, cache=cache, last_only=True)[:, -1]
+                else:
+                    logits = model(ctx)[:, -1]
             logits[:, pad_id] = float("-inf")  # PAD is filler, never a token to write
             u = None
             if temperature != 0.0:  # one number per row of the whole batch, every step
                 u = torch.rand(B, 1, generator=generator)
                 u = (u if rows_cpu is None else u[rows_cpu]).to(device)
             nxt = _next_token(logits, temperature, u)
+            logits = None
             nxt = torch.where(done, torch.full_like(nxt, pad_id), nxt)
             if rows is None:
                 tokens[:, t], mask[:, t] = nxt, ~done  # a row's EOS is part of its response
