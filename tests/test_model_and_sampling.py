@@ -269,3 +269,17 @@ def test_encoded_for_other_prompts_is_refused():
         generate(m, prompts, 12, encoded=enc, use_cache=False, **IDS)
     with pytest.raises(ValueError, match="has no KV cache"):
         encode(torch.nn.Linear(2, 2), prompts, 12)
+    with pytest.raises(ValueError, match="another model encoded"):
+        generate(model(seed=2), prompts, 12, encoded=enc, **IDS)
+
+
+def test_decoding_starts_from_the_encoded_logits_without_a_prompt_pass():
+    m = model(seed=1)
+    prompts = torch.randint(0, 2, (8, 6), generator=torch.Generator().manual_seed(0))
+    enc = encode(m, prompts, 12)
+    enc.logits[:, EOS] = 1e4  # the encoding says: stop at once
+    wrapped = BatchSizes(m)
+    enc.model = wrapped
+    tok, mask = generate(wrapped, prompts, 12, encoded=enc, **IDS)
+    assert wrapped.sizes == []  # every row ended on the first token: the model never ran
+    assert tok.shape == (8, 7) and (tok[:, 6] == EOS).all() and mask[:, 6].all()

@@ -200,6 +200,8 @@ def test_evaluate_bad_inputs(oracle):
         evaluate(oracle(6, 0.2), t, 0)
     with pytest.raises(ValueError, match="modes"):
         evaluate(oracle(6, 0.2), t, 10, modes=("beam",))
+    with pytest.raises(ValueError, match="each at most once"):
+        evaluate(oracle(6, 0.2), t, 10, modes=("sampled", "sampled"))
 
 
 def test_scales(monkeypatch):

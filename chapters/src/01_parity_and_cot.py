@@ -23,7 +23,7 @@
 # | scale | where | this chapter |
 # | --- | --- | --- |
 # | `smoke` | CI | < 1 minute (numbers meaningless, code paths only) |
-# | `fast` | 2-core laptop CPU | 3–5.5 minutes (3.2 measured on a CPU with bf16 instructions, 5.2 in float32) |
+# | `fast` | 2-core laptop CPU | 3–5.5 minutes (3.0 measured on a CPU with bf16 instructions, at most 5.2 in float32) |
 # | `gpu` | a Colab T4 | about 10 minutes on a T4 (estimated); 5 minutes measured on an H200 |
 # | `paper` | one large GPU | about an hour |
 #

@@ -24,7 +24,7 @@
 # | scale | where | this chapter |
 # | --- | --- | --- |
 # | `smoke` | CI | < 1 minute (numbers meaningless) |
-# | `fast` | 2-core laptop CPU, $d = 16$, one seed | 5–8.5 minutes (5.2 measured on a CPU with bf16 instructions, 8.2 in float32) |
+# | `fast` | 2-core laptop CPU, $d = 16$, one seed | 5–8.5 minutes (5.2 measured on a CPU with bf16 instructions, at most 8.2 in float32) |
 # | `gpu` | a Colab T4, $d = 25$, two seeds | about 15 minutes on a T4 (estimated); 6 minutes measured on an H200 |
 # | `paper` | one large GPU: the paper's $d = 25$ sweep and the $d = 50$ long run | hours; use the CLI |
 #

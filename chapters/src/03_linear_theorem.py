@@ -23,7 +23,7 @@
 # | scale | where | this chapter |
 # | --- | --- | --- |
 # | `smoke` | CI | < 1 minute (numbers meaningless) |
-# | `fast` | 2-core laptop CPU | 4–6 minutes (4.2 measured on a CPU with bf16 instructions, 5.9 in float32; 1.5–2.5 of them for the transformer comparison) |
+# | `fast` | 2-core laptop CPU | 3.5–6 minutes (3.7 measured on a CPU with bf16 instructions, at most 5.9 in float32; 1–2.5 of them for the transformer comparison) |
 # | `gpu` | a Colab T4 | about 10 minutes on a T4 (estimated); 5 minutes measured on an H200 |
 # | `paper` | one large GPU | under an hour (estimated) |
 #

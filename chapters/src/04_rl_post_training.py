@@ -25,7 +25,7 @@
 # | scale | where | this chapter |
 # | --- | --- | --- |
 # | `smoke` | CI | about 1 minute (numbers meaningless) |
-# | `fast` | 2-core laptop CPU, $d = 16$, $p_{cot} = 0.2$ | 6–8.5 minutes (6.4 measured on a CPU with bf16 instructions, 8.4 in float32) |
+# | `fast` | 2-core laptop CPU, $d = 16$, $p_{cot} = 0.2$ | 5–7 minutes (5.1 measured on a CPU with bf16 instructions, 6.8 in float32) |
 # | `gpu` | a Colab T4, $d = 25$, $p_{cot} = 0.25$ | about 15 minutes on a T4 (estimated); 6.5 minutes measured on an H200 |
 # | `paper` | one large GPU | hours; use `python -m ntprl run rl_post_training --scale paper` |
 #

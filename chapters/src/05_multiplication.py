@@ -25,7 +25,7 @@
 # | scale | where | this chapter |
 # | --- | --- | --- |
 # | `smoke` | CI | under a minute (numbers meaningless) |
-# | `fast` | 2-core laptop CPU, $n = 3$ digits | about 6 minutes (5.7 measured on a CPU with bf16 instructions; 4.9 in float32 on a faster machine) |
+# | `fast` | 2-core laptop CPU, $n = 3$ digits | about 5 minutes (4.9 measured on a CPU with bf16 instructions; 4.9 in float32 on a faster machine) |
 # | `gpu` | a Colab T4, $n = 4$ | about 15 minutes (estimated; not measured on a GPU yet) |
 # | `paper` | one large GPU | hours: `python -m ntprl run mult_rl --scale paper` ($n = 7$, $p_{cot} = 0.1$) |
 #

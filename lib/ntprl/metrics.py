@@ -78,8 +78,9 @@ def evaluate(model, task, n: int = 1000, generator: torch.Generator | None = Non
     max_new_tokens = task.max_response_len if max_new_tokens is None else max_new_tokens
     require_room(task, max_new_tokens)
     bad = [m for m in modes if m not in ("greedy", "sampled")] or not modes
-    if bad:
-        raise ValueError(f"modes={modes!r} is not allowed: use 'greedy' and/or 'sampled'")
+    if bad or len(set(modes)) != len(modes):
+        raise ValueError(f"modes={modes!r} is not allowed: use 'greedy' and/or 'sampled', "
+                         "each at most once")
     if generator is None:
         generator = torch.Generator().manual_seed(seed)
     prompts = task.prompts(n, generator)

@@ -10,11 +10,13 @@ EOS, the working batch (and the cache, through its ``select(rows)``) keeps only 
 a mixture, where most answers are one token long, the remaining steps then cost a fraction of
 a full batch.
 
-Decoding the same prompts more than once (greedily, then by sampling, as ``ntprl.metrics.evaluate``
-does) need not encode them more than once: ``encode`` runs the prompts through the model and
-keeps the cache and the last position's logits, and ``generate(..., encoded=...)`` decodes
-from them, leaving them as they were. The tokens are the same as without it; only the prompt pass is shared
-(at batch 1024 and d = 16 it is about a third of a greedy decoding's time).
+Decoding the same prompts more than once (greedily, then by sampling, as
+``ntprl.metrics.evaluate`` does) need not encode them more than once: ``encode`` runs the
+prompts through the model and keeps the cache and the last position's logits, and
+``generate(..., encoded=...)`` decodes from them, one decoding after another (not in parallel
+threads: they share the cache's storage beyond the prompt). The tokens are the same as without
+it; only the prompt pass is shared (at batch 1024 and d = 16 it is about a third of a greedy
+decoding's time).
 
 Randomness comes only from ``generator``: every step draws one uniform number per row of the
 *whole* batch, finished rows included, so the same generator gives the same samples with or
@@ -46,11 +48,12 @@ def _next_token(logits: torch.Tensor, temperature: float,
     return idx.clamp(max=probs.shape[-1] - 1)
 
 
-@dataclass
+@dataclass(eq=False)
 class Encoded:
     """Prompts already run through a model (:func:`encode`): what every decoding of them
-    shares."""
-    prompts: torch.Tensor  # (B, P), as given
+    shares. Valid while the model's weights stay as they were."""
+    model: torch.nn.Module  # the model that encoded them
+    prompts: torch.Tensor  # (B, P): a copy of the prompts
     max_len: int           # positions the cache holds: P + max_new_tokens
     cache: object          # the model's cache, holding the P prompt positions
     logits: torch.Tensor   # (B, V): the logits at the last prompt position
@@ -82,8 +85,9 @@ def encode(model, prompts: torch.Tensor, max_new_tokens: int) -> Encoded:
     B, P = prompts.shape
     with evaluating(model):
         cache = model.make_cache(B, P + max_new_tokens)
-        logits = model(prompts.to(device), cache=cache, last_only=True)[:, -1]
-    return Encoded(prompts, P + max_new_tokens, cache, logits)
+        logits = model(prompts.to(device=device, dtype=torch.long), cache=cache,
+                       last_only=True)[:, -1]
+    return Encoded(model, prompts.clone(), P + max_new_tokens, cache, logits)
 
 
 @torch.no_grad()
@@ -126,8 +130,10 @@ def generate(model, prompts: torch.Tensor, max_new_tokens: int, temperature: flo
     if encoded is not None:
         if use_cache is False:
             raise ValueError("encoded is not allowed with use_cache=False: it holds a cache")
-        if encoded.max_len != P + max_new_tokens or not (
-                encoded.prompts is prompts or torch.equal(encoded.prompts, prompts)):
+        if encoded.model is not model:
+            raise ValueError("encoded is not allowed: another model encoded these prompts")
+        if encoded.max_len != P + max_new_tokens or encoded.prompts.shape != prompts.shape or \
+                not torch.equal(encoded.prompts, prompts.to(encoded.prompts.device)):
             raise ValueError("encoded is not allowed: it was made for other prompts or another "
                              "max_new_tokens (encode(model, prompts, max_new_tokens))")
     device = next(model.parameters()).device
