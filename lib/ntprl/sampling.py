@@ -143,13 +143,14 @@ def generate(model, prompts: torch.Tensor, max_new_tokens: int, temperature: flo
         tokens = torch.full((B, P + max_new_tokens), pad_id, dtype=torch.long, device=device)
         tokens[:, :P] = prompts.to(device)
         mask = torch.zeros(B, P + max_new_tokens, dtype=torch.bool, device=device)
-        logits = None  # the next position's logits, when already computed
+        cache = logits = None  # logits: the next position's, when already computed
         if encoded is not None:
             # a shallow copy is enough: a cache writes only at and after its ``pos`` (what
             # this decoding then reads it wrote itself) and ``select`` replaces its tensors
             cache, logits = copy.copy(encoded.cache), encoded.logits.clone()
-        else:
-            cache = model.make_cache(B, P + max_new_tokens) if use_cache else None
+        elif use_cache:  # the prompt pass, as encode makes it
+            fresh = encode(model, prompts, max_new_tokens)
+            cache, logits = fresh.cache, fresh.logits
         rows = rows_cpu = None  # the rows still in the working batch (None: all of them)
         done = torch.zeros(B, dtype=torch.bool, device=device)  # per working row
         t = P
