@@ -130,6 +130,7 @@ def test_cpu_cores_follows_the_cgroup_quota(monkeypatch):
     monkeypatch.setattr(ntprl.scale, "cgroup_cpu_limit", lambda: None)
     assert ntprl.scale.cpu_cores() == mask
 
+
 SCRIPT = """
 from functools import partial
 import ntprl.scale
