@@ -184,6 +184,13 @@ def test_checks_restore_the_library_after_refusing_a_delegating_answer():
     before = theory.star_map
     assert run("ex3-star-map", DELEGATE["ex3-star-map"])["status"] == "failed"
     assert theory.star_map is before and theory.star_map(0.5) == pytest.approx(2 / 3)
+    import ntprl.llm
+    from ntprl.llm import gsm8k
+
+    assert run("ex6-extract", "def my_extract(text):\n    return ntprl.llm.extract_answer(text)"
+               )["status"] == "failed"
+    assert ntprl.llm.extract_answer is gsm8k.extract_answer  # the re-export is back too
+    assert gsm8k.extract_answer("#### 7") == "7"
 
 
 def test_check_cells_define_no_reference_and_call_the_named_check():
@@ -277,3 +284,113 @@ def test_checks_enforce_the_type_the_exercise_states(label, wrap, says):
     source = f"{SOLUTIONS[label]}\n_f = {name}\n{wrap}"  # the right values, the wrong type
     got = run(label, source)
     assert got["status"] == "failed" and says in got["detail"], got
+
+
+def student_notebook(chapter):
+    return json.loads((ROOT / "chapters" / "student" / chapter).read_text())
+
+
+def replace_stub(nb, label, source, tag=True):
+    """The stub cell of ``label`` in ``nb`` replaced by ``source`` (or, with ``tag=False``,
+    left alone and ``source`` put in a new untagged cell below it)."""
+    stub = grading.answer_cells(nb)[label]
+    for i, cell in enumerate(nb["cells"]):
+        if cell["cell_type"] == "code" and "".join(cell["source"]) == stub:
+            if tag:
+                cell["source"] = source
+            else:
+                nb["cells"].insert(i + 1, {"cell_type": "code", "metadata": {},
+                                           "source": source, "outputs": [],
+                                           "execution_count": None})
+            return nb
+    raise AssertionError(label)
+
+
+def grade_nb(tmp_path, nb):
+    path = tmp_path / "nb.ipynb"
+    path.write_text(json.dumps(nb))
+    return {r["exercise"]: r for r in grading.grade_notebook(path, timeout=60)}
+
+
+def test_grader_runs_an_answer_after_the_definitions_above_it(tmp_path):
+    """What works in the notebook passes: an answer that calls an earlier exercise's function,
+    that uses the setup cell's imports (ntprl, checks), or that keeps a test line."""
+    nb = student_notebook("01_parity_and_cot.ipynb")
+    nb = replace_stub(nb, "ex1-running-parity", SOLUTIONS["ex1-running-parity"] +
+                      "\nprint(running_parity(task.prompts(3)))  # a test line: skipped\n")
+    nb = replace_stub(nb, "ex1-sequence", "def make_sequence(x, long):\n"
+                      "    chain = running_parity(torch.tensor([x]))[0].tolist()\n"
+                      "    assert ntprl.tasks.EOS == EOS and checks\n"
+                      "    return list(x) + (chain if long else chain[-1:]) + [EOS]\n")
+    got = grade_nb(tmp_path, nb)
+    assert got["ex1-running-parity"]["status"] == "passed", got
+    assert got["ex1-sequence"]["status"] == "passed", got
+    assert got["ex1-predict"]["status"] == "not attempted", got
+
+
+def test_grader_finds_an_answer_outside_its_stub_and_a_row_for_every_exercise(tmp_path):
+    nb = student_notebook("01_parity_and_cot.ipynb")
+    # written in a new cell below the untouched stub: the last definition wins, as in Jupyter
+    nb = replace_stub(nb, "ex1-running-parity", SOLUTIONS["ex1-running-parity"], tag=False)
+    stub = grading.answer_cells(nb)["ex1-predict"]  # the stub deleted, no answer anywhere
+    nb["cells"] = [c for c in nb["cells"] if "".join(c["source"]) != stub]
+    got = grade_nb(tmp_path, nb)
+    assert got["ex1-running-parity"]["status"] == "passed", got
+    assert got["ex1-predict"] == {"exercise": "ex1-predict", "status": "not attempted",
+                                  "detail": "no code cell defines sampled_accuracy"}, got
+    assert set(got) == {label for label in checks.EXERCISES if label.startswith("ex1-")}
+
+
+def test_grader_gives_a_notebook_without_exercises_one_row(tmp_path):
+    got = grade_nb(tmp_path, {"cells": [{"cell_type": "code", "metadata": {},
+                                         "source": "x = 1", "outputs": []}]})
+    assert list(got) == ["*"] and got["*"]["status"] == "not attempted", got
+    assert "no exercise labels" in got["*"]["detail"]
+
+
+def test_grader_reports_a_syntax_error_in_the_answer_and_skips_one_above_it(tmp_path):
+    nb = student_notebook("01_parity_and_cot.ipynb")
+    nb = replace_stub(nb, "ex1-running-parity", "def running_parity(x):\n    return (\n")
+    nb = replace_stub(nb, "ex1-sequence", SOLUTIONS["ex1-sequence"])
+    got = grade_nb(tmp_path, nb)
+    assert got["ex1-running-parity"]["status"] == "failed", got
+    assert "SyntaxError" in got["ex1-running-parity"]["detail"], got
+    assert got["ex1-sequence"]["status"] == "passed", got
+
+
+@pytest.mark.parametrize("chapter", sorted(p.name for p in (ROOT / "chapters" / "student")
+                                           .glob("0*.ipynb")))
+def test_every_answer_sees_its_chapters_setup_imports(chapter):
+    """The setup cell (with its `%pip` line) parses, so its imports reach every answer."""
+    answers = grading.notebook_answers(student_notebook(chapter))
+    assert answers
+    for label, a in answers.items():
+        assert "from ntprl import checks" in a["context"], (label, a["context"][:300])
+
+
+@pytest.mark.parametrize("label, source", [
+    ("ex6-extract", "def my_extract(text):\n    return ntprl.llm.extract_answer(text)"),
+    ("ex6-target", "def my_long_target(solution):\n"
+                   "    reasoning, answer = solution.rsplit('####', 1)\n"
+                   "    return ntprl.llm.strip_calculator(reasoning).rstrip() + "
+                   "'\\n#### ' + answer.strip()"),
+    ("ex1-predict", "def sampled_accuracy(p):\n    return theory.first_token_prob(p)"),
+    ("ex3-star-map", "def star_round(p):\n    return theory.continue_prob(p)"),
+    ("ex4-rounds", "def rounds_needed(p):\n"
+                   "    return math.floor(theory.log_odds_rounds(p)) + 1"),
+])
+def test_checks_refuse_the_library_under_another_name(label, source):
+    """A re-export (``ntprl.llm.extract_answer``) or a library function that computes the
+    same formula is refused like the function itself."""
+    got = run(label, source)
+    assert got["status"] == "failed" and "calls ntprl's own" in got["detail"], got
+
+
+@pytest.mark.parametrize("chapter", ["01_parity_and_cot.ipynb", "05_multiplication.ipynb"])
+def test_grading_a_full_chapter_passes_every_exercise(chapter):
+    """The answer key graded as a submission: every solution cell passes, seen as the grader
+    sees it (after the chapter's setup cell and the cells above it)."""
+    rows = grading.grade_notebook(ROOT / "chapters" / chapter, timeout=120)
+    assert rows and all(r["status"] == "passed" for r in rows), rows
+    assert {r["exercise"] for r in rows} == {
+        label for label in checks.EXERCISES if label.startswith(f"ex{chapter[1]}-")}

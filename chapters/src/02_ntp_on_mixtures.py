@@ -514,7 +514,9 @@ checks.ex2_first_token(first_token_share)
 # Suppose every long response began with a special marker token `M` before $s_1$, so the
 # model decides "long or short" at the very first token: `M` with probability $p$, or one of
 # the two answer bits with probability $\tfrac{1-p}{2}$ each (it cannot compute the parity).
-# Write `greedy_goes_long_with_marker(p)`, returning whether greedy decoding writes `M`.
+# Write `greedy_goes_long_with_marker(p)`, returning whether greedy decoding writes `M` (a
+# tie is not a win). The check also passes $p$ as an exact `fractions.Fraction`, the tie
+# $1/3$ among them, so compare exactly: `p > 1/3` compares with the float nearest $1/3$.
 # Where is the threshold now — and why is it the same as without the marker?
 # :::
 #
@@ -524,7 +526,8 @@ checks.ex2_first_token(first_token_share)
 
 # %% tags=["solution"]
 def greedy_goes_long_with_marker(p):
-    """Greedy writes M iff p beats each bit's (1 - p) / 2, i.e. iff p > 1/3."""
+    """Greedy writes M iff p beats each bit's (1 - p) / 2 (i.e. iff 3p > 1): exact for a
+    Fraction, where `p > 1/3` would compare with a float."""
     return p > (1 - p) / 2
 
 # %% [markdown]

@@ -7,20 +7,33 @@ student is the folder a notebook sits in (``SUBMISSIONS/alice/04_rl_post_trainin
 ``alice``) or, for notebooks directly in ``SUBMISSIONS``, the file's name.
 
 The book's exercises ask for functions, and each has a named check in :mod:`ntprl.checks`
-(:data:`~ntprl.checks.EXERCISES`). So grading needs only the answer cells, not the chapters'
-experiments: for each exercise label found in a notebook (``:label: ex4-grpo`` in its
-markdown), the first code cell after it tagged ``stub`` (a student copy) or ``solution`` (the
-full chapter) is the answer. An answer still raising the stub's ``NotImplementedError("your
-code here")`` is *not attempted*; otherwise it runs, after :data:`PRELUDE`, in a fresh
-namespace, and its check decides *passed* or *failed* (with the check's message). Each
-notebook is graded in its own Python process with a time limit, so an endless loop fails one
-notebook, not the class.
+(:data:`~ntprl.checks.EXERCISES`). So grading needs only code cells, not the chapters'
+experiments. For each exercise label in a notebook (``:label: ex4-grpo`` in its markdown):
+
+- the *answer* is the last code cell between that label and the next one that defines the
+  exercise's function at top level (``def grpo_advantages(`` or ``grpo_advantages = ...``),
+  else the last such cell anywhere in the notebook, else the cell tagged ``stub`` (a student
+  copy) or ``solution`` (the full chapter) after the label. An answer still raising the stub's
+  ``NotImplementedError("your code here")`` is *not attempted*, and so is an exercise whose
+  function no code cell defines;
+- the answer runs in a fresh namespace after :data:`PRELUDE` (the chapters' own imports) and
+  after the ``import``, ``def`` and ``class`` statements of every code cell above it, so it can
+  use the setup cell's imports and the functions of earlier exercises, as in the notebook.
+  Nothing else of those cells runs (no experiment), and a statement that fails there is
+  skipped. In the answer cell itself, lines that only evaluate something (a test call, a
+  ``print``) are skipped, and an error in a line that does not define the function is
+  ignored;
+- its check decides *passed* or *failed* (with the check's message).
+
+Each answer is graded in its own Python process with a time limit, so an endless loop fails
+one answer, not the class. A notebook without exercise labels gets one row, exercise ``*``.
 
 Student code runs with your permissions: grade in a container or a throwaway account.
 """
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import csv
 import io
@@ -38,6 +51,7 @@ FIELDS = ("student", "notebook", "exercise", "status", "detail")
 
 PRELUDE = """
 import math, re
+import ntprl
 from fractions import Fraction
 import numpy as np
 import torch
@@ -52,24 +66,116 @@ from ntprl.llm import gsm8k
 """What every answer cell can use without importing it (the chapters' own imports)."""
 
 
-def answer_cells(notebook: dict) -> dict[str, str]:
-    """``{exercise label: source of its answer cell}`` of a notebook (as parsed JSON)."""
-    answers, label = {}, None
-    for cell in notebook.get("cells", []):
-        source = "".join(cell.get("source", ""))
+def _code(cell: dict) -> str:
+    """A code cell's source with IPython's ``%magic`` and ``!shell`` lines (and their
+    backslash continuations) made ``pass``."""
+    out, magic = [], False
+    for line in "".join(cell.get("source", "")).splitlines():
+        if magic or line.lstrip().startswith(("%", "!")):
+            out.append(line[: len(line) - len(line.lstrip())] + "pass" if not magic else "")
+            magic = line.rstrip().endswith("\\")
+        else:
+            out.append(line)
+    return "\n".join(out)
+
+
+def _statements(source: str) -> list | None:
+    """Top-level statements of ``source`` (None when it does not parse)."""
+    try:
+        return ast.parse(source).body
+    except SyntaxError:
+        return None
+
+
+def _binds(stmt, name: str) -> bool:
+    """Whether the top-level statement ``stmt`` defines ``name``."""
+    if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        return stmt.name == name
+    if isinstance(stmt, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+        targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
+        return any(isinstance(n, ast.Name) and n.id == name
+                   for t in targets for n in ast.walk(t))
+    if isinstance(stmt, (ast.Import, ast.ImportFrom)):
+        return any((a.asname or a.name.split(".")[0]) == name for a in stmt.names)
+    return False
+
+
+def _defines(source: str, name: str) -> bool:
+    return any(_binds(stmt, name) for stmt in _statements(source) or [])
+
+
+def notebook_answers(notebook: dict) -> dict[str, dict]:
+    """For every exercise label of a notebook (as parsed JSON), by the rules of the module
+    docstring: ``{label: {"source", "code", "cell", "context"}}``: the answer cell's source,
+    the same with IPython's magic lines made ``pass``, its index, and the definitions above it
+    (all None, and ``context`` empty, when no code cell defines the exercise's function)."""
+    from . import checks
+
+    cells = notebook.get("cells", [])
+    labels = []  # (label, index of its markdown cell)
+    for i, cell in enumerate(cells):
         if cell.get("cell_type") == "markdown":
-            found = LABEL.findall(source)
-            if found:
-                label = found[-1]
-        elif label is not None and set(cell.get("metadata", {}).get("tags", [])) & {
-                "stub", "solution"}:
-            answers.setdefault(label, source)
-            label = None
-    return answers
+            for label in LABEL.findall("".join(cell.get("source", ""))):
+                labels.append((label, i))
+    code = {i: _code(c) for i, c in enumerate(cells) if c.get("cell_type") == "code"}
+    out = {}
+    for k, (label, start) in enumerate(labels):
+        if label in out:
+            continue
+        end = next((i for _, i in labels[k + 1:] if i > start), len(cells))
+        name = checks.EXERCISES[label][0] if label in checks.EXERCISES else None
+        region = [i for i in code if start < i < end]
+        tagged = [i for i in region
+                  if set(cells[i].get("metadata", {}).get("tags", [])) & {"stub", "solution"}]
+        defining = [i for i in region if name and _defines(code[i], name)]
+        if not defining and name:
+            defining = [i for i in code if _defines(code[i], name)]
+        at = defining[-1] if defining else (tagged[0] if tagged else None)
+        if at is None:
+            out[label] = {"source": None, "code": None, "cell": None, "context": ""}
+            continue
+        context = []
+        for i in code:
+            if i >= at:
+                break
+            for stmt in _statements(code[i]) or []:
+                if isinstance(stmt, (ast.Import, ast.ImportFrom, ast.FunctionDef,
+                                     ast.AsyncFunctionDef, ast.ClassDef)):
+                    context.append(ast.get_source_segment(code[i], stmt))
+        out[label] = {"source": "".join(cells[at].get("source", "")), "code": code[at],
+                      "cell": at, "context": "\n\n".join(context)}
+    return out
 
 
-def grade_answers(answers: dict[str, str]) -> list[dict]:
-    """Run each answer with its named check in this process: a list of
+def answer_cells(notebook: dict) -> dict[str, str]:
+    """``{exercise label: source of its answer cell}`` of a notebook (as parsed JSON), for the
+    exercises that have one (:func:`notebook_answers`)."""
+    return {label: a["source"] for label, a in notebook_answers(notebook).items()
+            if a["source"] is not None}
+
+
+def _run_statements(source: str, where: str, namespace: dict, keep: str | None) -> None:
+    """Run the top-level statements of ``source`` one by one. With ``keep`` (an answer cell,
+    ``keep`` its function's name): expression statements are skipped, and an error raises
+    only in a statement that defines ``keep``. Without (the cells above an answer): every
+    statement runs, and one that fails is skipped."""
+    body = _statements(source)
+    if body is None:
+        if keep is None:
+            return
+        compile(source, where, "exec")  # raises the SyntaxError, with its line
+    for stmt in body:
+        if keep is not None and isinstance(stmt, ast.Expr):
+            continue
+        try:
+            exec(compile(ast.Module([stmt], []), where, "exec"), namespace)
+        except Exception:
+            if keep is not None and _binds(stmt, keep):
+                raise
+
+def grade_answers(answers: dict[str, str], context: dict[str, str] | None = None) -> list[dict]:
+    """Run each answer with its named check in this process, after :data:`PRELUDE` and
+    ``context[label]`` (the definitions above the answer in its notebook): a list of
     ``{"exercise", "status", "detail"}`` in the order of ``answers``."""
     from . import checks
 
@@ -88,7 +194,10 @@ def grade_answers(answers: dict[str, str]) -> list[dict]:
         try:
             with contextlib.redirect_stdout(out):
                 exec(compile(PRELUDE, "<prelude>", "exec"), namespace)
-                exec(compile(source, f"<{label}>", "exec"), namespace)
+                _run_statements((context or {}).get(label, ""), "<cells above>", namespace,
+                                None)
+                namespace.pop(name, None)  # the answer must define it: not a stub above it
+                _run_statements(source, f"<{label}>", namespace, name)
                 if name not in namespace:
                     raise AssertionError(f"❌ the answer defines no function {name!r}")
                 check(namespace[name])
@@ -103,34 +212,43 @@ def grade_answers(answers: dict[str, str]) -> list[dict]:
 
 def grade_notebook(path: str | os.PathLike, timeout: float = 120.0) -> list[dict]:
     """Grade one notebook: each attempted answer in its own Python process, killed after
-    ``timeout`` seconds, so an endless loop in one answer fails that answer alone."""
+    ``timeout`` seconds, so an endless loop in one answer fails that answer alone. One row
+    per exercise label in the notebook."""
     path = pathlib.Path(path)
     try:
-        answers = answer_cells(json.loads(path.read_text()))
+        answers = notebook_answers(json.loads(path.read_text()))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         return [{"exercise": "*", "status": "failed",
                  "detail": f"the notebook cannot be read: {' '.join(str(e).split())}"}]
     if not answers:
-        return []
+        return [{"exercise": "*", "status": "not attempted",
+                 "detail": "no exercise labels in this notebook: is it a chapter of the book?"}]
+    from . import checks
+
     rows = []
-    for label, source in answers.items():
-        if STUB_MARK in source:  # known without starting a process
+    for label, a in answers.items():
+        if a["source"] is None:
+            name = checks.EXERCISES.get(label, ("its function",))[0]
+            rows.append({"exercise": label, "status": "not attempted",
+                         "detail": f"no code cell defines {name}"})
+        elif STUB_MARK in a["source"]:  # known without starting a process
             rows.append({"exercise": label, "status": "not attempted", "detail": ""})
         else:
-            rows += _grade_in_process({label: source}, timeout)
+            rows += _grade_in_process({label: a["code"]}, {label: a["context"]}, timeout)
     return rows
 
 
-def _grade_in_process(answers: dict[str, str], timeout: float) -> list[dict]:
+def _grade_in_process(answers: dict[str, str], context: dict[str, str],
+                      timeout: float) -> list[dict]:
     """:func:`grade_answers` in a fresh Python process with a time limit."""
     cmd = [sys.executable, "-c", "import json, sys; from ntprl.grading import grade_answers; "
-           "print(json.dumps(grade_answers(json.load(sys.stdin))))"]
+           "print(json.dumps(grade_answers(*json.load(sys.stdin))))"]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         [str(pathlib.Path(__file__).resolve().parents[1])] +
         ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else [])))
     try:
-        done = subprocess.run(cmd, input=json.dumps(answers), capture_output=True, text=True,
-                              timeout=timeout, env=env)
+        done = subprocess.run(cmd, input=json.dumps([answers, context]), capture_output=True,
+                              text=True, timeout=timeout, env=env)
     except subprocess.TimeoutExpired:
         return [{"exercise": label, "status": "failed",
                  "detail": f"grading this answer took longer than {timeout:.0f} s"}
