@@ -120,9 +120,8 @@ print(f"LinearAR for d = 16: {model.num_params():,} weights that can be non-zero
 #
 # :::{important}
 # The two theorems below are **the book's reconstruction**, from the paper's abstract and
-# summary (the paper's exact statements, constants and proofs are not available to this book;
-# `PAPER.md` of the repository lists what is known). They are stated so that the simulations
-# can check them, not quoted.
+# summary (the paper's exact statements, constants and proofs were not available to this
+# book). They are stated so that the simulations can check them, not quoted.
 # :::
 #
 # *Our formulation.* Let $d \ge 4$ and $0 < p < 1$. Train the linear model by next-token

@@ -7,10 +7,11 @@
 # Parity is the cleanest case: a task that is hard without intermediate steps and easy with
 # them. The paper {cite}`tsilivis2025rl` repeats the phenomenon on a task with a real algorithm,
 # **n-digit multiplication**: transformers trained from scratch on mixtures of worked and
-# answer-only multiplications learn to multiply under greedy decoding only when worked examples
-# are common, and RL after NTP makes them right — and longer — when they are rare. This
-# chapter rebuilds that experiment with the same trainers, sampler and metrics as chapters 1–4:
-# only the task is new.
+# answer-only multiplications, then post-trained by RL, which again raises their accuracy and
+# the length of their answers. This chapter rebuilds that experiment with the same trainers,
+# sampler and metrics as chapters 1–4: only the task is new. What the chapter shows of greedy
+# decoding on the mixtures (where it turns long, and why) is its own analysis, in the manner of
+# chapter 2.
 #
 # **Learning goals.** After this chapter you can
 # - write the schoolbook chain of thought of a multiplication in the book's format, and say why
@@ -25,7 +26,7 @@
 # | scale | where | this chapter |
 # | --- | --- | --- |
 # | `smoke` | CI | under a minute (numbers meaningless) |
-# | `fast` | 2-core laptop CPU, $n = 3$ digits | about 5 minutes (4.9 measured on a CPU with bf16 instructions; 4.9 in float32 on a faster machine) |
+# | `fast` | 2-core laptop CPU, $n = 3$ digits | about 5 minutes (4.9 measured on a CPU with bf16 instructions, and 4.9 on another machine in float32) |
 # | `gpu` | a Colab T4, $n = 4$ | about 15 minutes (estimated; not measured on a GPU yet) |
 # | `paper` | one large GPU | hours: `python -m ntprl run mult_rl --scale paper` ($n = 7$, $p_{cot} = 0.1$) |
 #
@@ -88,8 +89,8 @@ n = scale.mult_n
 #
 # - **Every step is local.** All numbers are written *least-significant digit first*, the order
 #   in which carries flow, and each $S_i$ has $2n$ digits. Digit $j$ of $S_i$ is digit $j$ of
-#   $S_{i-1}$ plus one digit of $a \cdot b_i$ plus a carry: a few tokens back, not the whole
-#   problem. The bare product's middle digits, by contrast, depend on every digit of both
+#   $S_{i-1}$, plus one digit product $a_k b_i$, plus the carry from the digit before: a few
+#   tokens back, not the whole problem. The bare product's middle digits, by contrast, depend on every digit of both
 #   operands at once.
 # - **The route is decided at the first token.** A long response opens with a marker `:`, a
 #   short one with a digit. That is what sets the greedy threshold, below.
@@ -130,19 +131,26 @@ ax.set_title("Samples to learn n-digit multiplication: answers vs chains");
 # %% [markdown]
 # The claims, on the numbers just computed: with chains every $n$ of the grid is learned within
 # the budget; with answers alone the largest $n$ is not (one-digit products are a 100-entry
-# table, which answer-only training memorises: at $n = 1$ the two curves coincide).
+# table, which answer-only training memorises: $n = 1$ is learned from answers too).
 #
 # Read the chain's numbers with care. Every run's learning rate decays over the last fifth of
-# the budget, and at `fast` the chain runs for $n \ge 2$ cross 95% only during that decay
-# (at a constant rate they stall near 90%, the optimiser's noise setting the last digits), so
-# their sample counts say "learned within the budget" rather than measure a sharp cost. The
-# answer-only runs get the same decay and stay far away: measured at `fast`, 31% greedy
-# accuracy at $n = 2$ and 0.2% at $n = 3$ after 160 000 samples.
+# the budget, and a chain run that crosses 95% only during that decay (at a constant rate they
+# stall near 90%, the optimiser's noise setting the last digits; the cell below prints which
+# ones did) says "learned within the budget" rather than measuring a sharp cost. The
+# answer-only runs get the same decay; the cell prints how far they stay.
 
 # %%
 short, chain = hardness["short"], hardness["chain"]
+decay_from = int(0.8 * hardness["max_steps"])
+late = [r["d"] for r in chain if r["steps"] is not None and r["steps"] > decay_from]
+print(f"the learning rate decays from step {decay_from}; "
+      f"chain runs that crossed 95% only then: n = {late}")
+for r in short:
+    print(f"answers only, n = {r['d']}: greedy accuracy {r['final_acc']:.3f} after "
+          f"{r['samples'] or hardness['max_steps'] * hardness['batch_size']} samples")
 if scale.checks_claims:
     assert all(r["steps"] is not None for r in chain), chain
+    assert short[0]["steps"] is not None, short[0]  # n = 1: a table, learned
     assert short[-1]["steps"] is None and short[-1]["final_acc"] < 0.5, short
 
 # %% [markdown]
@@ -206,9 +214,11 @@ ax.set_title(f"NTP on {n}-digit multiplication mixtures");
 # The claims: sampling is length-calibrated (within 0.05 of $p_{cot}$); nearly all the short
 # mass sits on one first token; greedy decoding takes the short route — and is wrong — on most
 # prompts below the derived threshold and the long route — and is right — on most prompts
-# above it, on (nearly) all of them once $p_{cot}$ is 0.15 or more away from it. Close to the
-# threshold the decision is made prompt by prompt (the model's own $P(\texttt{:})$ varies a
-# little from one prompt to the next), so the switch is steep but not a step.
+# above it, on (nearly) all of them once $p_{cot}$ is 0.15 or more away from it. Within 0.05
+# of the threshold no side is claimed: the model's long share is only known to that
+# tolerance, and there the decision is made prompt by prompt (the model's own
+# $P(\texttt{:})$ varies a little from one prompt to the next), so the switch is steep but
+# not a step.
 
 # %%
 if scale.checks_claims:
@@ -216,9 +226,9 @@ if scale.checks_claims:
     for r in sweep["runs"]:
         f, p = r["final"], r["p_cot"]
         assert abs(f["sampled_long_frac"] - p) <= 0.05, r
-        if p < derived:
+        if p < derived - 0.05:
             assert f["greedy_long_frac"] < 0.5 and f["greedy_acc"] < 0.5, r
-        if p > derived:
+        if p > derived + 0.05:
             assert f["greedy_long_frac"] > 0.5 and f["greedy_acc"] > 0.5, r
         if abs(p - derived) >= 0.15:
             assert f["greedy_long_frac"] <= 0.1 or f["greedy_long_frac"] >= 0.9, r
@@ -261,18 +271,29 @@ for ax in (ax1, ax2):
 fig.suptitle(f"{n}-digit multiplication from p_cot = {rl_res['p_cot']}: GRPO vs more NTP");
 
 # %% [markdown]
-# The claims: after GRPO greedy accuracy is at least 0.9 with long answers; more NTP on as
-# many sequences stays far below (its share of long answers hovers around $p_{cot}$, and greedy
-# decoding with it).
+# The claims: after GRPO greedy accuracy is at least 0.9, with long answers on at least 90% of
+# the prompts; more NTP on as many sequences stays far below (greedy accuracy at most 0.5
+# throughout: its share of long answers stays near $p_{cot}$, below the threshold).
+#
+# Except at `paper`: its preset runs the paper's hardest case, 7-digit numbers at
+# $p_{cot} = 0.1$, where the paper reports that RL after NTP still fails after 38 GPU-hours.
+# There the cell below asserts only the start (greedy short and wrong) and more NTP's side,
+# and reports the rest; no such run has been made.
 
 # %%
+paper_failure_case = (scale.mult_n, scale.mult_rl_p) == (7, 0.1)  # RL fails there
+end_grpo, end_ntp = grpo_hist[-1], ntp_hist[-1]
 if scale.checks_claims:
-    end_grpo, end_ntp = grpo_hist[-1], ntp_hist[-1]
     assert start["greedy_acc"] <= 0.2, start
-    assert end_grpo["greedy_acc"] >= 0.9, end_grpo
-    assert end_grpo["greedy_len_mean"] > start["greedy_len_mean"] + 5, (start, end_grpo)
     assert max(r["greedy_acc"] for r in ntp_hist) <= 0.5, ntp_hist
+if scale.checks_claims and not paper_failure_case:
+    assert end_grpo["greedy_acc"] >= 0.9, end_grpo
+    assert end_grpo["greedy_long_frac"] >= 0.9, end_grpo
+    assert end_grpo["greedy_len_mean"] > start["greedy_len_mean"] + 5, (start, end_grpo)
     assert end_grpo["greedy_acc"] - end_ntp["greedy_acc"] >= 0.4, (end_grpo, end_ntp)
+elif paper_failure_case:
+    print(f"the paper's failure case: after GRPO greedy accuracy "
+          f"{end_grpo['greedy_acc']:.3f} (the paper: still failing after 38 GPU-hours)")
 
 # %% [markdown]
 # ## What reproduces, and what does not
@@ -284,7 +305,8 @@ if scale.checks_claims:
 # the format (ours, above), and at `fast`/`gpu` the mixtures' models share one chain-learning
 # base. The paper's hardest case — 7-digit numbers at $p_{cot} = 0.1$, where RL after NTP still
 # fails after 38 GPU-hours — is the paper's result; the `paper` preset runs that setting
-# (`python -m ntprl run mult_rl --scale paper`) but the book has no such run yet.
+# (`python -m ntprl run mult_rl --scale paper`: 100 GRPO steps, far short of 38 GPU-hours, and
+# the chapter asserts no rescue there) but the book has no such run yet.
 
 # %% [markdown]
 # ## Exercises
@@ -325,10 +347,10 @@ checks.ex5_chain(long_chain)
 # Predict the greedy threshold of three other formats, for a model that learned the chain and
 # is calibrated. Write `threshold_for(m)`, the rule derived above (the threshold when the short
 # answers' most likely first token carries a share `m` of them) — the check tests it — and
-# then the part that is yours: find `m` for each format and use the rule: (a) short answers written
-# *most*-significant digit first, whose first digit the model cannot compute (spread evenly
-# over 1–9); (b) short answers that open with their own marker, as chapter 6's `#### N` does;
-# (c) parity with a marker before the chain.
+# then the part that is yours: find `m` for each format and use the rule: (a) short answers
+# written *most*-significant digit first, whose first digit the model cannot compute —
+# idealise it as spread evenly over 1–9; (b) short answers that open with their own marker,
+# as chapter 6's `#### N` does; (c) parity with a marker before the chain.
 # :::
 #
 # :::{solution-start} ex5-threshold
@@ -342,6 +364,10 @@ def threshold_for(m):
 
 # %% [markdown]
 # (a) $m = 1/9$: threshold $1/10$ — a hard first digit makes greedy decoding go long *sooner*.
+# (Real products are not spread evenly: written in $2n$ digits, the leading digit of the
+# product of two 3-digit numbers is 1 for 24% of them, 0 or 2 for 17% each, and falls from
+# there, so a model that knew only that distribution would have $m \approx 0.24$ and a
+# threshold near $0.19$.)
 # (b) $m = 1$: $1/2$. (c) $m = 1/2$: $1/3$, parity's own threshold.
 #
 # :::{solution-end}
@@ -355,8 +381,9 @@ checks.ex5_threshold(threshold_for)
 # :label: ex5-lengths
 # Read a length histogram. `ntprl.metrics.evaluate` returns `sampled_len_hist`, where entry
 # `k` counts responses with `k` tokens before EOS. Write `long_share(hist, task)`: the share of
-# responses of the long route's length `task.long_len`. The check compares it with the long
-# fraction `evaluate` reports for the same model.
+# responses of the long route's length `task.long_len` (complete long answers). The check
+# compares it with the share of complete chains `evaluate` reports for the same model
+# (`sampled_full_frac`; its `sampled_long_frac` also counts chains broken off early).
 # :::
 #
 # :::{solution-start} ex5-lengths
@@ -375,10 +402,11 @@ def long_share(hist, task):
 # %%
 checks.ex5_lengths(long_share)
 probe_task = MultiplicationTask(n, sweep["runs"][0]["p_cot"])
-probe = load_model(probe_task, scale, mixture_model(probe_task.p_cot, scale, 0), 0)
+probe = load_model(probe_task, scale, mixture_model(probe_task.p_cot, scale, 0,
+                                                   workdir=workdir), 0)
 ev = evaluate(probe, probe_task, 500, seed=5, modes=("sampled",))
 checks.check_value(long_share(ev["sampled_len_hist"], probe_task),
-                   ev["sampled_long_frac"], "long share from the histogram", tol=0.02)
+                   ev["sampled_full_frac"], "long share from the histogram", tol=1e-6)
 
 # %% [markdown]
 # ## Concept questions

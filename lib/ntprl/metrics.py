@@ -107,7 +107,7 @@ def evaluate(model, task, n: int = 1000, generator: torch.Generator | None = Non
 @torch.no_grad()
 def branch_probs(model, task, n: int = 1000, generator: torch.Generator | None = None, *,
                  seed: int = 0) -> dict:
-    """The model's own probabilities at the two decisions that set the route (PAPER.md).
+    """The model's own probabilities at the two decisions that set the route (chapter 2).
 
     On ``n`` fresh prompts, teacher-forced:
 

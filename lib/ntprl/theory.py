@@ -1,8 +1,9 @@
 """Closed-form predictions for a model that learned the chain and nothing of the short map.
 
-Derivation (PAPER.md, "Why 1/3"): on D(p), a long response starts with ``s_1 = x_1``; a short
-one is the parity, which equals ``x_1`` half the time. A next-token predictor that knows the
-chain but cannot compute the parity directly therefore puts
+Derivation (chapter 2, "What a model that knows only the chain must do"): on D(p), a long
+response starts with ``s_1 = x_1``; a short one is the parity, which equals ``x_1`` half the
+time. A next-token predictor that knows the chain but cannot compute the parity directly
+therefore puts
 
 - probability ``(1 + p) / 2`` on ``x_1`` as the first response token;
 - after ``x_1``, probability ``2p / (1 + p)`` on continuing the chain (else EOS);

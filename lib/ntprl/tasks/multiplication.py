@@ -8,7 +8,7 @@ products ``a * b_j * 10^(j-1)`` of the first ``i`` digits of ``b``, added up), e
 with ``2n`` digits; the last, ``S_n``, is the product. Otherwise the response is *short*: the
 product's ``2n`` digits alone. Both end with ``EOS``; batches are right-padded with ``PAD``.
 
-This format is the book's choice (the paper's is not known; ``PAPER.md``). Two properties make
+This format is the book's choice (the paper's was not available to it). Two properties make
 it a good twin of parity's: every step of the chain is a small local computation (one digit of
 ``S_i`` is a digit of ``S_{i-1}``, one digit product and a carry), and the *route is decided at
 the first response token* (``:`` or a digit), which sets where greedy decoding turns long
