@@ -394,3 +394,50 @@ def test_grading_a_full_chapter_passes_every_exercise(chapter):
     assert rows and all(r["status"] == "passed" for r in rows), rows
     assert {r["exercise"] for r in rows} == {
         label for label in checks.EXERCISES if label.startswith(f"ex{chapter[1]}-")}
+
+
+def test_grader_keeps_python_lines_that_start_with_percent_and_decorators_above(tmp_path):
+    """A modulo on its own line inside brackets is Python, not a magic; a decorated helper
+    above the answer keeps its decorator; an attribute set on the function does not make its
+    cell the answer."""
+    nb = student_notebook("01_parity_and_cot.ipynb")
+    helper = ("import functools\n\n@functools.lru_cache(maxsize=None)\ndef one():\n"
+              "    return 1\n")
+    nb["cells"].insert(2, {"cell_type": "code", "metadata": {}, "source": helper,
+                           "outputs": [], "execution_count": None})
+    nb = replace_stub(nb, "ex1-running-parity", "def running_parity(x):\n"
+                      "    assert one.cache_info() is not None  # the decorator is there\n"
+                      "    return (x.cumsum(1)\n            % 2)\n", tag=False)
+    nb = replace_stub(nb, "ex1-sequence", "def make_sequence(x, long):\n"
+                      "    chain = [sum(x[: i + 1]) % 2 for i in range(len(x))]\n"
+                      "    return list(x) + (chain if long else chain[-1:]) + [EOS]\n")
+    at = next(i for i, c in enumerate(nb["cells"]) if "def make_sequence" in
+              "".join(c["source"]))
+    nb["cells"].insert(at + 1, {"cell_type": "code", "metadata": {},
+                                "source": "make_sequence.__doc__ = 'mine'", "outputs": [],
+                                "execution_count": None})
+    got = grade_nb(tmp_path, nb)
+    assert got["ex1-running-parity"]["status"] == "passed", got
+    assert got["ex1-sequence"]["status"] == "passed", got
+
+
+def test_grader_runs_no_experiment_of_the_cells_above(tmp_path):
+    nb = student_notebook("01_parity_and_cot.ipynb")
+    marker = tmp_path / "ran"
+    nb["cells"].insert(2, {"cell_type": "code", "metadata": {}, "outputs": [],
+                           "source": f"open({str(marker)!r}, 'w').close()\nimport time\n"
+                                     "time.sleep(999)", "execution_count": None})
+    nb = replace_stub(nb, "ex1-predict", "def sampled_accuracy(p):\n    return (1 + p) / 2")
+    got = grade_nb(tmp_path, nb)
+    assert got["ex1-predict"]["status"] == "passed", got
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("content", ["[]", '{"cells": null}', '{"cells": [null]}',
+                                     '{"cells": [{"cell_type": "code", "source": null}]}'])
+def test_grader_fails_a_file_that_is_json_but_not_a_notebook_without_crashing(tmp_path,
+                                                                               content):
+    path = tmp_path / "odd.ipynb"
+    path.write_text(content)
+    rows = grading.grade_notebook(path)
+    assert len(rows) == 1 and rows[0]["exercise"] == "*", rows

@@ -18,6 +18,7 @@ import math
 import random
 import re
 import sys
+import types
 from fractions import Fraction
 from typing import Callable, Iterable
 
@@ -56,7 +57,7 @@ def _compare(fn: Callable, inputs: list, wants: list, name: str, tol: float) -> 
             raise AssertionError(f"❌ {name} is not written yet "
                                  "(it raised NotImplementedError)") from None
         try:
-            same = _same(got, want, tol)
+            same = bool(_same(got, want, tol))
         except (TypeError, RuntimeError, ValueError):  # e.g. a list where a tensor is asked for
             same = False
         if not same:
@@ -110,8 +111,8 @@ def _forbid(fn: Callable, targets: list[tuple[object, str]]):
     one of them in its module."""
     originals = [(owner, name, getattr(owner, name)) for owner, name in targets]
     for owner, name, orig in list(originals):
-        for module in list(sys.modules.values()):
-            if (getattr(module, "__name__", None) or "").split(".")[0] != "ntprl":
+        for key, module in list(sys.modules.items()):
+            if key.split(".")[0] != "ntprl" or not isinstance(module, types.ModuleType):
                 continue
             for attr, value in list(vars(module).items()):
                 if value is orig and not (module is owner and attr == name):

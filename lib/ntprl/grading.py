@@ -67,10 +67,15 @@ from ntprl.llm import gsm8k
 
 
 def _code(cell: dict) -> str:
-    """A code cell's source with IPython's ``%magic`` and ``!shell`` lines (and their
-    backslash continuations) made ``pass``."""
+    """A code cell's source; when it does not parse as Python, with IPython's ``%magic`` and
+    ``!shell`` lines (and their backslash continuations) made ``pass`` (a line inside
+    brackets that starts with ``%``, a modulo, is Python and stays when the cell parses)."""
+    source = cell.get("source") or ""
+    source = source if isinstance(source, str) else "".join(source)
+    if _statements(source) is not None:
+        return source
     out, magic = [], False
-    for line in "".join(cell.get("source", "")).splitlines():
+    for line in source.splitlines():
         if magic or line.lstrip().startswith(("%", "!")):
             out.append(line[: len(line) - len(line.lstrip())] + "pass" if not magic else "")
             magic = line.rstrip().endswith("\\")
@@ -87,14 +92,26 @@ def _statements(source: str) -> list | None:
         return None
 
 
+def _target_names(target) -> list[str]:
+    """Names an assignment target binds: a name, or the names of a tuple/list of targets (not
+    an attribute or item of one: ``f.__doc__ = ...`` does not define ``f``)."""
+    if isinstance(target, ast.Name):
+        return [target.id]
+    if isinstance(target, ast.Starred):
+        return _target_names(target.value)
+    if isinstance(target, (ast.Tuple, ast.List)):
+        return [n for t in target.elts for n in _target_names(t)]
+    return []
+
+
 def _binds(stmt, name: str) -> bool:
     """Whether the top-level statement ``stmt`` defines ``name``."""
     if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
         return stmt.name == name
-    if isinstance(stmt, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
-        targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
-        return any(isinstance(n, ast.Name) and n.id == name
-                   for t in targets for n in ast.walk(t))
+    if isinstance(stmt, ast.Assign):
+        return any(name in _target_names(t) for t in stmt.targets)
+    if isinstance(stmt, ast.AnnAssign):  # ``f: type`` alone defines nothing
+        return stmt.value is not None and name in _target_names(stmt.target)
     if isinstance(stmt, (ast.Import, ast.ImportFrom)):
         return any((a.asname or a.name.split(".")[0]) == name for a in stmt.names)
     return False
@@ -117,7 +134,8 @@ def notebook_answers(notebook: dict) -> dict[str, dict]:
         if cell.get("cell_type") == "markdown":
             for label in LABEL.findall("".join(cell.get("source", ""))):
                 labels.append((label, i))
-    code = {i: _code(c) for i, c in enumerate(cells) if c.get("cell_type") == "code"}
+    code = {i: _code(c) for i, c in enumerate(cells)
+            if isinstance(c, dict) and c.get("cell_type") == "code"}
     out = {}
     for k, (label, start) in enumerate(labels):
         if label in out:
@@ -141,7 +159,7 @@ def notebook_answers(notebook: dict) -> dict[str, dict]:
             for stmt in _statements(code[i]) or []:
                 if isinstance(stmt, (ast.Import, ast.ImportFrom, ast.FunctionDef,
                                      ast.AsyncFunctionDef, ast.ClassDef)):
-                    context.append(ast.get_source_segment(code[i], stmt))
+                    context.append(ast.unparse(stmt))  # decorators included
         out[label] = {"source": "".join(cells[at].get("source", "")), "code": code[at],
                       "cell": at, "context": "\n\n".join(context)}
     return out
@@ -220,6 +238,10 @@ def grade_notebook(path: str | os.PathLike, timeout: float = 120.0) -> list[dict
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         return [{"exercise": "*", "status": "failed",
                  "detail": f"the notebook cannot be read: {' '.join(str(e).split())}"}]
+    except Exception as e:  # JSON, but not a notebook's
+        return [{"exercise": "*", "status": "failed",
+                 "detail": f"the file is not a notebook ({type(e).__name__}: "
+                           f"{' '.join(str(e).split())})"}]
     if not answers:
         return [{"exercise": "*", "status": "not attempted",
                  "detail": "no exercise labels in this notebook: is it a chapter of the book?"}]
@@ -227,20 +249,24 @@ def grade_notebook(path: str | os.PathLike, timeout: float = 120.0) -> list[dict
 
     rows = []
     for label, a in answers.items():
-        if a["source"] is None:
-            name = checks.EXERCISES.get(label, ("its function",))[0]
+        if label not in checks.EXERCISES:
+            rows.append({"exercise": label, "status": "failed",
+                         "detail": "no check of this name in ntprl.checks"})
+        elif a["source"] is None:
             rows.append({"exercise": label, "status": "not attempted",
-                         "detail": f"no code cell defines {name}"})
+                         "detail": f"no code cell defines {checks.EXERCISES[label][0]}"})
         elif STUB_MARK in a["source"]:  # known without starting a process
             rows.append({"exercise": label, "status": "not attempted", "detail": ""})
         else:
-            rows += _grade_in_process({label: a["code"]}, {label: a["context"]}, timeout)
+            rows += _grade_in_process({label: a["code"]}, {label: a["context"]}, timeout,
+                                      cwd=path.parent)
     return rows
 
 
 def _grade_in_process(answers: dict[str, str], context: dict[str, str],
-                      timeout: float) -> list[dict]:
-    """:func:`grade_answers` in a fresh Python process with a time limit."""
+                      timeout: float, cwd=None) -> list[dict]:
+    """:func:`grade_answers` in a fresh Python process with a time limit, in the folder
+    ``cwd`` (the notebook's: an answer may import a module of the student's beside it)."""
     cmd = [sys.executable, "-c", "import json, sys; from ntprl.grading import grade_answers; "
            "print(json.dumps(grade_answers(*json.load(sys.stdin))))"]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
@@ -248,7 +274,7 @@ def _grade_in_process(answers: dict[str, str], context: dict[str, str],
         ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else [])))
     try:
         done = subprocess.run(cmd, input=json.dumps([answers, context]), capture_output=True,
-                              text=True, timeout=timeout, env=env)
+                              text=True, timeout=timeout, env=env, cwd=cwd)
     except subprocess.TimeoutExpired:
         return [{"exercise": label, "status": "failed",
                  "detail": f"grading this answer took longer than {timeout:.0f} s"}
