@@ -460,6 +460,8 @@ if stored is not None:
     start = by_p[res["grpo"]["from_p_cot"]]
     g = res["grpo"]["eval"]
     assert g["greedy_acc"] > start["greedy_acc"] + 0.2 and g["long_frac"] >= 0.9
+    gain = [round(g["greedy_acc"] - start["greedy_acc"], 1), round(g["greedy_acc"], 2)]
+    assert gain == [0.4, 0.5], gain  # "by about 0.4, to 0.5"
     held_acc = [r["heldout"]["greedy_acc"] for r in res["grpo"]["log"]
                 if "heldout" in r and r["step"] >= 10]
     assert max(held_acc) - min(held_acc) <= 0.05, held_acc  # level since step 10

@@ -117,15 +117,11 @@ def _binds(stmt, name: str) -> bool:
     return False
 
 
-def _defines(source: str, name: str) -> bool:
-    return any(_binds(stmt, name) for stmt in _statements(source) or [])
-
-
 def notebook_answers(notebook: dict) -> dict[str, dict]:
     """For every exercise label of a notebook (as parsed JSON), by the rules of the module
-    docstring: ``{label: {"source", "code", "cell", "context"}}``: the answer cell's source,
-    the same with IPython's magic lines made ``pass``, its index, and the definitions above it
-    (all None, and ``context`` empty, when no code cell defines the exercise's function)."""
+    docstring: ``{label: {"source", "code", "context"}}``: the answer cell's source, the same
+    with IPython's magic lines made ``pass``, and the definitions above it (``source`` and
+    ``code`` None, ``context`` empty, when no code cell defines the exercise's function)."""
     from . import checks
 
     cells = notebook.get("cells", [])
@@ -136,6 +132,10 @@ def notebook_answers(notebook: dict) -> dict[str, dict]:
                 labels.append((label, i))
     code = {i: _code(c) for i, c in enumerate(cells)
             if isinstance(c, dict) and c.get("cell_type") == "code"}
+    body = {i: _statements(source) or [] for i, source in code.items()}  # parsed once
+    definitions = [(i, ast.unparse(stmt)) for i in code for stmt in body[i]  # decorators too
+                   if isinstance(stmt, (ast.Import, ast.ImportFrom, ast.FunctionDef,
+                                        ast.AsyncFunctionDef, ast.ClassDef))]
     out = {}
     for k, (label, start) in enumerate(labels):
         if label in out:
@@ -145,23 +145,16 @@ def notebook_answers(notebook: dict) -> dict[str, dict]:
         region = [i for i in code if start < i < end]
         tagged = [i for i in region
                   if set(cells[i].get("metadata", {}).get("tags", [])) & {"stub", "solution"}]
-        defining = [i for i in region if name and _defines(code[i], name)]
-        if not defining and name:
-            defining = [i for i in code if _defines(code[i], name)]
+        def defines(i):
+            return name is not None and any(_binds(stmt, name) for stmt in body[i])
+
+        defining = [i for i in region if defines(i)] or [i for i in code if defines(i)]
         at = defining[-1] if defining else (tagged[0] if tagged else None)
         if at is None:
-            out[label] = {"source": None, "code": None, "cell": None, "context": ""}
+            out[label] = {"source": None, "code": None, "context": ""}
             continue
-        context = []
-        for i in code:
-            if i >= at:
-                break
-            for stmt in _statements(code[i]) or []:
-                if isinstance(stmt, (ast.Import, ast.ImportFrom, ast.FunctionDef,
-                                     ast.AsyncFunctionDef, ast.ClassDef)):
-                    context.append(ast.unparse(stmt))  # decorators included
         out[label] = {"source": "".join(cells[at].get("source", "")), "code": code[at],
-                      "cell": at, "context": "\n\n".join(context)}
+                      "context": "\n\n".join(src for i, src in definitions if i < at)}
     return out
 
 
@@ -190,6 +183,7 @@ def _run_statements(source: str, where: str, namespace: dict, keep: str | None) 
         except Exception:
             if keep is not None and _binds(stmt, keep):
                 raise
+
 
 def grade_answers(answers: dict[str, str], context: dict[str, str] | None = None) -> list[dict]:
     """Run each answer with its named check in this process, after :data:`PRELUDE` and
