@@ -175,3 +175,39 @@ def test_a_script_without_a_main_guard_runs_parts(tmp_path):
     # a function of the script, and a class of the script inside a partial's arguments
     for line, name in zip(lines[1:], ("'mine'", "an instance of 'MyTask'")):
         assert "'a' is not allowed" in line and f"{name} is defined in __main__" in line
+
+
+@pytest.mark.skipif(not hasattr(os, "killpg"), reason="sends SIGINT to a process group")
+def test_ctrl_c_stops_idle_workers_without_their_tracebacks():
+    """Ctrl-C in a terminal, or a Jupyter kernel's shutdown, sends SIGINT to the whole process
+    group, workers included, which wait idle for the next parts after a chapter's experiment:
+    they leave without a traceback each, and the parent stops them."""
+    import signal
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent("""
+        import time
+        from functools import partial
+        import ntprl.scale
+        from ntprl.experiments.common import Part, part_identity, run_parts, steps_to_learn
+        from ntprl.tasks import ParityTask
+        tiny = ntprl.scale.get("smoke")
+        part = Part("h", partial(steps_to_learn, ParityTask(4, 1.0), tiny, 0, progress=False),
+                    part_identity(tiny, 0, part="h"))
+        run_parts([part], n_workers=2, progress=False)
+        print("ready", flush=True)
+        time.sleep(120)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        assert proc.stdout.readline().strip() == "ready", proc.stderr.read()
+        os.killpg(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode != 0  # the parent was interrupted
+    assert "SpawnProcess" not in err and err.count("KeyboardInterrupt") == 1, err

@@ -24,6 +24,7 @@ import multiprocessing
 import os
 import pathlib
 import pickle
+import signal
 import sys
 import threading
 import time
@@ -171,6 +172,10 @@ def _exit_with_parent(parent: int):
 
 
 def _init_worker(parent: int):
+    """A worker ignores Ctrl-C (SIGINT, which a terminal or a Jupyter kernel's shutdown sends
+    to the whole process group): the parent takes the interrupt and stops the workers itself
+    (:func:`_close_pool`), without a traceback from every idle worker."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
 
 
