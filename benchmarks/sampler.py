@@ -3,10 +3,12 @@
 Same model size for all three (2 layers, width 128, 4 heads), batch 256, d = 32 prompt bits and
 d + 1 = 33 new tokens per row (a full long answer with EOS), greedy decoding, no early stop so
 every method writes the same number of tokens. Prints new tokens per second and the ratios,
-all measured in this one run.
+all measured in this one run. ``--dtype bf16`` casts both models (and so their KV caches) to
+bfloat16: the same comparison where a CPU multiplies bf16 natively (AVX512-BF16, AMX).
 
     python benchmarks/sampler.py                 # one process (--repeats N timing repeats)
     python benchmarks/sampler.py --processes 5   # five fresh processes: median and spread
+    python benchmarks/sampler.py --processes 5 --dtype bf16
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ def main(argv=None):
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--d", type=int, default=32)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--dtype", choices=("fp32", "bf16"), default="fp32",
+                    help="both models' weights and caches (default fp32)")
     fresh.add_options(ap)
     args = ap.parse_args(argv)
     if args.processes > 1:
@@ -37,7 +41,8 @@ def main(argv=None):
     torch.manual_seed(0)
     B, d, new = args.batch, args.d, args.d + 1
     cfg = GPTConfig(vocab_size=4, block_size=2 * d + 2, n_layer=2, n_head=4, n_embd=128)
-    ours = GPT(cfg).eval()
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[args.dtype]
+    ours = GPT(cfg).eval().to(dtype)
     prompts = torch.randint(0, 2, (B, d))
     rows = {}
     rows["ntprl generate (KV cache)"] = best_time(
@@ -48,7 +53,7 @@ def main(argv=None):
     try:
         from transformers import GPT2Config, GPT2LMHeadModel
         hf = GPT2LMHeadModel(GPT2Config(vocab_size=4, n_positions=cfg.block_size, n_embd=128,
-                                        n_layer=2, n_head=4)).eval()
+                                        n_layer=2, n_head=4)).eval().to(dtype)
         with torch.no_grad():
             rows["HF GPT2LMHeadModel.generate"] = best_time(lambda: hf.generate(
                 prompts, attention_mask=torch.ones_like(prompts), max_new_tokens=new,
@@ -65,7 +70,7 @@ def main(argv=None):
                           **{f"ratio ntprl / {k}": base / v for k, v in tps.items()
                              if not k.startswith("ntprl")}}))
         return tps
-    print(f"batch {B}, d={d}, {new} new tokens/row, torch {torch.__version__}, "
+    print(f"batch {B}, d={d}, {new} new tokens/row, {args.dtype}, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads")
     for k, v in tps.items():
         print(f"  {k:32s} {v:10,.0f} new tokens/s")

@@ -422,12 +422,17 @@ def test_grader_keeps_python_lines_that_start_with_percent_and_decorators_above(
 
 
 def test_grader_runs_no_experiment_of_the_cells_above(tmp_path):
+    """Above an answer, the student's constants run (``HALF = 0.5``), and nothing that
+    computes: a call, or an assignment of one."""
     nb = student_notebook("01_parity_and_cot.ipynb")
     marker = tmp_path / "ran"
     nb["cells"].insert(2, {"cell_type": "code", "metadata": {}, "outputs": [],
                            "source": f"open({str(marker)!r}, 'w').close()\nimport time\n"
-                                     "time.sleep(999)", "execution_count": None})
-    nb = replace_stub(nb, "ex1-predict", "def sampled_accuracy(p):\n    return (1 + p) / 2")
+                                     "HALF, (ONE, _) = 0.5, (1, -2)\n"
+                                     "SLOW = time.sleep(999)\ntime.sleep(999)",
+                           "execution_count": None})
+    nb = replace_stub(nb, "ex1-predict", "def sampled_accuracy(p):\n"
+                                         "    return (ONE + p) * HALF")
     got = grade_nb(tmp_path, nb)
     assert got["ex1-predict"]["status"] == "passed", got
     assert not marker.exists()

@@ -17,12 +17,12 @@ experiments. For each exercise label in a notebook (``:label: ex4-grpo`` in its 
   ``NotImplementedError("your code here")`` is *not attempted*, and so is an exercise whose
   function no code cell defines;
 - the answer runs in a fresh namespace after :data:`PRELUDE` (the chapters' own imports) and
-  after the ``import``, ``def`` and ``class`` statements of every code cell above it, so it can
-  use the setup cell's imports and the functions of earlier exercises, as in the notebook.
-  Nothing else of those cells runs (no experiment), and a statement that fails there is
-  skipped. In the answer cell itself, lines that only evaluate something (a test call, a
-  ``print``) are skipped, and an error in a line that does not define the function is
-  ignored;
+  after the ``import``, ``def`` and ``class`` statements and the constants (``D = 8``: a name
+  bound to a literal) of every code cell above it, so it can use the setup cell's imports, the
+  functions of earlier exercises and the student's own constants, as in the notebook. Nothing
+  else of those cells runs (no experiment), and a statement that fails there is skipped.
+  In the answer cell itself, lines that only evaluate something (a test call, a ``print``)
+  are skipped, and an error in a line that does not define the function is ignored;
 - its check decides *passed* or *failed* (with the check's message).
 
 Each answer is graded in its own Python process with a time limit, so an endless loop fails
@@ -117,6 +117,31 @@ def _binds(stmt, name: str) -> bool:
     return False
 
 
+def _literal(node) -> bool:
+    """Whether an expression is a literal (``8``, ``-0.5``, ``"ab"``, ``(1, 2)``, ...)."""
+    try:
+        ast.literal_eval(node)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return False
+    return True
+
+
+def _definition(stmt) -> bool:
+    """Whether a top-level statement of a cell above an answer runs before it: an import, a
+    ``def`` or ``class``, or a constant (``D = 8``: a name bound to a literal). Nothing that
+    computes (an experiment, a call) runs."""
+    if isinstance(stmt, (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef,
+                         ast.ClassDef)):
+        return True
+    if isinstance(stmt, ast.Assign):
+        return (all(_target_names(t) and isinstance(t, (ast.Name, ast.Tuple, ast.List))
+                    for t in stmt.targets) and _literal(stmt.value))
+    if isinstance(stmt, ast.AnnAssign):
+        return (stmt.value is not None and isinstance(stmt.target, ast.Name)
+                and _literal(stmt.value))
+    return False
+
+
 def notebook_answers(notebook: dict) -> dict[str, dict]:
     """For every exercise label of a notebook (as parsed JSON), by the rules of the module
     docstring: ``{label: {"source", "code", "context"}}``: the answer cell's source, the same
@@ -134,8 +159,7 @@ def notebook_answers(notebook: dict) -> dict[str, dict]:
             if isinstance(c, dict) and c.get("cell_type") == "code"}
     body = {i: _statements(source) or [] for i, source in code.items()}  # parsed once
     definitions = [(i, ast.unparse(stmt)) for i in code for stmt in body[i]  # decorators too
-                   if isinstance(stmt, (ast.Import, ast.ImportFrom, ast.FunctionDef,
-                                        ast.AsyncFunctionDef, ast.ClassDef))]
+                   if _definition(stmt)]
     out = {}
     for k, (label, start) in enumerate(labels):
         if label in out:
