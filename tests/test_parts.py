@@ -188,7 +188,9 @@ def test_ctrl_c_stops_idle_workers_without_their_tracebacks():
     import textwrap
 
     script = textwrap.dedent("""
-        import time
+        import signal, time
+        # as in a terminal: a shell running this in the background (CI) ignores SIGINT
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         from functools import partial
         import ntprl.scale
         from ntprl.experiments.common import Part, part_identity, run_parts, steps_to_learn
