@@ -414,6 +414,8 @@ if longer is not None and scratch is not None:  # the paragraph below, on the nu
                   round(f_start["sampled_long_right_frac"] * n),
                   round(f_start["sampled_long_frac"] * n)]
         assert stated == [0.6, 0.0005, 25, 42], stated
+        right, n_long = stated[2] / stated[3], stated[3]  # one standard error: ±8
+        assert round(100 * (right * (1 - right) / n_long) ** 0.5) == 8, n_long
     print("✓ more chains did not teach the rare chain: long answers still near "
           "chance, and STaR shrank the long share again")
 
@@ -425,11 +427,11 @@ if longer is not None and scratch is not None:  # the paragraph below, on the nu
 # natively, and the book's trainers use it there) where the 3000-step runs trained in
 # float32, so a third stored run repeats it in float32, all else equal: the long answers were
 # right 60% of the time (25 of 42 sampled), and STaR shrank the long share from 0.021 to
-# 0.0005. The precision was not what kept the chain unlearned. One caveat keeps this from
-# saying that the share matters and the count does not: both are one seed, and about 40 long
-# answers measure the right share to about ±8 points (one standard error). Which of the share, Adam's normalised
-# steps (the chains' few gradient terms among the short answers') or the model's size is at
-# work, this book has not tested; the `paper` preset, which trains every start model from
+# 0.0005. The precision was not what kept the chain unlearned. Two caveats keep this from
+# saying that the share matters and the count does not: both runs are one seed, and about 40
+# long answers measure the right share to about ±8 points (one standard error). Which of the
+# share, Adam's normalised steps (the chains' few gradient terms among the short answers') or
+# the model's size is at work, this book has not tested; the `paper` preset, which trains every start model from
 # scratch with the 4-layer model, has not been run.
 #
 # So the presets below `paper` start every $p_{cot}$ from the re-calibrated model: the claim
