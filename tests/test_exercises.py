@@ -438,6 +438,22 @@ def test_grader_runs_no_experiment_of_the_cells_above(tmp_path):
     assert not marker.exists()
 
 
+def test_grader_runs_no_experiment_below_the_answers_definition(tmp_path):
+    """In the answer cell, a helper above the function runs; below it only definitions do:
+    a test of the function assigned to a name, or a training run, is skipped."""
+    nb = student_notebook("01_parity_and_cot.ipynb")
+    marker = tmp_path / "ran"
+    nb = replace_stub(nb, "ex1-predict",
+                      "import time\nSCALE = float(sum([0.25, 0.25]))  # a helper: runs\n"
+                      "def sampled_accuracy(p):\n    return (1 + p) * SCALE * TWO / 2\n"
+                      "TWO = 2\n"
+                      f"ran = open({str(marker)!r}, 'w').close()\n"
+                      "acc = sampled_accuracy(0.3)\nslow = time.sleep(999)\n")
+    got = grade_nb(tmp_path, nb)
+    assert got["ex1-predict"]["status"] == "passed", got
+    assert not marker.exists()
+
+
 @pytest.mark.parametrize("content", ["[]", '{"cells": null}', '{"cells": [null]}',
                                      '{"cells": [{"cell_type": "code", "source": null}]}'])
 def test_grader_fails_a_file_that_is_json_but_not_a_notebook_without_crashing(tmp_path,

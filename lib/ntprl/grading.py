@@ -21,8 +21,11 @@ experiments. For each exercise label in a notebook (``:label: ex4-grpo`` in its 
   bound to a literal) of every code cell above it, so it can use the setup cell's imports, the
   functions of earlier exercises and the student's own constants, as in the notebook. Nothing
   else of those cells runs (no experiment), and a statement that fails there is skipped.
-  In the answer cell itself, lines that only evaluate something (a test call, a ``print``)
-  are skipped, and an error in a line that does not define the function is ignored;
+  In the answer cell itself, the statements up to the function's definition run (a helper
+  it needs); after it, only definitions and constants do, as above: a test below it (a
+  ``print``, ``adv = grpo_advantages(...)``, a training run) is skipped. Lines that only
+  evaluate something are skipped anywhere in the cell, and an error in a line that does not
+  define the function is ignored;
 - its check decides *passed* or *failed* (with the check's message).
 
 Each answer is graded in its own Python process with a time limit, so an endless loop fails
@@ -191,16 +194,20 @@ def answer_cells(notebook: dict) -> dict[str, str]:
 
 def _run_statements(source: str, where: str, namespace: dict, keep: str | None) -> None:
     """Run the top-level statements of ``source`` one by one. With ``keep`` (an answer cell,
-    ``keep`` its function's name): expression statements are skipped, and an error raises
-    only in a statement that defines ``keep``. Without (the cells above an answer): every
-    statement runs, and one that fails is skipped."""
+    ``keep`` its function's name): expression statements are skipped, so is every statement
+    after the last one that defines ``keep`` unless it is a definition (:func:`_definition`),
+    and an error raises only in a statement that defines ``keep``. Without (the cells above
+    an answer): every statement runs, and one that fails is skipped."""
     body = _statements(source)
     if body is None:
         if keep is None:
             return
         compile(source, where, "exec")  # raises the SyntaxError, with its line
-    for stmt in body:
-        if keep is not None and isinstance(stmt, ast.Expr):
+    last = max((i for i, stmt in enumerate(body) if keep is not None and _binds(stmt, keep)),
+               default=len(body))
+    for i, stmt in enumerate(body):
+        if keep is not None and (isinstance(stmt, ast.Expr) or
+                                 (i > last and not _definition(stmt))):
             continue
         try:
             exec(compile(ast.Module([stmt], []), where, "exec"), namespace)
