@@ -203,8 +203,8 @@ def _run_statements(source: str, where: str, namespace: dict, keep: str | None) 
         if keep is None:
             return
         compile(source, where, "exec")  # raises the SyntaxError, with its line
-    last = max((i for i, stmt in enumerate(body) if keep is not None and _binds(stmt, keep)),
-               default=len(body))
+    last = len(body) if keep is None else max(  # the last statement that defines ``keep``
+        (i for i, stmt in enumerate(body) if _binds(stmt, keep)), default=len(body))
     for i, stmt in enumerate(body):
         if keep is not None and (isinstance(stmt, ast.Expr) or
                                  (i > last and not _definition(stmt))):

@@ -127,9 +127,9 @@ def rounds_vs_p(scale: Scale, seed: int = 0, *, progress: bool = True, workdir=N
     re-calibrated by ``scale.recal_steps`` further NTP steps on D(p_cot): the chain is already
     learned, only its share moves. Theorem 2 starts from a model that has learned the chain;
     from scratch, a fixed NTP budget may not learn it at the rarest p_cot (at the ``gpu``
-    preset's 3000 steps, p_cot = 0.02 did not, nor at 20000 in bf16 or float32 (two seeds):
-    stored runs
-    ``rounds_vs_p_from_scratch``, ``rounds_vs_p_from_scratch_p02`` and ``..._p02_fp32``).
+    preset's 3000 steps, p_cot = 0.02 did not, nor at 20000 in bf16 or float32, two seeds:
+    stored runs ``rounds_vs_p_from_scratch``, ``rounds_vs_p_from_scratch_p02`` and
+    ``..._p02_fp32``).
     Each round samples :func:`star_samples_for` answers: at least
     ``scale.rounds_min_long / p_cot``, so the rare long answers a round keeps are enough to
     fit."""
