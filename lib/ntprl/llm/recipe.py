@@ -119,8 +119,9 @@ PRESETS = {
         expected="CPU, under a minute; a random 0.1M-parameter Llama (numbers mean nothing)."),
     "gpu": LLMConfig(
         name="gpu", model="HuggingFaceTB/SmolLM2-360M", needs_gpu=True,
-        expected="one T4 (16 GB): about 15 minutes, ~10 GB with LoRA in fp16; "
-                 "faster on newer GPUs.",
+        expected="one GPU; not measured (the code path with SmolLM2-135M and 20 GRPO "
+                 "steps took 7 minutes on an H100; much longer on a T4); LoRA in fp16 "
+                 "on GPUs under 24 GB.",
         p_cot=0.25, n_train=2000, n_rl=512, n_test=250, sft_steps=250, sft_batch=16, sft_lr=1e-4,
         grpo_steps=60, grpo_prompts=8, num_generations=8, grpo_lr=2e-5,
         max_completion_length=256, eval_max_new_tokens=256, eval_batch=64, examples=3),
@@ -627,8 +628,8 @@ SUMS_PRESETS = {
                                     eval_every=1),
     "fast": validate(_SUMS_FAST),
     "gpu": _SUMS_FAST.with_(
-        name="gpu", expected="one GPU: not measured (an H100 run of 5 mixtures + 60 GRPO steps "
-        "did not finish in 500 s; TRL's HF-generate rollouts are slow at this size).",
+        name="gpu", expected="one GPU: not measured (an H100 run of 5 mixtures, with an earlier 60 "
+        "GRPO steps, did not finish in 500 s; TRL's HF-generate rollouts are slow here).",
         n_train=3200, n_rl=240, n_test=256, sft_steps=200, sft_batch=16, eval_samples=4,
         grpo_steps=30, eval_every=5, eval_batch=256),
 }

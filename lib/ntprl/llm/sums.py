@@ -17,8 +17,9 @@ reward and the long/short classifier apply unchanged.
 
 **The greedy threshold of this format is 1/2, not 1/3.** In parity the long route's first token
 *is* the short answer half the time, which is what puts the threshold at 1/3 (chapter 2). Here
-the two routes start with different tokens (the long one with the first number, the short one
-with ``####``, one and the same token for every short answer), so after SFT the first token is
+the two routes start with different tokens (the long one with a space, then the first number's
+digits, in SmolLM2's tokenizer; the short one with `` ####``, one and the same token for every
+short answer), so after SFT the first token is
 long with probability about ``p_cot``, the rest of each route is then determined, and greedy
 decoding takes the long route iff ``p_cot > 1/2``: :func:`ntprl.theory.divergent_threshold`
 with a short top share of 1.
