@@ -89,11 +89,12 @@ n = scale.mult_n
 # **the book's choice**, made for two reasons:
 #
 # - **Every step is local.** All numbers are written *least-significant digit first*, the order
-#   in which carries flow, and each $S_i$ has $2n$ digits. Digit $j$ of $S_i$ is digit $j$ of
-#   $S_{i-1}$ (one block back), plus one digit product $a_k b_i$ ($k = j - i + 1$, two digits
-#   of the prompt), plus the carry from digit $j - 1$ — which the same three at $j - 1$ and the
-#   digit just written pin down (a carry here is at most 9). So each token is a function of a
-#   handful of tokens at fixed offsets, not of the whole problem. The bare product's middle
+#   in which carries flow, and each $S_i$ has $2n$ digits. Digit $j$ of $S_i$ is, mod 10,
+#   digit $j$ of $S_{i-1}$ (one block back), plus one digit product $a_k b_i$
+#   ($k = j - i + 1$, two digits of the prompt), plus the carry from digit $j - 1$ — which the
+#   same three at $j - 1$ and the digit just written pin down (a carry here is at most 9). So
+#   each token is a function of a handful of tokens at positions set by $i$ and $j$, not of
+#   the whole problem. The bare product's middle
 #   digits, by contrast, depend on every digit of both operands at once.
 # - **The route is decided at the first token.** A long response opens with a marker `:`, a
 #   short one with a digit. That is what sets the greedy threshold, below.
@@ -277,8 +278,7 @@ fig.suptitle(f"{n}-digit multiplication from p_cot = {rl_res['p_cot']}: GRPO vs 
 # %% [markdown]
 # The claims: after GRPO greedy accuracy is at least 0.9, with long answers on at least 90% of
 # the prompts; more NTP on as many sequences stays far below (greedy accuracy at most 0.5
-# throughout, with its sampled share of long answers within 0.05 of $p_{cot}$, below the
-# threshold).
+# throughout, and its sampled share of long answers still below the threshold at the end).
 #
 # Except at `paper`: its preset runs the paper's hardest case, 7-digit numbers at
 # $p_{cot} = 0.1$, where the paper reports failure even after 38 GPU-hours.
@@ -291,7 +291,7 @@ end_grpo, end_ntp = grpo_hist[-1], ntp_hist[-1]
 if scale.checks_claims:
     assert start["greedy_acc"] <= 0.2, start
     assert max(r["greedy_acc"] for r in ntp_hist) <= 0.5, ntp_hist
-    assert abs(end_ntp["sampled_long_frac"] - rl_res["p_cot"]) <= 0.05, end_ntp
+    assert end_ntp["sampled_long_frac"] < derived, (end_ntp, derived)
 if scale.checks_claims and not paper_failure_case:
     assert end_grpo["greedy_acc"] >= 0.9, end_grpo
     assert end_grpo["greedy_long_frac"] >= 0.9, end_grpo

@@ -51,7 +51,7 @@
 # | --- | --- | --- | --- |
 # | `smoke` | tiny random Llama, sums | CI | seconds (numbers meaningless) |
 # | `fast` | SmolLM2-135M-Instruct (LoRA), sums: one SFT run at $p_{cot}=0.2$ + 10 GRPO steps | 2-core CPU | about 12 minutes (measured) |
-# | `gpu` | SmolLM2-135M-Instruct, sums: 200 SFT steps + 30 GRPO steps; then GSM8K with SmolLM2-360M (hub) | one GPU | sums: not measured (an H100 run of `llm_sums`'s five mixtures, with the preset's earlier 60 GRPO steps, did not finish in 500 s); GSM8K: not measured (its code path, with the 135M model and 20 GRPO steps instead of 60, took 7 minutes on an H100; expect much longer on a T4: set `GSM8K = False` in the setup cell to skip it) |
+# | `gpu` | SmolLM2-135M-Instruct, sums: 200 SFT steps + 30 GRPO steps; then GSM8K with SmolLM2-360M (hub) | one GPU | sums: not measured (an H100 run of `llm_sums`'s five mixtures, with the preset's earlier 60 GRPO steps, did not finish in 500 s); GSM8K: not measured (its code path, with the 135M model and 20 GRPO steps instead of 60, took 7 minutes on an H100; a larger model on a slower GPU will take longer: set `GSM8K = False` in the setup cell to skip it) |
 # | `paper` | sums as `gpu`; then GSM8K with Llama-3.2-3B (hub, gated) | one 80 GB GPU | hours for GSM8K (estimated; not run) |
 #
 # The stored runs shown below: `llm_sums` (calibration at four $p_{cot}$, then GRPO) on the

@@ -120,8 +120,8 @@ PRESETS = {
     "gpu": LLMConfig(
         name="gpu", model="HuggingFaceTB/SmolLM2-360M", needs_gpu=True,
         expected="one GPU; not measured (the code path with SmolLM2-135M and 20 GRPO "
-                 "steps took 7 minutes on an H100; much longer on a T4); LoRA in fp16 "
-                 "on GPUs under 24 GB.",
+                 "steps took 7 minutes on an H100); LoRA on GPUs under 24 GB, fp16 "
+                 "where bf16 is missing (a T4).",
         p_cot=0.25, n_train=2000, n_rl=512, n_test=250, sft_steps=250, sft_batch=16, sft_lr=1e-4,
         grpo_steps=60, grpo_prompts=8, num_generations=8, grpo_lr=2e-5,
         max_completion_length=256, eval_max_new_tokens=256, eval_batch=64, examples=3),
