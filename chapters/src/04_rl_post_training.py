@@ -385,7 +385,7 @@ else:
     print(f"  after {lr_end['step']} STaR rounds: long fraction "
           f"{lr_end['sampled_long_frac']:.3f}, greedy accuracy {lr_end['greedy_acc']:.3f}; "
           f"rounds to 95%: {lr_run['rounds']}")
-fp32_runs = [results.load(f)  # the same run again in float32: seeds 0 and 1
+fp32_runs = [results.load(f)  # the same run again in float32: seeds 0, 1 and 2
              for f in results.stored_runs("rounds_vs_p_from_scratch_p02_fp32")]
 fp32_run = fp32_runs[0] if fp32_runs else None
 for stored_run in fp32_runs if longer is not None else []:
@@ -457,8 +457,40 @@ if longer is not None and scratch is not None:  # the paragraph below, on the nu
         share = "sampled_long_frac"
         assert factors[0] > 1 and f_end[share] < f_start[share]  # should grow: shrank
         assert factors[1] < 1 and g_end[share] >= g_start[share]  # should shrink: held
-    print("✓ more chains did not teach the rare chain: long answers near chance in "
-          "every run, and STaR never doubled the long share")
+    if len(fp32_runs) > 2:  # its third seed: chain not learned, share grew slowly
+        third = fp32_runs[2]
+        (t_run,) = third["result"]["runs"]
+        t_hist = [h for h in t_run["history"] if "greedy_acc" in h]
+        t_start, t_end = t_run["start"], t_hist[-1]
+        assert third["seed"] == 2, third["seed"]
+        assert third["config"] == fp32_run["config"], "it changed more than the seed"
+        assert t_run["rounds"] is None and long_acc(t_start) < 0.65, t_start
+        n = third["config"]["eval_n"]
+        peak = max(t_hist, key=lambda h: h["sampled_long_frac"])
+
+        def odds(h):
+            return h["sampled_long_frac"] / (1 - h["sampled_long_frac"])
+
+        rounds_ = len(t_hist) - 1
+        share = "sampled_long_frac"
+        stated = [round(long_acc(t_start), 2),
+                  round(t_start["sampled_long_right_frac"] * n),
+                  round(t_start[share] * n), round(t_start[share], 3),
+                  round(peak[share], 3), peak["step"], round(t_end[share], 3),
+                  round((odds(t_end) / odds(t_start)) ** (1 / rounds_), 2),
+                  round(2 * long_acc(t_start), 2)]
+        assert stated == [0.6, 18, 30, 0.015, 0.04, 12, 0.03, 1.05, 1.2], stated
+    # in every run at p_cot = 0.02: greedy at chance, the share far below 1/3 all
+    # along, where doubling each round would have taken it past 1/3 within 6 rounds
+    every = [longer] + fp32_runs
+    for rec in every:
+        (one,) = rec["result"]["runs"]
+        hist = [h for h in one["history"] if "greedy_acc" in h]
+        assert max(h["sampled_long_frac"] for h in hist) <= 0.04, rec["seed"]
+        assert round(max(h["greedy_acc"] for h in hist), 2) <= 0.52, rec["seed"]
+        assert theory.star_rounds_to_threshold(one["start"]["sampled_long_frac"]) <= 6
+    print(f"✓ more chains did not teach the rare chain: long answers near chance in "
+          f"all {len(every)} runs, and STaR never took the long share above 0.04")
 
 # %% [markdown]
 # Not in this run. After 20 000 steps the long answers were right 61% of the time (59% after
@@ -471,15 +503,20 @@ if longer is not None and scratch is not None:  # the paragraph below, on the nu
 # 0.0005. The precision was not what kept the chain unlearned. A second seed of the float32
 # run, all else equal, did not learn the chain either: its long answers were right 43% of the
 # time (19 of 44 sampled: a guess, within its ±7 points), and over 15 rounds STaR neither
-# grew nor shrank its long share (0.022, then 0.024). So the shrinking of the first seed is
-# not the rule; what held in every run is that the share never doubled, as it does from a
-# learned chain. Neither seed followed the doubling's own generalisation either: if long
-# answers are right at a rate $a$ and short ones half the time, a round of STaR multiplies
-# the odds of a long answer by $2a$: about 1.19 a round for the first seed, whose share
-# shrank, and 0.86 for the second, whose share held. What moved the share in these runs is
-# more than the filter, and this book has not found what. About 40 long answers measure the right share of a run to about ±8 points
-# (one standard error), so these runs tell a model near chance from one that learned the
-# chain, and no finer. They do not say that the share matters and the count does not: which
+# grew nor shrank its long share (0.022, then 0.024). A third seed did not learn the chain
+# either (long answers right 60% of the time, 18 of 30 sampled), and there STaR *grew* the
+# share, slowly: from 0.015 to 0.04 at round 12, then back to 0.03 at round 15. So the
+# direction varies with the seed — shrank, held, grew. What held in every run, all four 20 000-step
+# runs at $p_{cot} = 0.02$, is that the share stayed at or below 0.04 through 15 rounds, where
+# doubling each round, as from a learned chain, takes it past $1/3$ within 6, and that greedy
+# decoding stayed at chance (never above 0.52). No seed followed the doubling's own
+# generalisation either: if long answers are right at a rate $a$ and short ones half the
+# time, a round of STaR multiplies the odds of a long answer by $2a$: about 1.19 a round for
+# the first seed, whose share shrank, 0.86 for the second, whose share held, and 1.2 for the
+# third, whose odds grew by 1.05 a round. What moved the share in these runs is more than the
+# filter, and this book has not found what. The 30 to 44 long answers sampled at the start
+# measure a run's right share to about ±7 to ±9 points (one standard error), so these runs
+# tell a model near chance from one that learned the chain, and no finer. They do not say that the share matters and the count does not: which
 # of the share, Adam's normalised steps (the chains' few gradient terms among the short
 # answers') or the model's size is at work, this book has not tested; the `paper` preset,
 # which trains every start model from scratch with the 4-layer model, has not been run.

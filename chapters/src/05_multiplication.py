@@ -26,7 +26,7 @@
 # | scale | where | this chapter |
 # | --- | --- | --- |
 # | `smoke` | CI | under a minute (numbers meaningless) |
-# | `fast` | 2-core laptop CPU, $n = 3$ digits | about 5 minutes (4.9 measured on a CPU with bf16 instructions, and 4.9 on another machine in float32) |
+# | `fast` | 2-core laptop CPU, $n = 3$ digits | 5–7 minutes (4.9 measured on a CPU with bf16 instructions, and 4.9 on another machine in float32; 7.2 on the first machine on 2026-11-29) |
 # | `gpu` | a Colab T4, $n = 4$ | about 15 minutes (estimated; not measured on a GPU yet) |
 # | `paper` | one large GPU | hours: `python -m ntprl run mult_rl --scale paper` ($n = 7$, $p_{cot} = 0.1$) |
 #

@@ -170,8 +170,8 @@ PRESETS = {
         # rounds_vs_p re-calibrates the p_cot = 0.25 model (chain learned), not NTP from
         # scratch: 3000 steps from scratch at p_cot = 0.02 left the chain unlearned (long
         # answers 59% right) and STaR never generalised (stored run rounds_vs_p_from_scratch);
-        # 20000 steps did not learn it either, in bf16 or float32 (61%; 60% and 43% in two
-        # seeds: rounds_vs_p_from_scratch_p02 and _p02_fp32)
+        # 20000 steps did not learn it either, in bf16 or float32 (61%; 60%, 43% and 60% in
+        # three seeds: rounds_vs_p_from_scratch_p02 and _p02_fp32)
         rounds_from_scratch=False,
         leap2_p_grid=(0.1, 0.2, 0.3), mult_ns=(1, 2, 3, 4), mult_batch=128,
         mult_max_steps=6000, mult_eval_every=250, mult_n=4, mult_recal_steps=500,

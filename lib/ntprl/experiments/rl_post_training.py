@@ -127,7 +127,7 @@ def rounds_vs_p(scale: Scale, seed: int = 0, *, progress: bool = True, workdir=N
     re-calibrated by ``scale.recal_steps`` further NTP steps on D(p_cot): the chain is already
     learned, only its share moves. Theorem 2 starts from a model that has learned the chain;
     from scratch, a fixed NTP budget may not learn it at the rarest p_cot (at the ``gpu``
-    preset's 3000 steps, p_cot = 0.02 did not, nor at 20000 in bf16 or float32, two seeds:
+    preset's 3000 steps, p_cot = 0.02 did not, nor at 20000 in bf16 or float32, three seeds:
     stored runs ``rounds_vs_p_from_scratch``, ``rounds_vs_p_from_scratch_p02`` and
     ``..._p02_fp32``).
     Each round samples :func:`star_samples_for` answers: at least
