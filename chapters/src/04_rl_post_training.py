@@ -498,28 +498,29 @@ if longer is not None and scratch is not None:  # the paragraph below, on the nu
 # of 2%, about five chains in a batch of 256, this model did not learn the chain from more
 # chains than had sufficed at 10%. That run trained in bf16 (its CPU multiplies bf16
 # natively, and the book's trainers use it there) where the 3000-step runs trained in
-# float32, so a third stored run repeats it in float32, all else equal: the long answers were
-# right 60% of the time (25 of 42 sampled), and STaR shrank the long share from 0.021 to
-# 0.0005. The precision was not what kept the chain unlearned. A second seed of the float32
-# run, all else equal, did not learn the chain either: its long answers were right 43% of the
-# time (19 of 44 sampled: a guess, within its ±7 points), and over 15 rounds STaR neither
-# grew nor shrank its long share (0.022, then 0.024). A third seed did not learn the chain
-# either (long answers right 60% of the time, 18 of 30 sampled), and there STaR *grew* the
-# share, slowly: from 0.015 to 0.04 at round 12, then back to 0.03 at round 15. So the
-# direction varies with the seed — shrank, held, grew. What held in every run, all four 20 000-step
-# runs at $p_{cot} = 0.02$, is that the share stayed at or below 0.04 through 15 rounds, where
-# doubling each round, as from a learned chain, takes it past $1/3$ within 6, and that greedy
-# decoding stayed at chance (never above 0.52). No seed followed the doubling's own
-# generalisation either: if long answers are right at a rate $a$ and short ones half the
-# time, a round of STaR multiplies the odds of a long answer by $2a$: about 1.19 a round for
-# the first seed, whose share shrank, 0.86 for the second, whose share held, and 1.2 for the
-# third, whose odds grew by 1.05 a round. What moved the share in these runs is more than the
-# filter, and this book has not found what. The 30 to 44 long answers sampled at the start
-# measure a run's right share to about ±7 to ±9 points (one standard error), so these runs
-# tell a model near chance from one that learned the chain, and no finer. They do not say that the share matters and the count does not: which
-# of the share, Adam's normalised steps (the chains' few gradient terms among the short
-# answers') or the model's size is at work, this book has not tested; the `paper` preset,
-# which trains every start model from scratch with the 4-layer model, has not been run.
+# float32, so a third stored run repeats it in float32, all else equal: the long answers
+# were right 60% of the time (25 of 42 sampled), and STaR shrank the long share from 0.021
+# to 0.0005. The precision was not what kept the chain unlearned. A second seed of the
+# float32 run, all else equal, did not learn the chain either: its long answers were right
+# 43% of the time (19 of 44 sampled: a guess, within its ±7 points), and over 15 rounds STaR
+# neither grew nor shrank its long share (0.022, then 0.024). A third seed did not learn the
+# chain either (long answers right 60% of the time, 18 of 30 sampled), and there STaR *grew*
+# the share, slowly: from 0.015 to 0.04 at round 12, then back to 0.03 at round 15. So the
+# direction varies with the seed — shrank, held, grew. What held in every run, all four
+# 20 000-step runs at $p_{cot} = 0.02$, is that the share stayed at or below 0.04 through 15
+# rounds, where doubling each round, as from a learned chain, takes it past $1/3$ within 6,
+# and that greedy decoding stayed at chance (never above 0.52). No seed followed the
+# doubling's own generalisation either: if long answers are right at a rate $a$ and short
+# ones half the time, a round of STaR multiplies the odds of a long answer by $2a$: about
+# 1.19 a round for the first seed, whose share shrank, 0.86 for the second, whose share
+# held, and 1.2 for the third, whose odds grew by 1.05 a round. What moved the share in
+# these runs is more than the filter, and this book has not found what. The 30 to 44 long
+# answers sampled at the start measure a run's right share to about ±7 to ±9 points (one
+# standard error), so these runs tell a model near chance from one that learned the chain,
+# and no finer. They do not say that the share matters and the count does not: which of the
+# share, Adam's normalised steps (the chains' few gradient terms among the short answers')
+# or the model's size is at work, this book has not tested; the `paper` preset, which trains
+# every start model from scratch with the 4-layer model, has not been run.
 #
 # So the presets below `paper` start every $p_{cot}$ from the re-calibrated model: the claim
 # under test is the doubling, and the shortcut makes its premise (a learned chain) hold.
