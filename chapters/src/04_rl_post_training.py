@@ -468,7 +468,7 @@ if longer is not None and scratch is not None:  # the paragraph below, on the nu
         n = third["config"]["eval_n"]
         peak = max(t_hist, key=lambda h: h["sampled_long_frac"])
 
-        def odds(h):
+        def long_odds(h):
             return h["sampled_long_frac"] / (1 - h["sampled_long_frac"])
 
         rounds_ = len(t_hist) - 1
@@ -477,7 +477,7 @@ if longer is not None and scratch is not None:  # the paragraph below, on the nu
                   round(t_start["sampled_long_right_frac"] * n),
                   round(t_start[share] * n), round(t_start[share], 3),
                   round(peak[share], 3), peak["step"], round(t_end[share], 3),
-                  round((odds(t_end) / odds(t_start)) ** (1 / rounds_), 2),
+                  round((long_odds(t_end) / long_odds(t_start)) ** (1 / rounds_), 2),
                   round(2 * long_acc(t_start), 2)]
         assert stated == [0.6, 18, 30, 0.015, 0.04, 12, 0.03, 1.05, 1.2], stated
     # in every run at p_cot = 0.02: greedy at chance, the share far below 1/3 all
