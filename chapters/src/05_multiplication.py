@@ -26,7 +26,7 @@
 # | scale | where | this chapter |
 # | --- | --- | --- |
 # | `smoke` | CI | under a minute (numbers meaningless) |
-# | `fast` | 2-core laptop CPU, $n = 3$ digits | 5–7 minutes (4.9 measured on a CPU with bf16 instructions, and 4.9 on another machine in float32; 7.2 on the first machine on 2026-11-29) |
+# | `fast` | 2-core laptop CPU, $n = 3$ digits | 3–8 minutes (3.3 measured on a 2-core Intel Xeon with AMX on 2026-11-29; with the earlier 300 re-calibration steps instead of 600, 4.9 on a CPU with bf16 instructions and on another in float32, 7.2 on the first again on 2026-11-29) |
 # | `gpu` | a Colab T4, $n = 4$ | about 15 minutes (estimated; not measured on a GPU yet) |
 # | `paper` | one large GPU | hours: `python -m ntprl run mult_rl --scale paper` ($n = 7$, $p_{cot} = 0.1$) |
 #
@@ -184,7 +184,9 @@ if scale.checks_claims:
 # is the base of every mixture: each mixture's model is that base after a few hundred NTP steps
 # on $\mathcal{D}(p_{cot})$ (`scale.mult_recal_steps`; chapter 4's `rounds_vs_p` does the
 # same). The chain is learned once; only its share moves. At `paper` every mixture is trained
-# from scratch.
+# from scratch. At `fast` the re-calibration takes 600 steps: with 300, on one machine, the
+# short answers' first digit was not yet learned at $p_{cot} = 0.7$ ($m$ = 0.37 there, 0.71 on
+# average) and the check below stopped the chapter.
 
 # %%
 sweep = mult_threshold(scale, seed=0, workdir=workdir)

@@ -99,9 +99,13 @@ class Scale:
     mult_max_steps: int = 2500  # budget per samples-to-learn run
     mult_eval_every: int = 100  # steps between greedy-accuracy checks there
     mult_n: int = 3             # digits of the threshold and RL experiments
-    mult_recal_steps: int = 300  # NTP steps that move the chain model of n = mult_n (from the
+    mult_recal_steps: int = 600  # NTP steps that move the chain model of n = mult_n (from the
                                  # samples-to-learn run) to each mixture; 0: train each mixture
-                                 # from scratch for mult_steps steps instead
+                                 # from scratch for mult_steps steps instead. 300 were too few:
+                                 # in bf16 on one CPU the short answers' first digit was not yet
+                                 # learned at p_cot = 0.7 (m = 0.37), and another seed's long
+                                 # share was 0.074 off p_cot; 600 gave m >= 0.96 and calibration
+                                 # within 0.05 in both seeds, in bf16 and float32
     mult_steps: int = 20_000    # NTP steps per mixture when mult_recal_steps = 0
     mult_p_grid: tuple[float, ...] = (0.3, 0.4, 0.6, 0.7)
     mult_rl_p: float = 0.3      # p_cot of the NTP model RL starts from (below the threshold)
