@@ -105,7 +105,7 @@ class Scale:
                                  # in bf16 on one CPU the short answers' first digit was not yet
                                  # learned at p_cot = 0.7 (m = 0.37), and another seed's long
                                  # share was 0.074 off p_cot; 600 gave m >= 0.96 and calibration
-                                 # within 0.05 in both seeds, in bf16 and float32
+                                 # within 0.05 (two seeds in bf16, one in float32)
     mult_steps: int = 20_000    # NTP steps per mixture when mult_recal_steps = 0
     mult_p_grid: tuple[float, ...] = (0.3, 0.4, 0.6, 0.7)
     mult_rl_p: float = 0.3      # p_cot of the NTP model RL starts from (below the threshold)
