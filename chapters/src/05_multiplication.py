@@ -26,7 +26,7 @@
 # | scale | where | this chapter |
 # | --- | --- | --- |
 # | `smoke` | CI | under a minute (numbers meaningless) |
-# | `fast` | 2-core laptop CPU, $n = 3$ digits | 3–8 minutes (3.3 measured on a 2-core Intel Xeon with AMX on 2026-11-29; with the earlier 300 re-calibration steps instead of 600, 4.9 on a CPU with bf16 instructions and on another in float32, 7.2 on the first again on 2026-11-29) |
+# | `fast` | 2-core laptop CPU, $n = 3$ digits | 3–8 minutes (3.3 measured on a 2-core Intel Xeon with AMX on 2026-11-29, 4.2 there in float32; with the earlier 300 re-calibration steps instead of 600, 4.9 on a CPU with bf16 instructions and on another in float32, 7.2 on the first again on 2026-11-29) |
 # | `gpu` | a Colab T4, $n = 4$ | about 15 minutes (estimated; not measured on a GPU yet) |
 # | `paper` | one large GPU | hours: `python -m ntprl run mult_rl --scale paper` ($n = 7$, $p_{cot} = 0.1$) |
 #
