@@ -367,12 +367,18 @@ if scratch is not None:  # the paragraph below, checked against the stored numbe
 # $p_{cot} = 0.1$ learned the chain above.
 
 # %% tags=["hide-input"]
+def star_run(rec):
+    """A stored one-p_cot rounds_vs_p run: (the run, its evaluated STaR rounds)."""
+    (one,) = rec["result"]["runs"]
+    return one, [h for h in one["history"] if "greedy_acc" in h]
+
+
 longer = results.stored("rounds_vs_p_from_scratch_p02")
 if longer is None:
     print("This version of ntprl ships no stored `rounds_vs_p_from_scratch_p02` run.")
 else:
-    (lr_run,) = longer["result"]["runs"]
-    lr_end = [h for h in lr_run["history"] if "greedy_acc" in h][-1]
+    lr_run, lr_hist = star_run(longer)
+    lr_end = lr_hist[-1]
     ntp_steps = longer["config"]["rl_ntp_steps"]
     chains = ntp_steps * longer["config"]["batch_size"] * lr_run["p_cot"]
     print(f"p_cot = {lr_run['p_cot']} from scratch, {ntp_steps} NTP steps (about "
@@ -389,8 +395,8 @@ fp32_runs = [results.load(f)  # the same run again in float32: seeds 0, 1 and 2
              for f in results.stored_runs("rounds_vs_p_from_scratch_p02_fp32")]
 fp32_run = fp32_runs[0] if fp32_runs else None
 for stored_run in fp32_runs if longer is not None else []:
-    (one,) = stored_run["result"]["runs"]
-    one_end = [h for h in one["history"] if "greedy_acc" in h][-1]
+    one, one_hist = star_run(stored_run)
+    one_end = one_hist[-1]
     print(f"the same in {stored_run.get('precision', 'fp32')}, seed {stored_run['seed']} "
           f"({stored_run['device']}, {stored_run['date']}, "
           f"{stored_run['wall_s'] / 60:.0f} min): long fraction "
@@ -401,6 +407,7 @@ for stored_run in fp32_runs if longer is not None else []:
 
 # %%
 if longer is not None and scratch is not None:  # the paragraph below, on the numbers
+    share = "sampled_long_frac"
     tenth = next(r for r in s_runs if r["p_cot"] == 0.1)
     cfg = scratch["config"]
     tenth_chains = cfg["rl_ntp_steps"] * cfg["batch_size"] * tenth["p_cot"]
@@ -418,9 +425,8 @@ if longer is not None and scratch is not None:  # the paragraph below, on the nu
     assert longer.get("precision") == "bf16", longer.get("precision")
     assert scratch.get("precision", "fp32") == "fp32", scratch.get("precision")
     if fp32_run is not None:  # the float32 repeat: the same outcome
-        (f_run,) = fp32_run["result"]["runs"]
-        f_start = f_run["start"]
-        f_end = [h for h in f_run["history"] if "greedy_acc" in h][-1]
+        f_run, f_hist = star_run(fp32_run)
+        f_start, f_end = f_run["start"], f_hist[-1]
         assert fp32_run["seed"] == 0, fp32_run["seed"]
         assert fp32_run["precision"] == "fp32" and f_run["rounds"] is None, f_run
         assert fp32_run["config"] == longer["config"], "it changed more than precision"
@@ -435,9 +441,8 @@ if longer is not None and scratch is not None:  # the paragraph below, on the nu
         assert round(100 * (right * (1 - right) / n_long) ** 0.5) == 8, n_long
     if len(fp32_runs) > 1:  # its second seed: chain not learned, share not doubled
         second = fp32_runs[1]
-        (g_run,) = second["result"]["runs"]
-        g_start = g_run["start"]
-        g_end = [h for h in g_run["history"] if "greedy_acc" in h][-1]
+        g_run, g_hist = star_run(second)
+        g_start, g_end = g_run["start"], g_hist[-1]
         assert second["seed"] == 1 and second["precision"] == "fp32", second["seed"]
         assert second["config"] == fp32_run["config"], "it changed more than the seed"
         assert g_run["rounds"] is None and long_acc(g_start) < 0.65, g_start
@@ -454,13 +459,11 @@ if longer is not None and scratch is not None:  # the paragraph below, on the nu
         # the odds' factor a round, 2a, against what each share did: neither follows it
         factors = [round(2 * long_acc(f_start), 2), round(2 * long_acc(g_start), 2)]
         assert factors == [1.19, 0.86], factors
-        share = "sampled_long_frac"
         assert factors[0] > 1 and f_end[share] < f_start[share]  # should grow: shrank
         assert factors[1] < 1 and g_end[share] >= g_start[share]  # should shrink: held
     if len(fp32_runs) > 2:  # its third seed: chain not learned, share grew slowly
         third = fp32_runs[2]
-        (t_run,) = third["result"]["runs"]
-        t_hist = [h for h in t_run["history"] if "greedy_acc" in h]
+        t_run, t_hist = star_run(third)
         t_start, t_end = t_run["start"], t_hist[-1]
         assert third["seed"] == 2, third["seed"]
         assert third["config"] == fp32_run["config"], "it changed more than the seed"
@@ -472,7 +475,6 @@ if longer is not None and scratch is not None:  # the paragraph below, on the nu
             return h["sampled_long_frac"] / (1 - h["sampled_long_frac"])
 
         rounds_ = len(t_hist) - 1
-        share = "sampled_long_frac"
         stated = [round(long_acc(t_start), 2),
                   round(t_start["sampled_long_right_frac"] * n),
                   round(t_start[share] * n), round(t_start[share], 3),
@@ -484,8 +486,7 @@ if longer is not None and scratch is not None:  # the paragraph below, on the nu
     # along, where doubling each round would have taken it past 1/3 within 6 rounds
     every = [longer] + fp32_runs
     for rec in every:
-        (one,) = rec["result"]["runs"]
-        hist = [h for h in one["history"] if "greedy_acc" in h]
+        one, hist = star_run(rec)
         assert max(h["sampled_long_frac"] for h in hist) <= 0.04, rec["seed"]
         assert round(max(h["greedy_acc"] for h in hist), 2) <= 0.52, rec["seed"]
         assert theory.star_rounds_to_threshold(one["start"]["sampled_long_frac"]) <= 6
