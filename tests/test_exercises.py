@@ -90,9 +90,11 @@ WRONG = {  # a typical mistake for each exercise
                  "        out += [SEP] if i > 1 else []\n        s = a * (b % 10 ** i)\n"
                  "        out += [(s // 10 ** j) % 10 for j in reversed(range(2 * n))]\n"
                  "    return out",
-    "ex5-threshold": "def threshold_for(m):\n    return m",
+    "ex5-threshold": "def greedy_long_share(p_cot, shares):\n"  # one m for all: the mean
+                     "    m = sum(shares) / len(shares)\n    return float(p_cot > m / (1 + m))",
     "ex5-lengths": "def long_share(hist, task):\n    return hist[task.long_len] / len(hist)",
-    "ex6-threshold": "def threshold_for(short_top_share):\n    return 1 / 3",
+    "ex6-threshold": "def threshold_for(short_first_probs):\n"  # the parity answer, always
+                     "    return 1 / 3",
     "ex6-extract": "def my_extract(text):\n    found = re.findall(r'-?\\d+', text)\n"
                    "    return found[-1] if found else None",
     "ex6-target": "def my_long_target(solution):\n    return solution",
@@ -127,8 +129,10 @@ DELEGATE = {  # a right answer, written by calling the library: must be refused
     "ex5-chain": "def long_chain(a, b, n):\n    t = MultiplicationTask(n, 1.0)\n"
                  "    p = t.encode_prompts(torch.tensor([a]), torch.tensor([b]))\n"
                  "    return t.chain_of(p)[0].tolist()",
-    "ex5-threshold": "def threshold_for(m):\n    return theory.divergent_threshold(m)",
-    "ex6-threshold": "def threshold_for(m):\n    return theory.divergent_threshold(m)",
+    "ex5-threshold": "def greedy_long_share(p_cot, shares):\n"
+                     "    return sum(p_cot > theory.divergent_threshold(m) for m in shares)"
+                     " / len(shares)",
+    "ex6-threshold": "def threshold_for(q):\n    return theory.divergent_threshold(max(q))",
     "ex6-extract": "def my_extract(text):\n    return gsm8k.extract_answer(text)",
     "ex6-target": "def my_long_target(solution):\n    return gsm8k.long_target(solution)",
     "ex1-sequence": "def make_sequence(x, long):\n"
@@ -145,7 +149,6 @@ ALIAS = {  # the library's own function under the answer's name: must be refused
     "ex4-grpo": "import functools\n"
                 "grpo_advantages = functools.partial(rl.group_advantages, norm='group_std')",
     "ex4-rounds": "rounds_needed = theory.star_rounds_to_threshold",
-    "ex5-threshold": "threshold_for = theory.divergent_threshold",
     "ex6-extract": "my_extract = gsm8k.extract_answer",
 }
 

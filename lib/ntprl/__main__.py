@@ -66,7 +66,10 @@ def _run(args) -> int:
             raise ValueError(f"{out} holds {old['experiment']} at scale {old['scale']} seed "
                              f"{old['seed']}, not {asked[0]} at scale {asked[1]} seed {asked[2]}:"
                              " use another --out (or --force to replace it)")
-        if old["config"] != json.loads(json.dumps(dataclasses.asdict(scale))):
+        prose = ("description",)  # a reworded description is the same run
+        if ({k: v for k, v in old["config"].items() if k not in prose}
+                != {k: v for k, v in json.loads(json.dumps(dataclasses.asdict(scale))).items()
+                    if k not in prose}):
             raise ValueError(f"{out} holds a run of {asked[0]} with other scale settings: use "
                              "another --out or --name (or --force to replace it)")
         print(f"{out} exists: nothing to do (use --force to run again)")

@@ -614,17 +614,20 @@ def ex5_chain(long_chain: Callable) -> bool:
     return _named(long_chain, reference, cases, [(MultiplicationTask, "chain_of")])
 
 
-def _threshold(threshold_for: Callable) -> bool:
+def ex5_threshold(greedy_long_share: Callable) -> bool:
+    """``greedy_long_share(p_cot, shares)``: the fraction of prompts on which a calibrated
+    model's greedy decoding goes long, when prompt i's short answers have a share ``shares[i]``
+    of their mass on their most likely first token (long iff p > m (1 - p)). No case is a tie."""
     from . import theory
 
-    return _named(threshold_for, lambda m: m / (1 + m), [1 / 9, 1 / 2, 1.0, 0.25, 0.8, 1 / 3],
-                  [(theory, "divergent_threshold")])
+    def reference(p, shares):
+        return sum(p > m * (1 - p) for m in shares) / len(shares)
 
-
-def ex5_threshold(threshold_for: Callable) -> bool:
-    """``threshold_for(m)``: the p_cot above which greedy goes long when the short route's top
-    first token carries a share m of the short mass: m / (1 + m)."""
-    return _threshold(threshold_for)
+    mixed = [1.0] * 6 + [0.1] * 4  # knows the first digit on 60% of the prompts
+    cases = [(0.3, [1.0]), (0.55, [1.0]), (0.05, mixed), (0.2, mixed), (0.6, mixed),
+             (0.4, [0.9, 0.5, 1.0, 0.2]), (0.6, [0.9, 0.5, 1.0, 0.2]), (0.3, [0.8] * 3 + [0.3]),
+             (0.1, [0.24] * 5)]
+    return _named(greedy_long_share, reference, cases, [(theory, "divergent_threshold")])
 
 
 def ex5_lengths(long_share: Callable) -> bool:
@@ -643,15 +646,24 @@ def ex5_lengths(long_share: Callable) -> bool:
 
 
 def ex6_threshold(threshold_for: Callable) -> bool:
-    """Chapter 6's ``threshold_for(short_top_share)``: m / (1 + m)."""
-    return _threshold(threshold_for)
+    """Chapter 6's ``threshold_for(short_first_probs)``: m / (1 + m) with m the largest share
+    of the short answers' first tokens (1/11 for ten equally likely digits)."""
+    from . import theory
+
+    splits = [[1.0], [0.1] * 10, [0.5, 0.5], [0.7, 0.2, 0.1], [0.05, 0.9, 0.05],
+              [0.25] * 4]
+    return _named(threshold_for, lambda q: max(q) / (1 + max(q)), splits,
+                  [(theory, "divergent_threshold")])
 
 
 EXTRACT_CASES = ["#### 18", "####18", "#### 1,234", "#### -5", "#### $42", "#### 3.50",
                  "#### 7.0",
                  "The answer is 12.", "so 3 + 4 = 7 apples", "#### 12\n#### 13", "no number",
                  "#### .5", "it is 20 - 2", "20-2", "#### 9\nQuestion: 1+1=?\nAnswer: #### 2",
-                 "37+48=85, 85+29=114.\n#### 114<|im_end|>", "#### none\nbut 4 apples"]
+                 "37+48=85, 85+29=114.\n#### 114<|im_end|>", "#### none\nbut 4 apples",
+                 # the cut decides: without it the answer would be 4, 7 and 13
+                 "The answer is 5.\nQuestion: 2+2=?\nAnswer: 4", "Question: 3+4=?\nAnswer: 7",
+                 "So 12 apples.<|im_end|>\n<|im_start|>user\n#### 13"]
 
 
 def ex6_extract(my_extract: Callable) -> bool:
@@ -699,7 +711,7 @@ EXERCISES: dict[str, tuple[str, Callable]] = {
     "ex4-ablation": ("length_ablation", ex4_ablation),
     "ex4-rounds": ("rounds_needed", ex4_rounds),
     "ex5-chain": ("long_chain", ex5_chain),
-    "ex5-threshold": ("threshold_for", ex5_threshold),
+    "ex5-threshold": ("greedy_long_share", ex5_threshold),
     "ex5-lengths": ("long_share", ex5_lengths),
     "ex6-threshold": ("threshold_for", ex6_threshold),
     "ex6-extract": ("my_extract", ex6_extract),

@@ -6,8 +6,8 @@ Every chapter and experiment reads its sizes from a :class:`Scale`. Pick one wit
 
 - ``smoke``: CI. Tiny runs that execute every code path; each chapter in well under a minute.
   Claim asserts are skipped (``scale.checks_claims`` is False); shape/sanity asserts still run.
-- ``fast``: a laptop CPU (2 cores). Each chapter in <= 10 minutes; d around 16-24; the paper's
-  phenomena show and the claim asserts run.
+- ``fast``: a laptop CPU (2 cores). Each chapter in <= 10 minutes (chapter 6: 8-15); d = 16; the
+  paper's phenomena show and the claim asserts run.
 - ``gpu``: one free-Colab-class GPU (a T4). Each chapter in <= 15 minutes, closer to the paper.
 - ``paper``: the largest settings, for the CLI on one GPU; hours are fine. The paper's d = 50
   headline (``more_data`` and ``rl_post_training``: a 4-layer, width-256 GPT trained by NTP on
@@ -156,7 +156,7 @@ PRESETS = {
         mult_rl_steps=4),
     "fast": Scale(
         name="fast", checks_claims=True,
-        description="2-core laptop CPU: <= 10 minutes per chapter; d around 16-24.",
+        description="2-core laptop CPU: <= 10 minutes per chapter (chapter 6: 8-15); d = 16.",
         eval_n=2000),
     "gpu": Scale(
         name="gpu", checks_claims=True,

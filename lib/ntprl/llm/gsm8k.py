@@ -19,6 +19,7 @@ import re
 
 FIELDS = ("question", "answer")
 ANSWER_MARK = "####"
+TRAIN_SIZE = 7473  # problems in GSM8K's train split (its test split has 1319)
 PROMPT_TEMPLATE = "Question: {question}\nAnswer:"
 """The plain prompt for base models. The target follows after one space; a long target is the
 solution's reasoning then ``#### N``, a short one is ``#### N`` alone."""

@@ -1,4 +1,6 @@
-"""The LLM recipe of the paper's last experiment: SFT on a long/short mixture, then GRPO.
+"""The book's recipe for the paper's last experiment: SFT on a long/short mixture, then GRPO.
+(The paper's own algorithm, reward and hyperparameters for its language models are not known
+to the book in that detail: every choice here is the book's.)
 
     cfg = llm.config("smoke")                 # GSM8K presets: "smoke", "gpu", "paper"
     result = llm.run(cfg)                     # mixture -> SFT -> evaluate -> GRPO -> evaluate
@@ -18,8 +20,9 @@
   long fraction (:func:`~ntprl.llm.gsm8k.is_long`), with standard errors — the calibration
   probe (the probability of each route's first token), and optionally sampled completions.
 
-Simplifications, all deliberate: one GRPO epoch over ``grpo_steps`` batches (no PPO epochs:
-TRL's ``num_iterations=1``), no reward for format, LoRA instead of full fine-tuning on small
+Simplifications, all deliberate: each batch of rollouts is used for one optimiser step (no PPO
+epochs: TRL's ``num_iterations=1``; the prompts cycle when ``grpo_steps * grpo_prompts``
+exceeds ``n_rl``), no reward for format, LoRA instead of full fine-tuning on small
 GPUs and on CPUs, and the tiny random model of :mod:`ntprl.llm.tiny` at ``smoke``.
 """
 
@@ -98,6 +101,9 @@ class LLMConfig:
                                   # "bf16", "fp16", "fp32"
     use_vllm: bool = False        # generate GRPO rollouts with vLLM (must be installed)
     gradient_checkpointing: bool = False
+    grpo_micro_batch: int = 0     # GRPO completions per forward/backward pass, the step's
+                                  # grpo_prompts * num_generations accumulated over several
+                                  # (still one optimiser step per batch of rollouts); 0: all at once
     # -- evaluation -----------------------------------------------------------------------------
     eval_max_new_tokens: int = 32
     eval_batch: int = 16
@@ -127,10 +133,15 @@ PRESETS = {
         max_completion_length=256, eval_max_new_tokens=256, eval_batch=64, examples=3),
     "paper": LLMConfig(
         name="paper", model="meta-llama/Llama-3.2-3B", needs_gpu=True,
-        expected="one A100/H100 (80 GB): a few hours, ~60 GB in bf16 without LoRA (gated: log in).",
-        p_cot=0.25, n_train=7000, n_rl=7473, n_test=1319, sft_steps=1000, sft_batch=32, sft_lr=1e-5,
-        grpo_steps=500, grpo_prompts=16, num_generations=8, grpo_lr=1e-6, max_length=768,
-        max_completion_length=512, eval_max_new_tokens=512, eval_batch=64, lora=False, examples=3),
+        expected="one A100/H100 (80 GB), estimated, never run: a few hours; full fine-tuning "
+                 "with gradient checkpointing and GRPO in micro-batches of 16 completions "
+                 "(gated: log in).",
+        # all of GSM8K's 7473 training problems: 4000 for SFT, the other 3473 for GRPO, each seen
+        # once (216 steps x 16 prompts)
+        p_cot=0.25, n_train=4000, n_rl=3473, n_test=1319, sft_steps=1000, sft_batch=32, sft_lr=1e-5,
+        grpo_steps=216, grpo_prompts=16, num_generations=8, grpo_lr=1e-6, max_length=768,
+        max_completion_length=512, eval_max_new_tokens=512, eval_batch=64, lora=False, examples=3,
+        gradient_checkpointing=True, grpo_micro_batch=16),
 }
 def validate(cfg: LLMConfig) -> LLMConfig:
     """Raise ValueError naming the first bad field of ``cfg``; return it otherwise."""
@@ -146,6 +157,13 @@ def validate(cfg: LLMConfig) -> LLMConfig:
             bad(f, "must be a positive integer")
     if not isinstance(cfg.num_generations, int) or cfg.num_generations < 2:
         bad("num_generations", "GRPO needs at least 2 samples per prompt (a group)")
+    rollouts = cfg.grpo_prompts * cfg.num_generations
+    if not isinstance(cfg.grpo_micro_batch, int) or cfg.grpo_micro_batch < 0 or (
+            cfg.grpo_micro_batch and rollouts % cfg.grpo_micro_batch):
+        bad("grpo_micro_batch", f"must be 0 or divide grpo_prompts * num_generations = {rollouts}")
+    if cfg.task == "gsm8k" and cfg.data_dir is None and cfg.n_train + cfg.n_rl > gsm8k.TRAIN_SIZE:
+        bad("n_rl", f"n_train + n_rl = {cfg.n_train + cfg.n_rl} exceeds the {gsm8k.TRAIN_SIZE} "
+                    "problems of GSM8K's train split")
     for f in ("sft_lr", "grpo_lr", "temperature"):
         if not isinstance(getattr(cfg, f), (int, float)) or getattr(cfg, f) <= 0:
             bad(f, "must be a positive number")
@@ -281,8 +299,8 @@ def load_model(cfg: LLMConfig):
         model.is_quantized, model.hf_quantizer = False, None
         if hasattr(model.config, "quantization_config"):
             del model.config.quantization_config
-    if torch.cuda.is_available():
-        model = model.to("cuda")
+    if torch.cuda.is_available():  # under accelerate launch, this process's own GPU
+        model = model.to(torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0))))
     return model, tokenizer
 
 
@@ -544,10 +562,12 @@ def _grpo(model, tokenizer, problems: list[dict], cfg: LLMConfig, progress: bool
                 model.train()
                 state.log_history.append({"step": state.global_step, "heldout": ev})
 
+    micro = cfg.grpo_micro_batch or cfg.grpo_prompts * cfg.num_generations
     with tempfile.TemporaryDirectory() as out:
         args = GRPOConfig(
             max_steps=cfg.grpo_steps, learning_rate=cfg.grpo_lr,
-            per_device_train_batch_size=cfg.grpo_prompts * cfg.num_generations,
+            per_device_train_batch_size=micro,
+            gradient_accumulation_steps=(cfg.grpo_prompts * cfg.num_generations) // micro,
             num_generations=cfg.num_generations,
             max_completion_length=cfg.max_completion_length,
             # the choices that move response length (chapter 6's table)
@@ -596,16 +616,19 @@ def _merged(model):
     return model.merge_and_unload() if hasattr(model, "merge_and_unload") else model
 
 
-def run(cfg: LLMConfig, progress: bool = True) -> dict:
-    """The whole path: mixture -> SFT -> evaluate -> GRPO -> evaluate. A JSON-ready dict."""
+def run(cfg: LLMConfig, progress: bool = True, workdir=None) -> dict:
+    """The whole path: mixture -> SFT -> evaluate -> GRPO -> evaluate. A JSON-ready dict. With a
+    ``workdir`` the finished SFT and GRPO stages are kept there and read back (:func:`sft`), so
+    a dropped session resumes after the last finished stage."""
     validate(cfg)
     t0 = time.perf_counter()
     model, tokenizer = load_model(cfg)
     sft_problems, rl_problems, test = load_splits(cfg)
     mix = mixture(sft_problems, cfg, tokenizer)
-    model, sft_log = sft(model, tokenizer, mix, cfg, progress)
+    model, sft_log = sft(model, tokenizer, mix, cfg, progress, workdir=workdir)
     after_sft = evaluate(model, tokenizer, test, cfg)
-    model, grpo_log = grpo(model, tokenizer, rl_problems, cfg, progress, test=test)
+    model, grpo_log = grpo(model, tokenizer, rl_problems, cfg, progress, test=test,
+                           workdir=workdir)
     after_grpo = evaluate(model, tokenizer, test, cfg)
     return {"experiment": "llama_gsm8k", "config": dataclasses.asdict(cfg),
             "mixture_long_frac": sum(m["long"] for m in mix) / len(mix),
