@@ -44,8 +44,8 @@ WRONG = {  # a typical mistake for each exercise
                     "    c = [sum(x[:i+1]) % 2 for i in range(len(x))]\n"
                     "    return list(x) + (c if long else c[-1:])",
     "ex1-predict": "def sampled_accuracy(p):\n    return p",
-    "ex2-first-token": "def first_token_share(seqs, d):\n"
-                       "    return (seqs[:, d + 1] == seqs[:, 0]).float().mean().item()",
+    "ex2-first-token": "def short_match_share(seqs, d):\n"  # over every sequence, not the short
+                       "    return (seqs[:, d] == seqs[:, 0]).float().mean().item()",
     "ex2-marker": "def greedy_goes_long_with_marker(p):\n    return p >= (1 - p) / 2",
     "ex2-temperature": "def long_prob_at(p, tau):\n    return p ** (1 / tau)",
     "ex2-probe": "def calibration_probe(model, prompts):\n    d = prompts.shape[1]\n"
@@ -278,7 +278,7 @@ def test_ablation_check_rejects_a_shared_start_and_a_seed_per_arm(old, new, says
 
 
 @pytest.mark.parametrize("label, wrap, says", [
-    ("ex2-first-token", "def first_token_share(seqs, d):\n    return torch.tensor(_f(seqs, d))",
+    ("ex2-first-token", "def short_match_share(seqs, d):\n    return torch.tensor(_f(seqs, d))",
      "Python number"),
     ("ex1-running-parity", "def running_parity(x):\n    return _f(x).int()", "torch.int32"),
 ])

@@ -222,17 +222,18 @@ def ex1_predict(sampled_accuracy: Callable) -> bool:
                    (theory, "first_token_prob")])
 
 
-def ex2_first_token(first_token_share: Callable) -> bool:
-    """``first_token_share(seqs, d)``: the fraction of sequences whose first response token
-    equals their first prompt bit (a float)."""
-    from .tasks import ParityTask
+def ex2_first_token(short_match_share: Callable) -> bool:
+    """``short_match_share(seqs, d)``: among the short sequences (one answer token, then EOS),
+    the fraction whose answer equals their first prompt bit (a float)."""
+    from .tasks import EOS, ParityTask
 
     def reference(seqs, d):
-        return sum(int(row[d] == row[0]) for row in seqs.tolist()) / len(seqs)
+        short = [row for row in seqs.tolist() if row[d + 1] == EOS]
+        return sum(int(row[d] == row[0]) for row in short) / len(short)
 
     cases = [(ParityTask(d, p).sample(500, torch.Generator().manual_seed(k)), d)
              for k, (d, p) in enumerate([(4, 0.1), (8, 0.5), (16, 0.25), (20, 0.9), (3, 0.0)])]
-    return _named(first_token_share, reference, cases, [])
+    return _named(short_match_share, reference, cases, [])
 
 
 def ex2_marker(greedy_goes_long_with_marker: Callable) -> bool:
@@ -697,7 +698,7 @@ EXERCISES: dict[str, tuple[str, Callable]] = {
     "ex1-running-parity": ("running_parity", ex1_running_parity),
     "ex1-sequence": ("make_sequence", ex1_sequence),
     "ex1-predict": ("sampled_accuracy", ex1_predict),
-    "ex2-first-token": ("first_token_share", ex2_first_token),
+    "ex2-first-token": ("short_match_share", ex2_first_token),
     "ex2-marker": ("greedy_goes_long_with_marker", ex2_marker),
     "ex2-temperature": ("long_prob_at", ex2_temperature),
     "ex2-probe": ("calibration_probe", ex2_probe),
