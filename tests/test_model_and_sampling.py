@@ -283,3 +283,20 @@ def test_decoding_starts_from_the_encoded_logits_without_a_prompt_pass():
     tok, mask = generate(wrapped, prompts, 12, encoded=enc, **IDS)
     assert wrapped.sizes == []  # every row ended on the first token: the model never ran
     assert tok.shape == (8, 7) and (tok[:, 6] == EOS).all() and mask[:, 6].all()
+
+
+def test_bad_sampling_and_advantage_inputs_name_the_field():
+    from ntprl.metrics import evaluate
+    from ntprl.tasks import ParityTask
+    from ntprl.train import rl
+
+    task = ParityTask(4, 0.5)
+    model = GPT(GPTConfig(vocab_size=4, block_size=16, n_layer=1, n_head=2, n_embd=16))
+    with pytest.raises(ValueError, match=r"prompts=\(0, 4\)"):
+        generate(model, torch.zeros(0, 4, dtype=torch.long), 2, eos_id=2, pad_id=3)
+    with pytest.raises(ValueError, match="eos_id=3"):
+        generate(model, task.prompts(2, torch.Generator()), 2, eos_id=3, pad_id=3)
+    with pytest.raises(ValueError, match="batch_size=0"):
+        evaluate(model, task, 8, batch_size=0)
+    with pytest.raises(ValueError, match="group_size=2"):
+        rl.group_advantages(torch.ones(5), 2)

@@ -220,3 +220,18 @@ def test_a_reworded_scale_description_keeps_cached_parts_valid():
     reworded = dataclasses.replace(TINY, description="other words, the same sizes")
     assert part_identity(reworded, 0) == part_identity(TINY, 0)
     assert part_identity(TINY.with_(d=TINY.d + 1), 0) != part_identity(TINY, 0)
+
+
+def test_a_finished_part_leaves_no_checkpoint_to_answer_for_a_recomputed_one(tmp_path):
+    from ntprl.experiments.common import resumable
+
+    def fn(checkpoint):  # a trainer that checkpoints, finishes, and leaves its file behind
+        checkpoint.write_text("finished trainer state")
+        return {"value": 1}
+
+    assert resumable(tmp_path, "part", fn, {"a": 1}) == {"value": 1}
+    assert (tmp_path / "part.json").exists() and not (tmp_path / "part.pt").exists()
+    calls = []
+    assert resumable(tmp_path, "part", lambda ck: calls.append(ck), {"a": 1}) == {"value": 1}
+    assert not calls  # read back, not computed
+

@@ -158,6 +158,7 @@ def test_rl_checkpoint_of_another_run_is_refused(tmp_path, change, field):
     (dict(max_new_tokens=3), "max_new_tokens"),
     (dict(reward="partial"), "reward"),
     (dict(kl_coef=-1.0), "kl_coef"),
+    (dict(algo="star", kl_coef=0.1), "kl_coef"),
     (dict(steps=0), "steps"),
     (dict(prompts_per_step=0), "prompts_per_step"),
 ])

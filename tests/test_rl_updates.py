@@ -271,3 +271,26 @@ def test_rl_by_length_trains_like_the_padded_batch(algo):
         torch.testing.assert_close(wa[k], wb[k], rtol=1e-3, atol=1e-5)
     with pytest.raises(ValueError, match="by_length="):
         rl.train(m, task, algo, 1, by_length=True, progress=False)
+
+
+def test_the_policy_being_optimised_is_the_one_that_sampled():
+    """``generate`` never writes PAD (its logit is -inf there); ``policy_logprobs`` with
+    ``never=PAD`` leaves it out of the softmax too, so its probabilities of the first response
+    token match the sampler's frequencies, even where the raw model puts much mass on PAD."""
+    task = ParityTask(6, 0.5)
+    torch.manual_seed(0)
+    m = make_model(task, TINY)
+    with torch.no_grad():  # a model that puts much of its mass on PAD
+        m.head.weight[task.PAD] += 2.0 * m.head.weight[task.EOS]
+    prompt = task.prompts(1, torch.Generator().manual_seed(1)).repeat(4000, 1)
+    tok, _ = generate(m, prompt, 1, 1.0, torch.Generator().manual_seed(2), eos_id=None,
+                      pad_id=task.PAD)
+    first = tok[:, task.prompt_len]
+    assert (first != task.PAD).all()
+    freq = torch.bincount(first, minlength=task.vocab_size).float() / len(first)
+    _, logp_all = rl.policy_logprobs(m, tok, 1.0, "fp32", never=task.PAD)
+    policy = logp_all[0, task.prompt_len - 1].exp().detach()
+    assert policy[task.PAD] == 0 and abs(policy.sum().item() - 1) < 1e-5
+    torch.testing.assert_close(freq, policy, atol=0.03, rtol=0)  # 4000 draws: se <= 0.008
+    _, raw = rl.policy_logprobs(m, tok, 1.0, "fp32")  # PAD left in: another distribution
+    assert raw[0, task.prompt_len - 1].exp()[task.PAD] > 0.05

@@ -71,8 +71,9 @@ def _compare(fn: Callable, inputs: list, wants: list, name: str, tol: float) -> 
                     got.dtype != want.dtype or got.shape != want.shape):
                 kind = (f" (dtype {got.dtype}, shape {tuple(got.shape)}; expected dtype "
                         f"{want.dtype}, shape {tuple(want.shape)})")
-            raise AssertionError(f"❌ {name} differs from the reference on input {_args(args)}: "
-                                 f"expected {want}, got {got}{kind}")
+            # the kind first: a grader shows only the start of a long message
+            raise AssertionError(f"❌ {name} differs from the reference{kind}, on input "
+                                 f"{_args(args)}: expected {want}, got {got}")
     print(f"✅ {name} agrees with the reference on {len(inputs)} cases")
     return True
 

@@ -72,6 +72,9 @@ def evaluate(model, task, n: int = 1000, generator: torch.Generator | None = Non
     """
     if not isinstance(n, int) or n < 1:
         raise ValueError(f"n={n!r} is not allowed: n must be a positive integer")
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise ValueError(f"batch_size={batch_size!r} is not allowed: it must be a positive "
+                         "integer")
     if not temperature > 0:
         raise ValueError(f"temperature={temperature!r} is not allowed: "
                          "sampling needs temperature > 0")

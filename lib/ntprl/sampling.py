@@ -60,8 +60,10 @@ class Encoded:
 
 
 def _check(model, prompts, max_new_tokens):
-    if not isinstance(prompts, torch.Tensor) or prompts.dim() != 2 or prompts.shape[1] < 1:
-        raise ValueError("prompts must be a non-empty 2-D LongTensor (batch, prompt_len)")
+    if not isinstance(prompts, torch.Tensor) or prompts.dim() != 2 or 0 in prompts.shape:
+        shape = tuple(prompts.shape) if isinstance(prompts, torch.Tensor) else type(prompts)
+        raise ValueError(f"prompts={shape} is not allowed: it must be a non-empty 2-D LongTensor "
+                         "(batch, prompt_len)")
     if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
         raise ValueError(f"max_new_tokens={max_new_tokens!r} is not allowed: it must be a positive "
                          "integer")
@@ -126,6 +128,9 @@ def generate(model, prompts: torch.Tensor, max_new_tokens: int, temperature: flo
     _check(model, prompts, max_new_tokens)
     if not temperature >= 0.0:
         raise ValueError(f"temperature={temperature!r} is not allowed: it must be >= 0")
+    if eos_id is not None and eos_id == pad_id:
+        raise ValueError(f"eos_id={eos_id!r} is not allowed: it equals pad_id, which is never "
+                         "written, so no row could end")
     B, P = prompts.shape
     if encoded is not None:
         if use_cache is False:

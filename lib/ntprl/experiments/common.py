@@ -112,7 +112,10 @@ def part_identity(scale: Scale, seed: int, **settings) -> dict:
 def resumable(workdir, key: str, fn: Callable, identity: dict):
     """Run ``fn(checkpoint_path)`` once per ``workdir``: a finished part is read back from
     ``workdir/key.json`` (refused when its ``identity`` differs), an unfinished one resumes
-    from ``workdir/key.pt``. Without a ``workdir``, just ``fn(None)``."""
+    from ``workdir/key.pt``. Without a ``workdir``, just ``fn(None)``. Once the result is
+    written, the trainer checkpoint is removed: the result is the part's record, and a stale
+    finished checkpoint must not answer for a part that is computed again (after its ``.json``
+    was removed, e.g. for other settings the trainer's identity does not hold)."""
     if workdir is None:
         return fn(None)
     workdir = pathlib.Path(workdir)
@@ -124,8 +127,10 @@ def resumable(workdir, key: str, fn: Callable, identity: dict):
                              "part again")
         refuse_mismatch(str(done), record["identity"], identity)
         return record["result"]
-    out = fn(workdir / f"{key}.pt")
+    checkpoint = workdir / f"{key}.pt"
+    out = fn(checkpoint)
     write_json_atomic({"identity": identity, "result": out}, done)
+    checkpoint.unlink(missing_ok=True)
     return out
 
 

@@ -24,6 +24,7 @@ POSITIONS = ("learned", "rope")
 
 @dataclass
 class GPTConfig:
+    """The model's sizes; a bad field raises ``ValueError`` naming it."""
     vocab_size: int = 4        # parity: 0, 1, EOS, PAD
     block_size: int = 128      # longest sequence the model accepts (prompt + response)
     n_layer: int = 2           # transformer blocks
@@ -116,6 +117,7 @@ def attention(q, k, v, **kw):
 
 
 class CausalSelfAttention(nn.Module):
+    """Multi-head causal self-attention, with the key/value cache of the sampler."""
     def __init__(self, config: GPTConfig, layer: int):
         super().__init__()
         self.layer = layer
@@ -150,6 +152,7 @@ class CausalSelfAttention(nn.Module):
 
 
 class MLP(nn.Module):
+    """The block's feed-forward part: width 4 * n_embd, GELU."""
     def __init__(self, config: GPTConfig):
         super().__init__()
         self.fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
@@ -161,6 +164,7 @@ class MLP(nn.Module):
 
 
 class Block(nn.Module):
+    """One pre-LayerNorm transformer block: x + attention(ln(x)), then x + MLP(ln(x))."""
     def __init__(self, config: GPTConfig, layer: int):
         super().__init__()
         self.ln1 = nn.LayerNorm(config.n_embd, bias=config.bias)

@@ -337,13 +337,21 @@ def refuse_mismatch(what: str, stored: dict, current: dict) -> None:
 
 
 def atomic_save(obj, path: str | os.PathLike) -> None:
-    """``torch.save`` to a temporary file in the same folder, then rename it into place (a
-    killed process never leaves a half-written checkpoint), creating the folder if needed."""
+    """``torch.save`` to a temporary file in the same folder, flushed to disk, then renamed into
+    place (a killed process or a lost machine never leaves a half-written checkpoint under the
+    real name), creating the folder if needed. A failed save removes its temporary file."""
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def load_checkpoint(path: str | os.PathLike | None, identity: dict) -> dict | None:

@@ -7,7 +7,9 @@ beyond ``logits = model(tokens)``.
 
 A run is a pure function of its seed: the data stream comes from one ``torch.Generator`` whose
 state is checkpointed with the weights, the optimiser and the history, so a run resumed from a
-checkpoint ends with the same weights and metrics as an uninterrupted one.
+checkpoint ends with the same weights and metrics as an uninterrupted one. (This holds for the
+book's models, which have no dropout: dropout draws from torch's global generator, which is
+neither seeded from ``seed`` nor checkpointed.)
 """
 
 from __future__ import annotations

@@ -6,7 +6,8 @@ log-probability of the rewarded ones. They differ in how a sample's weight is co
 
 ``star`` (Zelikman et al. 2022, "rationalisation" omitted)
     One *round* per step: sample ``star_samples`` prompts once each at ``temperature``, keep
-    the samples with reward 1 (a filter, not a weight), and fine-tune on them by next-token
+    the samples with a positive reward (the book's rewards are 0 or 1: a filter, not a weight),
+    and fine-tune on them by next-token
     prediction for ``star_steps`` steps of ``star_batch`` sequences drawn with replacement from
     the kept set. ``star_restart=True`` starts each round from the weights the run began with
     (as in the STaR paper); the default continues from the previous round. Simplifications:
@@ -16,9 +17,9 @@ log-probability of the rewarded ones. They differ in how a sample's weight is co
     ``samples_per_prompt`` samples per prompt; advantage = reward - *batch-mean* reward (a
     baseline that reduces variance; it includes each sample's own reward, which scales the
     expected gradient by 1 - 1/N for a batch of N samples — a slightly smaller step in the same
-    direction, negligible at N = 256; a leave-one-out mean would avoid it); one gradient step
-    per batch on
-    ``-advantage * log pi(token)`` over response tokens.
+    direction, negligible at N = 256; a leave-one-out mean would avoid it); with the default
+    ``ppo_epochs=1`` one gradient step per batch on ``-advantage * log pi(token)`` over
+    response tokens (more passes apply the same clipped surrogate as GRPO's).
 
 ``grpo`` (Shao et al. 2024)
     ``samples_per_prompt`` >= 2 samples per prompt form a *group*; advantage = reward - group
@@ -87,6 +88,9 @@ def group_advantages(rewards: torch.Tensor, group_size: int, norm: str = "none",
     """
     if norm not in ADV_NORMS:
         raise ValueError(f"adv_norm={norm!r} is not allowed: choose one of {ADV_NORMS}")
+    if not isinstance(group_size, int) or group_size < 1 or rewards.numel() % group_size:
+        raise ValueError(f"group_size={group_size!r} is not allowed: it must be a positive "
+                         f"integer dividing the {rewards.numel()} rewards")
     g = rewards.float().view(-1, group_size)
     adv = g - g.mean(dim=1, keepdim=True)
     if norm == "group_std":
@@ -163,11 +167,17 @@ def rollout_stats(task, ro: Rollout, max_new_tokens: int) -> dict:
 
 
 def policy_logprobs(model, tokens: torch.Tensor, temperature: float, precision: str = "auto",
-                    *, pad_id: int | None = None):
+                    *, pad_id: int | None = None, never: int | None = None):
     """Log-probabilities under the sampling policy softmax(z / T): of each next token of
     ``tokens`` (B, T - 1), and of the whole vocabulary at each position (B, T - 1, V). The
     forward pass runs in ``precision`` (:func:`~ntprl.train.common.autocast`); the
     log-softmax in float32.
+
+    ``never``: a token the sampler never writes (the task's PAD: :func:`ntprl.sampling.generate`
+    sets its logit to -inf). It is left out of the softmax here too, so the policy being
+    optimised is exactly the one that sampled; its column of the vocabulary log-probabilities
+    is -inf, and a position whose next token *is* ``never`` (the PAD after EOS, outside every
+    response) gets log-probability 0.
 
     With ``pad_id`` the model runs by length (:func:`~ntprl.train.ntp.length_groups`): each
     group of rows trimmed to its longest row, so no compute goes to the PAD after a short
@@ -176,7 +186,8 @@ def policy_logprobs(model, tokens: torch.Tensor, temperature: float, precision: 
     if pad_id is not None:
         T, parts, alls, order = tokens.shape[1], [], [], []
         for rows, n in length_groups(tokens, pad_id):
-            logp, logp_all = policy_logprobs(model, tokens[rows, :n], temperature, precision)
+            logp, logp_all = policy_logprobs(model, tokens[rows, :n], temperature, precision,
+                                             never=never)
             parts.append(F.pad(logp, (0, T - n)))
             alls.append(F.pad(logp_all, (0, 0, 0, T - n)))
             order.append(rows)
@@ -184,8 +195,19 @@ def policy_logprobs(model, tokens: torch.Tensor, temperature: float, precision: 
         return torch.cat(parts)[back], torch.cat(alls)[back]
     with autocast(model, precision):
         logits = model(tokens)
-    logp_all = F.log_softmax(logits[:, :-1].float() / temperature, -1)
-    return logp_all.gather(-1, tokens[:, 1:, None]).squeeze(-1), logp_all
+    z = logits[:, :-1].float() / temperature
+    if never is not None:  # out of the softmax, as in the sampler (not in place: z is needed)
+        z = z + torch.zeros(z.shape[-1], device=z.device).index_fill_(0, _index(never, z),
+                                                                      float("-inf"))
+    logp_all = F.log_softmax(z, -1)
+    logp = logp_all.gather(-1, tokens[:, 1:, None]).squeeze(-1)
+    if never is not None:
+        logp = logp.masked_fill(tokens[:, 1:] == never, 0.0)
+    return logp, logp_all
+
+
+def _index(token: int, like: torch.Tensor) -> torch.Tensor:
+    return torch.tensor([token], device=like.device)
 
 
 def policy_loss(logp: torch.Tensor, old_logp: torch.Tensor, adv: torch.Tensor,
@@ -211,10 +233,12 @@ def policy_loss(logp: torch.Tensor, old_logp: torch.Tensor, adv: torch.Tensor,
 def policy_gradient_update(model, opt, ro: Rollout, adv: torch.Tensor, *, temperature: float,
                            loss_agg: str, max_new_tokens: int, clip_eps: float, ppo_epochs: int,
                            grad_clip: float | None, ref=None, kl_coef: float = 0.0,
-                           precision: str = "auto", pad_id: int | None = None) -> float:
+                           precision: str = "auto", pad_id: int | None = None,
+                           never: int | None = None) -> float:
     """``ppo_epochs`` optimiser steps of :func:`policy_loss` on one rollout (REINFORCE, GRPO).
     Returns the mean entropy of the sampling policy over the response tokens. With ``pad_id``
-    the forward passes run by length (:func:`policy_logprobs`)."""
+    the forward passes run by length; ``never`` (the task's PAD) is left out of the policy's
+    softmax as the sampler leaves it out (:func:`policy_logprobs`)."""
     device = ro.tokens.device
     adv, targets = adv.to(device), ro.mask[:, 1:]
     w = token_weights(targets, loss_agg, max_new_tokens)
@@ -222,11 +246,11 @@ def policy_gradient_update(model, opt, ro: Rollout, adv: torch.Tensor, *, temper
     if ref is not None and kl_coef:
         with torch.no_grad():
             ref_logp, _ = policy_logprobs(ref, ro.tokens, temperature, precision,
-                                          pad_id=pad_id)
+                                          pad_id=pad_id, never=never)
     old_logp, entropy = None, None
     for _ in range(ppo_epochs):
         logp, logp_all = policy_logprobs(model, ro.tokens, temperature, precision,
-                                         pad_id=pad_id)
+                                         pad_id=pad_id, never=never)
         if old_logp is None:
             old_logp = logp.detach()
             entropy = _mean_entropy(logp_all.detach(), targets)
@@ -292,7 +316,8 @@ def train(model, task, algo: str, steps: int, *, lr: float = 3e-4, prompts_per_s
         loss_agg: ``"token_mean"`` | ``"seq_mean"`` | ``"constant"`` (module docstring).
         adv_norm: ``"none"`` | ``"group_std"``; default ``"group_std"`` for GRPO, ``"none"`` else
             (REINFORCE always uses the batch-mean baseline and ignores it).
-        clip_eps, ppo_epochs: PPO-style clipping and passes per batch (GRPO).
+        clip_eps, ppo_epochs: PPO-style clipping and passes per batch (GRPO and REINFORCE;
+            with one pass the ratio is 1 and the clipping never acts).
         kl_coef: weight of the KL penalty to the starting weights (0: off).
         star_samples, star_steps, star_batch, star_restart: STaR's round (module docstring).
         max_new_tokens: generation budget; default ``task.max_response_len``. Shorter raises.
@@ -350,6 +375,9 @@ def train(model, task, algo: str, steps: int, *, lr: float = 3e-4, prompts_per_s
     one_of("cuda_graph", cuda_graph, CUDA_GRAPHS)
     if not (isinstance(kl_coef, (int, float)) and kl_coef >= 0):
         raise ValueError(f"kl_coef={kl_coef!r} is not allowed: it must be >= 0")
+    if algo == "star" and kl_coef:
+        raise ValueError(f"kl_coef={kl_coef!r} is not allowed with algo='star': STaR fine-tunes "
+                         "by next-token prediction, with no KL term (use 0)")
     check_eval(eval_every, eval_fn)
     check_context(model, task)
     pad_id = task.PAD if by_length_on(by_length, next(model.parameters()).device) else None
@@ -415,7 +443,7 @@ def train(model, task, algo: str, steps: int, *, lr: float = 3e-4, prompts_per_s
         if algo == "star":
             with torch.no_grad(), evaluating(model):  # the policy that sampled, before a restart
                 _, logp_all = policy_logprobs(model, ro.tokens, temperature, used,
-                                              pad_id=pad_id)
+                                              pad_id=pad_id, never=task.PAD)
                 rec["entropy"] = _mean_entropy(logp_all, ro.mask[:, 1:])
             if star_restart:
                 model.load_state_dict(start_weights)
@@ -433,7 +461,7 @@ def train(model, task, algo: str, steps: int, *, lr: float = 3e-4, prompts_per_s
                 model, opt, ro, adv, temperature=temperature, loss_agg=loss_agg,
                 max_new_tokens=max_new_tokens, clip_eps=clip_eps, ppo_epochs=ppo_epochs,
                 grad_clip=grad_clip, ref=ref, kl_coef=kl_coef, precision=used,
-                pad_id=pad_id)
+                pad_id=pad_id, never=task.PAD)
         rec["gen_s"], rec["update_s"] = t1 - t0, time.perf_counter() - t1
         if eval_every and ((step + 1) % eval_every == 0 or step + 1 == steps):
             evaluate_into(rec, step + 1)
@@ -450,5 +478,6 @@ def train(model, task, algo: str, steps: int, *, lr: float = 3e-4, prompts_per_s
 
 def _mean_entropy(logp: torch.Tensor, mask: torch.Tensor) -> float:
     """Mean entropy of the next-token distributions ``logp`` (B, T, V) at the ``mask``ed targets."""
-    ent = -(logp.exp() * logp).sum(-1)
+    p = logp.exp()
+    ent = -torch.where(p > 0, p * logp, torch.zeros_like(logp)).sum(-1)  # 0 log 0 = 0
     return (ent * mask).sum().item() / mask.sum().clamp(min=1).item()
