@@ -197,17 +197,15 @@ def policy_logprobs(model, tokens: torch.Tensor, temperature: float, precision: 
         logits = model(tokens)
     z = logits[:, :-1].float() / temperature
     if never is not None:  # out of the softmax, as in the sampler (not in place: z is needed)
-        z = z + torch.zeros(z.shape[-1], device=z.device).index_fill_(0, _index(never, z),
-                                                                      float("-inf"))
+        out = torch.zeros(z.shape[-1], device=z.device)
+        out[never] = float("-inf")
+        z = z + out
     logp_all = F.log_softmax(z, -1)
     logp = logp_all.gather(-1, tokens[:, 1:, None]).squeeze(-1)
     if never is not None:
         logp = logp.masked_fill(tokens[:, 1:] == never, 0.0)
     return logp, logp_all
 
-
-def _index(token: int, like: torch.Tensor) -> torch.Tensor:
-    return torch.tensor([token], device=like.device)
 
 
 def policy_loss(logp: torch.Tensor, old_logp: torch.Tensor, adv: torch.Tensor,
