@@ -188,7 +188,9 @@ fig, ax = plt.subplots(figsize=(7, 3.4))
 im = ax.imshow(H.T, aspect="auto", origin="lower", cmap="viridis",
                extent=(0.5, len(H) + 0.5, -0.5, H.shape[1] - 0.5))
 ax.set(xlabel="GRPO step", ylabel="sampled response length", title="Response length across RL")
-fig.colorbar(im, ax=ax, label="fraction of samples")
+fig.colorbar(im, ax=ax, label="fraction of samples");
+
+# %%
 between = H[:, 2:d].sum(1)  # lengths 2 .. d - 1: neither route, broken chains
 print(f"largest share of samples of length 2 to d - 1 at any step: {between.max():.3f}")
 if scale.checks_claims:
