@@ -67,6 +67,12 @@ def test_run_with_set_changes_the_scale_and_names_the_variant(tmp_path):
     out = cli("run", "more_data", "--scale", "smoke", "--set", "more_data_steps=20", "--name",
               "more_data_short", cwd=tmp_path)
     assert out.returncode == 2 and "other scale settings" in out.stderr, out.stderr
+    # ... nor in another precision
+    other = "fp32" if rec["precision"] == "bf16" else "bf16"
+    out = cli("run", "more_data", "--scale", "smoke", "--set", "more_data_steps=10",
+              "--name", "more_data_short", "--set", "more_data_d=4", cwd=tmp_path,
+              env={**os.environ, "NTPRL_PRECISION": other})
+    assert out.returncode == 2 and f"not {other}" in out.stderr, out.stderr
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads worker processes from /proc")

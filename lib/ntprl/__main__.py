@@ -72,6 +72,11 @@ def _run(args) -> int:
                     if k not in prose}):
             raise ValueError(f"{out} holds a run of {asked[0]} with other scale settings: use "
                              "another --out or --name (or --force to replace it)")
+        now = scales.precision() if args.experiment not in experiments.TRL_EXPERIMENTS else None
+        if old.get("precision") not in (None, now):  # (a file older than the field: kept)
+            raise ValueError(f"{out} holds a run of {asked[0]} trained in "
+                             f"{old.get('precision')}, not {now} ($NTPRL_PRECISION): use another "
+                             "--out (or --force to replace it)")
         print(f"{out} exists: nothing to do (use --force to run again)")
         return 0
     workdir = out.with_name(out.name + ".work")
