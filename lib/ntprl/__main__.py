@@ -66,10 +66,8 @@ def _run(args) -> int:
             raise ValueError(f"{out} holds {old['experiment']} at scale {old['scale']} seed "
                              f"{old['seed']}, not {asked[0]} at scale {asked[1]} seed {asked[2]}:"
                              " use another --out (or --force to replace it)")
-        prose = ("description",)  # a reworded description is the same run
-        if ({k: v for k, v in old["config"].items() if k not in prose}
-                != {k: v for k, v in json.loads(json.dumps(dataclasses.asdict(scale))).items()
-                    if k not in prose}):
+        old_settings = {k: v for k, v in old["config"].items() if k != "description"}
+        if old_settings != json.loads(json.dumps(scale.settings())):
             raise ValueError(f"{out} holds a run of {asked[0]} with other scale settings: use "
                              "another --out or --name (or --force to replace it)")
         now = scales.precision() if args.experiment not in experiments.TRL_EXPERIMENTS else None

@@ -133,6 +133,12 @@ class Scale:
         """A copy with some fields changed (e.g. ``scale.with_(seeds=1)``)."""
         return replace(self, **changes)
 
+    def settings(self) -> dict:
+        """Every field but the prose ``description``, JSON-ready: what makes two runs the same
+        run (cached parts, the CLI's results files), so that rewording a description
+        invalidates nothing."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if k != "description"}
+
 
 PRESETS = {
     "smoke": Scale(

@@ -103,8 +103,7 @@ def part_identity(scale: Scale, seed: int, **settings) -> dict:
     """The identity of one cached part: the whole scale but its prose ``description`` (a
     reworded description leaves a cache valid), the seed, the trainers' precision (``"fp32"``
     or ``"bf16"``, :func:`ntprl.scale.precision`) and the part's settings."""
-    sizes = {k: v for k, v in dataclasses.asdict(scale).items() if k != "description"}
-    return json.loads(json.dumps({"scale": sizes, "seed": seed,
+    return json.loads(json.dumps({"scale": scale.settings(), "seed": seed,
                                   "precision": precision(),
                                   **settings}, default=repr))
 
