@@ -73,6 +73,11 @@ def test_run_with_set_changes_the_scale_and_names_the_variant(tmp_path):
               "--name", "more_data_short", "--set", "more_data_d=4", cwd=tmp_path,
               env={**os.environ, "NTPRL_PRECISION": other})
     assert out.returncode == 2 and f"not {other}" in out.stderr, out.stderr
+    # ... nor as the run of another experiment under the same name
+    assert rec["source"] == "more_data"
+    out = cli("run", "threshold", "--scale", "smoke", "--set", "more_data_steps=10",
+              "--name", "more_data_short", "--set", "more_data_d=4", cwd=tmp_path)
+    assert out.returncode == 2 and "not of threshold" in out.stderr, out.stderr
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads worker processes from /proc")

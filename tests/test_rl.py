@@ -1,3 +1,5 @@
+import functools
+
 import pytest
 import torch
 
@@ -147,6 +149,28 @@ def test_rl_checkpoint_of_another_run_is_refused(tmp_path, change, field):
     with pytest.raises(ValueError, match=rf"belongs to another run \({field}: [^;]* there"):
         rl.train(tiny(t, seed=init_seed, n_layer=n_layer), t, "grpo",
                  checkpoint=tmp_path / "c.pt", **kw)
+
+
+def scaled_reward(task, weight, prompts, responses):
+    return weight * task.reward_e2e(prompts, responses)
+
+
+def test_a_callable_reward_is_part_of_the_identity(tmp_path):
+    """A reward given as a callable is named in the run's identity by what it is, not where it
+    sits in memory: an equal ``partial`` made again resumes, another one or another lambda (all
+    lambdas share the name ``<lambda>``) is refused."""
+    t = ParityTask(4, 0.5)
+    kw = dict(prompts_per_step=2, samples_per_prompt=2, steps=2, progress=False,
+              checkpoint=tmp_path / "r.pt")
+    first = rl.train(tiny(t), t, "grpo", reward=functools.partial(scaled_reward, t, 1.0), **kw)
+    again = rl.train(tiny(t), t, "grpo", reward=functools.partial(scaled_reward, t, 1.0), **kw)
+    assert [r["step"] for r in again] == [r["step"] for r in first]  # read back, not refused
+    with pytest.raises(ValueError, match=r"another run \(reward\.args: \[[^]]*1\.0\] there"):
+        rl.train(tiny(t), t, "grpo", reward=functools.partial(scaled_reward, t, 2.0), **kw)
+    kw["checkpoint"] = tmp_path / "l.pt"
+    rl.train(tiny(t), t, "grpo", reward=lambda p, r: t.reward_e2e(p, r), **kw)
+    with pytest.raises(ValueError, match=r"another run \(reward: '[^']*<lambda>#"):
+        rl.train(tiny(t), t, "grpo", reward=lambda p, r: 0.5 * t.reward_e2e(p, r), **kw)
 
 
 @pytest.mark.parametrize("kwargs, field", [

@@ -66,6 +66,10 @@ def _run(args) -> int:
             raise ValueError(f"{out} holds {old['experiment']} at scale {old['scale']} seed "
                              f"{old['seed']}, not {asked[0]} at scale {asked[1]} seed {asked[2]}:"
                              " use another --out (or --force to replace it)")
+        if old.get("source", args.experiment) != args.experiment:  # (older files: no field)
+            raise ValueError(f"{out} holds a run of {old['source']} named {name}, not of "
+                             f"{args.experiment}: use another --name or --out (or --force to "
+                             "replace it)")
         old_settings = {k: v for k, v in old["config"].items() if k != "description"}
         if old_settings != json.loads(json.dumps(scale.settings())):
             raise ValueError(f"{out} holds a run of {asked[0]} with other scale settings: use "
@@ -96,7 +100,8 @@ def _run(args) -> int:
     trained_here = args.experiment not in experiments.TRL_EXPERIMENTS  # by ntprl's trainers
     results.save(out, result, experiment=name, scale=scale.name, seed=args.seed,
                  config=dataclasses.asdict(scale), wall_s=time.perf_counter() - t0, note=note,
-                 precision=scales.precision() if trained_here else None)
+                 precision=scales.precision() if trained_here else None,
+                 source=args.experiment)
     shutil.rmtree(workdir, ignore_errors=True)
     print(f"wrote {out}")
     return 0

@@ -80,11 +80,13 @@ def read_json(path, remedy: str = "") -> object:
 
 
 def save(path, result: dict, *, experiment: str, scale: str, seed: int, config: dict,
-         wall_s: float, note: str | None = None, precision: str | None = None) -> pathlib.Path:
+         wall_s: float, note: str | None = None, precision: str | None = None,
+         source: str | None = None) -> pathlib.Path:
     """Write one run's ``result`` with its provenance to ``path`` (atomically); ``note`` says
     how it was made where that is not the plain CLI (a partial run, another model...);
     ``precision`` is the one ntprl's trainers ran in (``"fp32"`` or ``"bf16"``; None for runs
-    they did not train, chapter 6's)."""
+    they did not train, chapter 6's); ``source`` is the experiment function that computed it,
+    where ``experiment`` names the run otherwise (the CLI's ``--name``)."""
     record = {"schema": SCHEMA, "experiment": experiment, "scale": scale, "seed": seed,
               "config": config, "ntprl_version": __version__, "git_commit": git_commit(),
               "device": device_name(), "date": _dt.date.today().isoformat(),
@@ -93,6 +95,8 @@ def save(path, result: dict, *, experiment: str, scale: str, seed: int, config: 
         record["note"] = note
     if precision is not None:
         record["precision"] = precision
+    if source is not None:
+        record["source"] = source
     return write_json_atomic(record, path)
 
 

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
+import inspect
 import os
 import pathlib
 import warnings
@@ -290,8 +292,43 @@ def _plain(value):
     if isinstance(value, os.PathLike):
         return os.fspath(value)
     if callable(value):
-        return f"{getattr(value, '__module__', '?')}.{getattr(value, '__qualname__', repr(value))}"
+        return _callable_identity(value)
     return repr(value)
+
+
+def _callable_identity(fn):
+    """What a callable setting (a reward function, say) is, stable from one process to the
+    next (no memory addresses) and different for different callables: a module-level function
+    by its name; a lambda or a function defined inside another by its name and a digest of its
+    code, defaults and captured values (two lambdas of one module would otherwise share the
+    name ``<lambda>``); a ``functools.partial`` by its function and arguments; a bound method
+    by its function and object; any other callable object by its class and attributes."""
+    if isinstance(fn, functools.partial):
+        return {"partial": _plain(fn.func), "args": _plain(list(fn.args)),
+                "keywords": _plain(fn.keywords)}
+    if inspect.ismethod(fn):
+        return {"method": _plain(fn.__func__), "of": _plain(fn.__self__)}
+    code = getattr(fn, "__code__", None)
+    name = f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', None)}"
+    if code is not None:  # a Python function
+        if "<" not in name:  # module level (or a class's): its name says which
+            return name
+        cells = [c.cell_contents for c in (fn.__closure__ or ())]
+        cells = [f"{getattr(c, '__module__', '?')}.{getattr(c, '__qualname__', '?')}"
+                 if callable(c) else c for c in cells]  # by name: no endless self-reference
+        made = repr((_code_text(code), _plain([fn.__defaults__, fn.__kwdefaults__, cells])))
+        return f"{name}#{hashlib.sha1(made.encode()).hexdigest()[:12]}"
+    if hasattr(fn, "__qualname__"):  # a builtin function
+        return name
+    cls = type(fn)  # a callable object
+    return {"callable": f"{cls.__module__}.{cls.__qualname__}",
+            "attributes": _plain(dict(vars(fn))) if hasattr(fn, "__dict__") else repr(fn)}
+
+
+def _code_text(code) -> str:
+    """A code object's bytecode, constants (nested code objects too) and names, as text."""
+    consts = [_code_text(c) if inspect.iscode(c) else repr(c) for c in code.co_consts]
+    return repr((code.co_code, consts, code.co_names))
 
 
 def model_identity(model) -> dict:
