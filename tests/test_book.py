@@ -209,6 +209,23 @@ def test_every_stored_run_is_listed_in_the_reproducibility_appendix():
         assert stem in page or f"`{short}-seed" in page, f"{stem} is not in book/reproducibility.md"
 
 
+def test_every_stored_run_a_chapter_reads_is_shipped():
+    """A chapter shows and asserts a stored run only when the package holds it (``if stored is
+    None: print(...)``): a renamed or lost file would silently skip its checks. Every name a
+    chapter asks for must resolve."""
+    from ntprl import results
+
+    asked = set()
+    for src in sorted((ROOT / "chapters" / "src").glob("*.py")):
+        for fn, name, scale in re.findall(r'results\.(stored_runs|stored)\("(\w+)"'
+                                          r'(?:, "(\w+)")?\)', src.read_text()):
+            asked.add((src.name, fn, name, scale or None))
+    assert len(asked) >= 15, asked
+    for chapter, fn, name, scale in sorted(asked, key=str):
+        found = results.stored(name, scale) if fn == "stored" else results.stored_runs(name)
+        assert found, f"{chapter} reads {fn}({name!r}, {scale!r}): no such stored run"
+
+
 @pytest.mark.parametrize("chapter", sorted((ROOT / "chapters" / "src").glob("0*.py")),
                          ids=lambda p: p.stem)
 def test_setup_cell_without_anything_installed_says_what_to_install(chapter):

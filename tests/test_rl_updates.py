@@ -74,6 +74,70 @@ def test_kl_run_with_no_signal_stays_at_the_reference():
     assert all(torch.equal(start[k], v) for k, v in m.state_dict().items())
 
 
+def test_the_kl_term_reaches_the_update_with_the_start_as_reference(monkeypatch):
+    """``rl.train(kl_coef=...)`` hands :func:`rl.policy_loss` its ``kl_coef`` and the
+    log-probabilities of the *start* weights (the reference), at every step, also after the
+    policy has moved (the KL term's pull itself is tested on ``policy_loss`` above)."""
+    t = ParityTask(6, 0.5)
+    m = make_model(t, TINY, 0).cpu()
+    ntp.train(m, t, 30, 32, 3e-3, progress=False)  # both routes, some right: a signal
+    start = copy.deepcopy(m)
+    calls = []
+    real_logprobs, real_loss = rl.policy_logprobs, rl.policy_loss
+
+    def logprobs(model, tokens, *a, **kw):
+        if model is m:
+            calls.append({"tokens": tokens.clone()})
+        return real_logprobs(model, tokens, *a, **kw)
+
+    def loss(logp, old_logp, adv, weights, clip_eps, ref_logp=None, kl_coef=0.0):
+        calls[-1].update(logp=logp.detach(), ref=ref_logp, kl_coef=kl_coef)
+        return real_loss(logp, old_logp, adv, weights, clip_eps, ref_logp, kl_coef)
+
+    monkeypatch.setattr(rl, "policy_logprobs", logprobs)
+    monkeypatch.setattr(rl, "policy_loss", loss)
+    rl.train(m, t, "grpo", 3, lr=3e-3, prompts_per_step=8, samples_per_prompt=4,
+             kl_coef=0.3, by_length="no", precision="fp32", progress=False)
+    steps = [c for c in calls if "kl_coef" in c]
+    assert len(steps) == 3 and all(c["kl_coef"] == 0.3 for c in steps)
+    for c in steps:
+        ref, _ = real_logprobs(start, c["tokens"], 1.0, "fp32", never=t.PAD)
+        torch.testing.assert_close(c["ref"], ref.detach(), rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(steps[-1]["logp"], steps[-1]["ref"], atol=1e-4)  # it moved
+
+
+def test_rollout_stats_on_a_hand_made_rollout():
+    t = ParityTask(4, 0.5)
+    E, P = t.EOS, t.PAD
+    responses = torch.tensor([
+        [1, E, P, P, P],   # short
+        [0, 1, 1, 0, E],   # a complete chain (long, full)
+        [0, 1, E, P, P],   # a broken chain: long, not full
+        [1, 0, 1, 1, 0],   # truncated: no EOS (length 5)
+    ])
+    prompts = torch.zeros(4, 4, dtype=torch.long)
+    ro = rl.Rollout(torch.cat([prompts, responses], 1), None, prompts, responses,
+                    torch.tensor([1.0, 1.0, 0.0, 1.0]), group_size=2)
+    st = rl.rollout_stats(t, ro, t.max_response_len)
+    assert st["len_mean"] == pytest.approx((1 + 4 + 2 + 5) / 4)
+    assert st["long_frac"] == 0.75 and st["full_frac"] == 0.25
+    assert st["truncated_frac"] == 0.25 and st["reward"] == 0.75
+    assert st["len_hist"] == [0, 1, 1, 0, 1, 1]
+    assert st["zero_var_frac"] == 0.5  # rewards (1, 1) carry no signal, (0, 1) do
+
+
+def test_mean_entropy_of_known_distributions():
+    V = 4
+    uniform3 = torch.full((1, 2, V), float("-inf"))
+    uniform3[..., :3] = -torch.log(torch.tensor(3.0))  # PAD left out: uniform over 3 tokens
+    sure = torch.full((1, 2, V), float("-inf"))
+    sure[..., 0] = 0.0  # one certain token: no entropy
+    logp = torch.cat([uniform3, sure])
+    mask = torch.tensor([[True, False], [True, True]])
+    expect = torch.log(torch.tensor(3.0)).item() / 3  # one uniform target, two certain ones
+    assert rl._mean_entropy(logp, mask) == pytest.approx(expect, rel=1e-6)
+
+
 # ---- one GRPO step raises the rewarded responses' log-probability -----------------------------
 @pytest.mark.parametrize("loss_agg", rl.LOSS_AGGS)
 def test_one_grpo_step_raises_rewarded_logprob(loss_agg):
@@ -271,6 +335,61 @@ def test_rl_by_length_trains_like_the_padded_batch(algo):
         torch.testing.assert_close(wa[k], wb[k], rtol=1e-3, atol=1e-5)
     with pytest.raises(ValueError, match="by_length="):
         rl.train(m, task, algo, 1, by_length=True, progress=False)
+
+
+@pytest.mark.parametrize("temperature", [0.5, 1.5])
+def test_the_policy_is_tempered_as_the_sampler_is(temperature):
+    """At T != 1 the sampler draws from softmax(logits / T); the policy RL differentiates must
+    be that same distribution, and not the T = 1 one."""
+    task = ParityTask(6, 0.5)
+    torch.manual_seed(0)
+    m = make_model(task, TINY)
+    with torch.no_grad():  # logits far from uniform, so that T changes the distribution
+        m.head.weight.mul_(40.0)
+    prompt = task.prompts(1, torch.Generator().manual_seed(1)).repeat(4000, 1)
+    tok, _ = generate(m, prompt, 1, temperature, torch.Generator().manual_seed(2),
+                      eos_id=None, pad_id=task.PAD)
+    first = tok[:, task.prompt_len]
+    freq = torch.bincount(first, minlength=task.vocab_size).float() / len(first)
+    at = task.prompt_len - 1
+    _, logp_all = rl.policy_logprobs(m, tok, temperature, "fp32", never=task.PAD)
+    policy = logp_all[0, at].exp().detach()
+    torch.testing.assert_close(freq, policy, atol=0.03, rtol=0)  # 4000 draws: se <= 0.008
+    _, untempered = rl.policy_logprobs(m, tok, 1.0, "fp32", never=task.PAD)
+    assert (untempered[0, at].exp() - policy).abs().max() > 0.1, (policy, untempered[0, at])
+
+
+def test_the_trainer_weights_eos_and_no_prompt_or_pad(monkeypatch):
+    """In ``rl.train`` itself (not a re-derivation of its shift): the loss weights are > 0 on
+    every response token's prediction, EOS included, and 0 where the target is a prompt token
+    or PAD."""
+    task = ParityTask(4, 0.3)
+    seen = {}
+    real_logprobs, real_loss = rl.policy_logprobs, rl.policy_loss
+
+    def logprobs(model, tokens, *a, **kw):
+        seen.setdefault("tokens", tokens.clone())
+        return real_logprobs(model, tokens, *a, **kw)
+
+    def loss(logp, old_logp, adv, weights, *a, **kw):
+        seen.setdefault("weights", weights.clone())
+        return real_loss(logp, old_logp, adv, weights, *a, **kw)
+
+    monkeypatch.setattr(rl, "policy_logprobs", logprobs)
+    monkeypatch.setattr(rl, "policy_loss", loss)
+    torch.manual_seed(0)
+    rl.train(make_model(task, TINY), task, "grpo", 1, prompts_per_step=16,
+             samples_per_prompt=4, temperature=1.0, by_length="no", progress=False)
+    targets, w = seen["tokens"][:, 1:], seen["weights"]
+    P = task.prompt_len
+    assert w.shape == targets.shape
+    assert (targets == task.EOS).any() and (targets == task.PAD).any()
+    assert (w[targets == task.EOS] > 0).all()
+    assert (w[:, P - 1] > 0).all()  # the first response token, predicted at the last prompt one
+    assert (w[:, : P - 1] == 0).all() and (w[targets == task.PAD] == 0).all()
+    response = torch.zeros_like(targets, dtype=torch.bool)
+    response[:, P - 1 :] = True
+    assert ((w > 0) == (response & (targets != task.PAD))).all()
 
 
 def test_the_policy_being_optimised_is_the_one_that_sampled():
