@@ -109,7 +109,7 @@ def main(argv=None):
                 + (f"; not run: {', '.join(left)}." if left else "; complete."))
         results.save(path, res, experiment=args.name, scale=scale.name, seed=0,
                      config=dataclasses.asdict(scale), wall_s=time.perf_counter() - t0,
-                     note=note, precision=scales.precision())
+                     note=note, precision=scales.precision(), source="rl_post_training")
         last = res["runs"][name]["history"][-1]
         shown = {k: round(v, 3) for k, v in last.items() if k in SHOWN}
         print(f"{name}: {timing[f'{name}_s']} s; last record {shown}", flush=True)

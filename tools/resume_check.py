@@ -14,6 +14,11 @@ import subprocess
 import sys
 import time
 
+if len(sys.argv) < 2 or sys.argv[1].startswith("-"):
+    sys.exit(__doc__)
+LIB = pathlib.Path(__file__).resolve().parents[1] / "lib"
+os.environ["PYTHONPATH"] = os.pathsep.join(  # the CLI runs below import this checkout's ntprl
+    [str(LIB)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
 folder = pathlib.Path(sys.argv[1])
 experiment = sys.argv[2] if len(sys.argv) > 2 else "threshold"
 scale = sys.argv[3] if len(sys.argv) > 3 else "smoke"
@@ -34,7 +39,7 @@ if cut.exists():
     sys.exit("resume: the run finished before it could be killed")
 subprocess.run([c for c in cli if c != "--force"] + ["--out", str(cut)], check=True)
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "lib"))
+sys.path.insert(0, str(LIB))
 from ntprl import results  # noqa: E402
 
 TOL = 0.05
