@@ -263,7 +263,8 @@ def test_star_round_check_rejects_a_round_without_eos_in_the_loss():
     assert old in source
     no_eos = source.replace(old, "tokens, mask = tokens[keep], mask[keep] & (tokens[keep] != EOS)")
     got = run("ex4-star-round", no_eos)
-    assert got["status"] == "failed" and "EOS" in got["detail"], got
+    assert got["status"] == "failed" and "which tokens the loss counts" in got["detail"], got
+    assert "EOS" not in got["detail"]  # the exercise asks which tokens: no answer in the hint
 
 
 @pytest.mark.parametrize("old, new, says", [
@@ -313,6 +314,52 @@ def grade_nb(tmp_path, nb):
     path = tmp_path / "nb.ipynb"
     path.write_text(json.dumps(nb))
     return {r["exercise"]: r for r in grading.grade_notebook(path, timeout=60)}
+
+
+def test_a_handed_in_full_chapter_is_copied_not_passed(tmp_path):
+    """The full chapters are public: their solution cells (tagged ``solution``) handed in
+    are reported as such, not graded as the student's work."""
+    nb = json.loads((ROOT / "chapters" / "01_parity_and_cot.ipynb").read_text())
+    got = grade_nb(tmp_path, nb)
+    assert got and {r["status"] for r in got.values()} == {"copied"}, got
+
+
+def test_a_commented_out_stub_line_is_an_attempt(tmp_path):
+    """Only a body that is still the stub's ``raise`` is *not attempted*; the stub line left
+    as a comment beside a real answer is graded."""
+    nb = student_notebook("01_parity_and_cot.ipynb")
+    commented = '\n    # raise NotImplementedError("your code here")\n'
+    nb = replace_stub(nb, "ex1-running-parity", SOLUTIONS["ex1-running-parity"] + commented)
+    got = grade_nb(tmp_path, nb)
+    assert got["ex1-running-parity"]["status"] == "passed", got
+    assert got["ex1-sequence"]["status"] == "not attempted", got
+
+
+def test_the_grader_is_not_fooled_by_printed_verdicts_or_a_submitted_ntprl(tmp_path):
+    """A wrong answer stays *failed* when it prints a fake verdict (at exit, after the real
+    one) and when the student's folder holds a module named ``ntprl`` that would pass
+    everything."""
+    fake = json.dumps([{"exercise": "ex1-running-parity", "status": "passed", "detail": ""}])
+    answer = ("import atexit\n_ = atexit.register(print, " + repr(fake) + ")\n"
+              "print(" + repr(fake) + ")\n" + WRONG["ex1-running-parity"])
+    nb = replace_stub(student_notebook("01_parity_and_cot.ipynb"), "ex1-running-parity",
+                      answer)
+    (tmp_path / "ntprl").mkdir()
+    (tmp_path / "ntprl" / "__init__.py").write_text("")
+    (tmp_path / "ntprl" / "grading.py").write_text(
+        "import json\ndef grade_answers(answers, context):\n"
+        "    return [{'exercise': k, 'status': 'passed', 'detail': ''} for k in answers]\n")
+    got = grade_nb(tmp_path, nb)
+    assert got["ex1-running-parity"]["status"] == "failed", got
+
+
+def test_students_in_nested_folders_are_told_apart(tmp_path):
+    for who in ("alice", "bob"):
+        (tmp_path / who / "hw4").mkdir(parents=True)
+        (tmp_path / who / "hw4" / "x.ipynb").write_text("{}")
+    (tmp_path / "carol.ipynb").write_text("{}")
+    found = grading.find_notebooks([tmp_path])
+    assert sorted(s for s, _ in found) == ["alice", "bob", "carol"], found
 
 
 def test_grader_runs_an_answer_after_the_definitions_above_it(tmp_path):
@@ -393,7 +440,7 @@ def test_checks_refuse_the_library_under_another_name(label, source):
 def test_grading_a_full_chapter_passes_every_exercise(chapter):
     """The answer key graded as a submission: every solution cell passes, seen as the grader
     sees it (after the chapter's setup cell and the cells above it)."""
-    rows = grading.grade_notebook(ROOT / "chapters" / chapter, timeout=120)
+    rows = grading.grade_notebook(ROOT / "chapters" / chapter, timeout=120, answer_key=True)
     assert rows and all(r["status"] == "passed" for r in rows), rows
     assert {r["exercise"] for r in rows} == {
         label for label in checks.EXERCISES if label.startswith(f"ex{chapter[1]}-")}

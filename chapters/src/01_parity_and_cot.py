@@ -254,7 +254,8 @@ for p in (0.1, 1 / 3, 0.7):
 # :label: ex1-running-parity
 # Write `running_parity(x)`: given a LongTensor of prompts of shape `(n, d)` with 0/1 bits,
 # return the running parities $s_1, \dots, s_d$ as a LongTensor of the same shape. Use no loop
-# over rows. The check cell compares your function with `ParityTask.chain_of` on random
+# over rows (and do not call `ParityTask.chain_of`, which computes the same: the check
+# refuses it). The check cell compares your function with its own reference on random
 # prompts of several sizes.
 # :::
 #

@@ -206,8 +206,7 @@ fig.tight_layout()
 # choice: it goes short, and is at chance, whenever $p_{cot} < 1/3$, and goes long, and is
 # right, above it (top left).
 #
-# The claims, checked on these numbers (at every scale but `smoke`; the sampled accuracy and
-# first-token panels are shown, not asserted):
+# The claims, checked on these numbers (at every scale but `smoke`):
 
 # %%
 if scale.checks_claims:
@@ -219,13 +218,21 @@ if scale.checks_claims:
         assert abs(full - p) <= 0.05, f"chains not calibrated at p_cot={p}: {full:.3f}"
         assert abs(f["continue"] - theory.continue_prob(p)) <= 0.07, (
             f"P(continue) off at p_cot={p}: {f['continue']:.3f}")
+        assert abs(f["first_token"] - (1 + p) / 2) <= 0.05, (
+            f"P(x1) off at p_cot={p}: {f['first_token']:.3f}")
+        right = f["sampled_long_right_frac"] / max(f["sampled_long_frac"], 1e-9)
+        assert right >= 0.95, f"long answers right {right:.2f} of the time at p_cot={p}"
+        assert abs(f["sampled_acc"] - theory.accuracy(p)) <= 0.05, (
+            f"sampled accuracy off at p_cot={p}: {f['sampled_acc']:.3f}")
         acc_msg = f"greedy accuracy {f['greedy_acc']:.3f} at p_cot={p}"
         if p <= 0.25:
             assert f["greedy_acc"] <= 0.6, acc_msg
         if p >= 0.45:
             assert f["greedy_acc"] >= 0.95, acc_msg
     print("✓ calibrated within 0.05 at every p_cot (long answers and complete chains); "
-          "P(continue) within 0.07 of 2p/(1+p); "
+          "P(continue) within 0.07 of 2p/(1+p), P(x1) within 0.05 of (1+p)/2; "
+          "long answers right at least 95% of the time, sampled accuracy within 0.05 "
+          "of (1+p)/2; "
           "greedy at chance for p_cot <= 0.25 and right for p_cot >= 0.45")
 
 # %% [markdown]

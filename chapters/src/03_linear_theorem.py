@@ -290,8 +290,14 @@ if scale.checks_claims:
     assert reached.all(), f"some p_cot did not reach 95% greedy accuracy: {rounds}"
     assert r2 >= 0.95 and worst <= 1.0, (r2, worst)
     assert r2 > r2_inv, (r2, r2_inv)
+    assert slope > 1 / math.log(2), slope  # steeper than perfect rounds (text below)
+    starts = [max(r["start"]["sampled_long_frac"], 1e-4) for r in st]
+    starts = [theory.star_rounds_to_threshold(q) for q in starts]
+    excess = [int(n) - m for n, m in zip(rounds, starts)]
+    assert all(0 <= e <= 3 for e in excess), excess  # "up to three rounds more"
     print("✓ STaR generalises from every p_cot, "
-          "in rounds that grow linearly in log((1-p)/p)")
+          "in rounds that grow linearly in log((1-p)/p), with a slope above 1/ln 2, "
+          f"{min(excess)} to {max(excess)} rounds past the theory line")
 
 # %% [markdown]
 # The rounds grow like $\log\frac{1-p}{p}$, as Theorem 2 says, but with a slope above the
@@ -395,6 +401,10 @@ else:
     assert s_r2 >= 0.95 and s_r2 > s_r2_inv, (s_r2, s_r2_inv)
     assert max(gaps(s_many["long_frac"])) <= 0.03 < max(gaps(s_few["long_frac"])), (
         sres["star_samples"])
+    assert round(max(gaps(s_few["long_frac"])), 2) == 0.07, s_few["long_frac"]
+    s_excess = [int(n) - m for n, m in zip(srounds, s_theory)]
+    assert min(s_excess) == 0 and max(s_excess) == 3, s_excess  # "by 0 to 3 rounds"
+    assert s_excess[0] == max(s_excess), s_excess  # largest at the smallest p_cot
 
 # %% [markdown]
 # On its finer grid the linear model's greedy accuracy rises from 0.517 at $p_{cot} = 0.25$
@@ -434,11 +444,18 @@ print("short-only greedy accuracy:", {r["d"]: round(r["final"]["greedy_acc"], 3)
 # %%
 if scale.checks_claims:
     assert ok.all(), "the chain was not learned within the budget at some d"
-    assert 0 < slope <= 3, slope
     sh_acc = [r["final"]["greedy_acc"] for r in sh]
     assert all(abs(a - 0.5) <= 0.04 for a in sh_acc), sh_acc
-    print(f"✓ the chain is learned at every d with steps growing like d^{slope:.2f}; "
-          "short-only stays at chance")
+    print(f"✓ the chain is learned at every d up to {ds.max()} within "
+          f"{scale.linear_max_steps} steps; short-only stays at chance")
+
+# %% [markdown]
+# What is checked is that the chain is learned at every $d$ within the budget, while bare
+# answers stay at chance however long they train. The fitted exponent in the title is shown,
+# not asserted: four values of $d$, with the steps read every `scale.linear_eval_every` steps
+# (25; the two smallest $d$ can both land on the first evaluation), cannot tell a small power of $d$ from
+# a slow exponential. The polynomial bound is the theorem's; the measurement is consistent
+# with it.
 
 # %% [markdown]
 # ## The linear model and the transformer, side by side

@@ -452,9 +452,7 @@ if longer is not None and scratch is not None:  # the paragraph below, on the nu
         stated = [round(long_acc(f_start), 2), round(f_end["sampled_long_frac"], 4),
                   round(f_start["sampled_long_right_frac"] * n),
                   round(f_start["sampled_long_frac"] * n)]
-        assert stated == [0.6, 0.0005, 25, 42], stated
-        right, n_long = stated[2] / stated[3], stated[3]  # one standard error: ±8
-        assert round(100 * (right * (1 - right) / n_long) ** 0.5) == 8, n_long
+        assert stated == [0.6, 0.0005, 25, 42], stated  # (one standard error: ±8%)
     if len(fp32_runs) > 1:  # its second seed: chain not learned, share not doubled
         second = fp32_runs[1]
         g_run, g_hist = star_run(second)
@@ -468,15 +466,11 @@ if longer is not None and scratch is not None:  # the paragraph below, on the nu
                   round(g_end["sampled_long_frac"], 3),
                   round(g_start["sampled_long_right_frac"] * n),
                   round(g_start["sampled_long_frac"] * n)]
-        assert stated == [0.43, 0.022, 0.024, 19, 44], stated
-        right, n_long = stated[3] / stated[4], stated[4]  # one standard error: ±7
-        assert round(100 * (right * (1 - right) / n_long) ** 0.5) == 7, n_long
-        assert abs(right - 0.5) < (right * (1 - right) / n_long) ** 0.5  # a guess's 50%
+        assert stated == [0.43, 0.022, 0.024, 19, 44], stated  # (±7%: 50% within it)
         # the odds' factor a round, 2a, against what each share did: neither follows it
         factors = [round(2 * long_acc(f_start), 2), round(2 * long_acc(g_start), 2)]
-        assert factors == [1.19, 0.86], factors
-        assert factors[0] > 1 and f_end[share] < f_start[share]  # should grow: shrank
-        assert factors[1] < 1 and g_end[share] >= g_start[share]  # should shrink: held
+        assert factors == [1.19, 0.86], factors  # seed 0's should grow, seed 1's shrink
+        # (seed 0's shrank, seed 1's held: the pinned numbers above)
     if len(fp32_runs) > 2:  # its third seed: chain not learned, share grew slowly
         third = fp32_runs[2]
         t_run, t_hist = star_run(third)
@@ -1171,6 +1165,10 @@ else:
 # %%
 if current is not None:  # the paragraph below, checked against the stored numbers
     assert c_rounds == [5, 4, 3, 2] and c_ps == [0.02, 0.05, 0.1, 0.2], (c_ps, c_rounds)
+    # 95% in the round the share passed 1/3 (odds 1/2) from the measured start, or next
+    late = [r["rounds"] - theory.star_rounds_to_threshold(
+        r["start"]["sampled_long_frac"]) for r in c_runs]
+    assert all(0 <= k <= 1 for k in late), late
     assert 1.8 <= min(c_ratios) and max(c_ratios) <= 2.2, c_ratios
     assert c_r2 > 0.99 and c_r2_inv < 0.9, (c_r2, c_r2_inv)
     # every other seed: each p_cot reaches 95%, rarer chains in at least as many rounds
@@ -1440,7 +1438,10 @@ else:
     assert abs(s50["sampled_long_frac"] - 0.25) <= 0.03
     assert s50["sampled_long_right_frac"] >= 0.95 * s50["sampled_long_frac"], s50
     assert abs(s50["sampled_acc"] - theory.accuracy(c50["p_cot"])) <= 0.02, s50["sampled_acc"]
-    assert 12 <= s50["sampled_len_mean"] <= 14, s50["sampled_len_mean"]
+    # mean sampled length p*d + (1-p) (long answers of d tokens, short of one), within what
+    # the long share's 0.03 allows
+    p50_len = c50["p_cot"] * c50["d"] + 1 - c50["p_cot"]
+    assert abs(s50["sampled_len_mean"] - p50_len) <= 0.03 * (c50["d"] - 1), s50
     g50 = c50["runs"]["grpo-e2e"]
     assert first_step(g50["history"]) <= 10, first_step(g50["history"])
     assert final(g50, "greedy_acc") >= 0.95 and final(g50, "greedy_full_frac") >= 0.95
@@ -1584,8 +1585,9 @@ else:
 # :label: ex4-grpo
 # Write `grpo_advantages(rewards, group_size)`: rewards of `n_groups * group_size` samples,
 # with each prompt's samples adjacent; return each reward minus its group's mean, divided by
-# the group's (population) standard deviation plus `1e-6`. The check compares it with
-# `ntprl.train.rl.group_advantages(..., "group_std")`.
+# the group's (population) standard deviation plus `1e-6`: what
+# `ntprl.train.rl.group_advantages(..., "group_std")` computes (write it yourself: the check
+# refuses an answer that calls it).
 # :::
 #
 # :::{solution-start} ex4-grpo
@@ -1615,8 +1617,9 @@ checks.ex4_grpo(grpo_advantages)
 # EOS included). Return the scalar $-\sum_{i,t} w_{it} A_i \log\pi_{it}$ with the weights of
 # `loss_agg`: `"token_mean"` ($w = 1/\sum_i L_i$ on every counted token), `"seq_mean"`
 # ($w = 1/(N L_i)$) or `"constant"` ($w = 1/(N \cdot$ `max_new_tokens`$)$). Gradients must
-# flow through `logp`. The check compares the value and the gradient with the library's
-# `policy_loss` on batches with answers of very different lengths. Then: with one long right
+# flow through `logp`. The check compares the value and the gradient with a reference (the
+# library's `policy_loss` computes the same; an answer that calls it is refused) on batches
+# with answers of very different lengths. Then: with one long right
 # answer and one short right answer in a batch, which aggregation gives the long answer's
 # tokens the most weight in total?
 # :::

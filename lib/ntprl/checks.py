@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
+import numbers
 import random
 import re
 import sys
@@ -22,14 +23,16 @@ import types
 from fractions import Fraction
 from typing import Callable, Iterable
 
+import numpy as np
 import torch
 
 
 def _same(a, b, tol) -> bool:
     """Whether the answer ``a`` equals the reference ``b``: tensors of the same shape, integer
     tensors of the same dtype (a LongTensor where one is asked for), float tensors within
-    ``tol``; a Python number where the reference is one (not a 0-d tensor)."""
-    if isinstance(b, (int, float)) and not isinstance(b, bool) and isinstance(a, torch.Tensor):
+    ``tol``; a Python number where the reference is one (not a 0-d tensor). The answer's own
+    ``==`` is never asked: an object that claims to equal everything equals nothing here."""
+    if isinstance(b, numbers.Real) and not isinstance(b, bool) and isinstance(a, torch.Tensor):
         return False  # asked for a Python number: .item() it
     if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
         a, b = torch.as_tensor(a), torch.as_tensor(b)
@@ -40,9 +43,17 @@ def _same(a, b, tol) -> bool:
         return bool(torch.allclose(a.double(), b.double(), atol=tol, rtol=0))
     if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
         return len(a) == len(b) and all(_same(x, y, tol) for x, y in zip(a, b))
-    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
-        return math.isclose(a, b, abs_tol=tol)
-    return a == b
+    if isinstance(b, bool) or b is None:
+        return a is b or (isinstance(a, (bool, np.bool_)) and bool(a) == b)
+    if isinstance(b, numbers.Real):
+        return (isinstance(a, numbers.Real) and not isinstance(a, torch.Tensor)
+                and math.isclose(a, b, abs_tol=tol))
+    if isinstance(b, dict):
+        return (isinstance(a, dict) and set(a) == set(b)
+                and all(_same(a[k], b[k], tol) for k in b))
+    if isinstance(b, (str, bytes)):
+        return type(a) is type(b) and a == b  # exactly a str (bytes): str's own ==
+    return type(a) is type(b) and b == a  # the reference's own ==, on the reference's type
 
 
 def _args(args) -> tuple:
@@ -125,8 +136,11 @@ def _forbid(fn: Callable, targets: list[tuple[object, str]]):
                         ": write it yourself")
     used = set(_code_names(getattr(base, "__code__", None)))
     glb = getattr(base, "__globals__", {})
+    held = [*(getattr(base, "__defaults__", None) or ()),  # def f(x, _f=library_function)
+            *(getattr(base, "__kwdefaults__", None) or {}).values(),
+            *(_contents(c) for c in getattr(base, "__closure__", None) or ())]
     for owner, name, orig in originals:
-        if any(glb.get(n) is orig for n in used if n in glb):
+        if any(glb.get(n) is orig for n in used if n in glb) or any(h is orig for h in held):
             raise Delegated(f"❌ {getattr(fn, '__name__', 'your function')} calls ntprl's own "
                             f"{name}: write it yourself")
 
@@ -143,6 +157,14 @@ def _forbid(fn: Callable, targets: list[tuple[object, str]]):
     finally:
         for owner, name, orig in originals:
             setattr(owner, name, orig)
+
+
+def _contents(cell):
+    """A closure cell's value (None while the cell is still empty)."""
+    try:
+        return cell.cell_contents
+    except ValueError:
+        return None
 
 
 def _unwrap(fn):
@@ -512,7 +534,7 @@ def ex4_star_round(star_round: Callable) -> bool:
                 f"❌ {name}: rewarding only {route} answers, one round moved the sampled long "
                 f"share from {before:.2f} to {shares['yours']:.2f}; the library's round moves "
                 f"it to {shares['reference']:.2f}. Fine-tune only on the rewarded samples, "
-                "sampled at temperature 1, with EOS among the predicted tokens.")
+                "sampled at temperature 1, and check which tokens the loss counts.")
     print(f"✅ {name} moves the long share as a STaR round should (rewarding long or short "
           "answers) and counts the kept samples")
     return True

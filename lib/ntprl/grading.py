@@ -1,10 +1,12 @@
-"""Grade a class's notebooks: per student and exercise, passed / failed / not attempted.
+"""Grade a class's notebooks: per student and exercise, passed / failed / not attempted /
+copied.
 
     python -m ntprl grade SUBMISSIONS --out grades.csv
 
 ``SUBMISSIONS`` is a folder (searched recursively for ``*.ipynb``) or notebook files. A
-student is the folder a notebook sits in (``SUBMISSIONS/alice/04_rl_post_training.ipynb`` →
-``alice``) or, for notebooks directly in ``SUBMISSIONS``, the file's name.
+student is the first folder under ``SUBMISSIONS`` (``SUBMISSIONS/alice/04_rl_post_training
+.ipynb`` and ``SUBMISSIONS/alice/hw4/04_rl_post_training.ipynb`` → ``alice``) or, for
+notebooks directly in ``SUBMISSIONS``, the file's name.
 
 The book's exercises ask for functions, and each has a named check in :mod:`ntprl.checks`
 (:data:`~ntprl.checks.EXERCISES`). So grading needs only code cells, not the chapters'
@@ -13,9 +15,10 @@ experiments. For each exercise label in a notebook (``:label: ex4-grpo`` in its 
 - the *answer* is the last code cell between that label and the next one that defines the
   exercise's function at top level (``def grpo_advantages(`` or ``grpo_advantages = ...``),
   else the last such cell anywhere in the notebook, else the cell tagged ``stub`` (a student
-  copy) or ``solution`` (the full chapter) after the label. An answer still raising the stub's
-  ``NotImplementedError("your code here")`` is *not attempted*, and so is an exercise whose
-  function no code cell defines;
+  copy) or ``solution`` (the full chapter) after the label. An answer whose function's body
+  is still the stub's ``raise NotImplementedError("your code here")`` is *not attempted*
+  (that line left as a comment is not), and so is an exercise whose function no code cell
+  defines; an answer that is the full chapter's own cell (tagged ``solution``) is *copied*;
 - the answer runs in a fresh namespace after :data:`PRELUDE` (the chapters' own imports) and
   after the ``import``, ``def`` and ``class`` statements and the constants (``D = 8``: a name
   bound to a literal) of every code cell above it, so it can use the setup cell's imports, the
@@ -31,7 +34,11 @@ experiments. For each exercise label in a notebook (``:label: ex4-grpo`` in its 
 Each answer is graded in its own Python process with a time limit, so an endless loop fails
 one answer, not the class. A notebook without exercise labels gets one row, exercise ``*``.
 
-Student code runs with your permissions: grade in a container or a throwaway account.
+Student code runs with your permissions: grade in a container or a throwaway account. The
+grader guards against accidents and easy tricks (an answer's printed fake verdict, a module
+named ``ntprl`` beside the notebook, an object that claims to equal anything, the library's
+function passed in as a default argument), not against an answer written to attack it: each
+answer runs in the same process as its check.
 """
 
 from __future__ import annotations
@@ -44,10 +51,11 @@ import json
 import os
 import pathlib
 import re
+import secrets
 import subprocess
 import sys
 
-STATUSES = ("passed", "failed", "not attempted")
+STATUSES = ("passed", "failed", "not attempted", "copied")
 STUB_MARK = 'raise NotImplementedError("your code here")'
 LABEL = re.compile(r"^:label:\s*(ex\d+-[\w-]+)\s*$", re.M)
 FIELDS = ("student", "notebook", "exercise", "status", "detail")
@@ -145,11 +153,31 @@ def _definition(stmt) -> bool:
     return False
 
 
+def is_stub(source: str, name: str) -> bool:
+    """Whether ``source`` leaves the exercise's function ``name`` as the student copy's stub:
+    its last definition's body (past a docstring) is only ``raise NotImplementedError("your
+    code here")``. A stub line commented out, or kept below code that answers, is an attempt.
+    A cell that defines no function ``name`` (``name = ...``) is read by the text alone."""
+    body = _statements(source)
+    if body is None:
+        return False  # graded: its SyntaxError is the detail
+    defs = [stmt for stmt in body if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef))
+            and stmt.name == name]
+    if not defs:
+        return STUB_MARK in source and not any(_binds(stmt, name) for stmt in body)
+    rest = defs[-1].body
+    if rest and isinstance(rest[0], ast.Expr) and isinstance(rest[0].value, ast.Constant) \
+            and isinstance(rest[0].value.value, str):
+        rest = rest[1:]  # the docstring
+    return len(rest) == 1 and ast.unparse(rest[0]) == STUB_MARK.replace('"', "'")
+
+
 def notebook_answers(notebook: dict) -> dict[str, dict]:
     """For every exercise label of a notebook (as parsed JSON), by the rules of the module
-    docstring: ``{label: {"source", "code", "context"}}``: the answer cell's source, the same
-    with IPython's magic lines made ``pass``, and the definitions above it (``source`` and
-    ``code`` None, ``context`` empty, when no code cell defines the exercise's function)."""
+    docstring: ``{label: {"source", "code", "context", "tags"}}``: the answer cell's source,
+    the same with IPython's magic lines made ``pass``, the definitions above it, and the
+    cell's tags (``source`` and ``code`` None, ``context`` empty, when no code cell defines
+    the exercise's function)."""
     from . import checks
 
     cells = notebook.get("cells", [])
@@ -178,10 +206,11 @@ def notebook_answers(notebook: dict) -> dict[str, dict]:
         defining = [i for i in region if defines(i)] or [i for i in code if defines(i)]
         at = defining[-1] if defining else (tagged[0] if tagged else None)
         if at is None:
-            out[label] = {"source": None, "code": None, "context": ""}
+            out[label] = {"source": None, "code": None, "context": "", "tags": []}
             continue
         out[label] = {"source": "".join(cells[at].get("source", "")), "code": code[at],
-                      "context": "\n\n".join(src for i, src in definitions if i < at)}
+                      "context": "\n\n".join(src for i, src in definitions if i < at),
+                      "tags": list(cells[at].get("metadata", {}).get("tags", []))}
     return out
 
 
@@ -228,10 +257,10 @@ def grade_answers(answers: dict[str, str], context: dict[str, str] | None = None
             rows.append({"exercise": label, "status": "failed",
                          "detail": "no check of this name in ntprl.checks"})
             continue
-        if STUB_MARK in source:
+        name, check = checks.EXERCISES[label]
+        if is_stub(source, name):
             rows.append({"exercise": label, "status": "not attempted", "detail": ""})
             continue
-        name, check = checks.EXERCISES[label]
         namespace: dict = {"__name__": "__answer__"}
         out = io.StringIO()
         try:
@@ -253,10 +282,12 @@ def grade_answers(answers: dict[str, str], context: dict[str, str] | None = None
     return rows
 
 
-def grade_notebook(path: str | os.PathLike, timeout: float = 120.0) -> list[dict]:
+def grade_notebook(path: str | os.PathLike, timeout: float = 120.0,
+                   answer_key: bool = False) -> list[dict]:
     """Grade one notebook: each attempted answer in its own Python process, killed after
     ``timeout`` seconds, so an endless loop in one answer fails that answer alone. One row
-    per exercise label in the notebook."""
+    per exercise label in the notebook. An answer cell tagged ``solution`` is the published
+    chapter's own: *copied*, unless ``answer_key`` (grading the full chapters themselves)."""
     path = pathlib.Path(path)
     try:
         answers = notebook_answers(json.loads(path.read_text()))
@@ -280,8 +311,12 @@ def grade_notebook(path: str | os.PathLike, timeout: float = 120.0) -> list[dict
         elif a["source"] is None:
             rows.append({"exercise": label, "status": "not attempted",
                          "detail": f"no code cell defines {checks.EXERCISES[label][0]}"})
-        elif STUB_MARK in a["source"]:  # known without starting a process
+        elif is_stub(a["source"], checks.EXERCISES[label][0]):  # without a process
             rows.append({"exercise": label, "status": "not attempted", "detail": ""})
+        elif "solution" in a["tags"] and not answer_key:
+            rows.append({"exercise": label, "status": "copied",
+                         "detail": "the answer is the published chapter's solution cell "
+                                   "(tagged solution): the full chapter was handed in"})
         else:
             rows += _grade_in_process({label: a["code"]}, {label: a["context"]}, timeout,
                                       cwd=path.parent)
@@ -291,22 +326,34 @@ def grade_notebook(path: str | os.PathLike, timeout: float = 120.0) -> list[dict
 def _grade_in_process(answers: dict[str, str], context: dict[str, str],
                       timeout: float, cwd=None) -> list[dict]:
     """:func:`grade_answers` in a fresh Python process with a time limit, in the folder
-    ``cwd`` (the notebook's: an answer may import a module of the student's beside it)."""
-    cmd = [sys.executable, "-c", "import json, sys; from ntprl.grading import grade_answers; "
-           "print(json.dumps(grade_answers(*json.load(sys.stdin))))"]
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        [str(pathlib.Path(__file__).resolve().parents[1])] +
-        ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else [])))
+    ``cwd`` (the notebook's: an answer may import a module of the student's beside it).
+
+    The process is isolated (``python -I``: no ``PYTHONPATH``, no user site, not the
+    student's folder first on the path); this library comes first on its path and the
+    student's folder last, so a submitted ``ntprl/`` cannot stand in for the grader. Its
+    verdict is the line that starts with a random token (the answer's own prints, at exit
+    too, cannot pass for it). This guards against accidents and easy tricks, not against a
+    determined attack from inside the answer, which runs in the same process as its check."""
+    token = secrets.token_hex(16)
+    lib = str(pathlib.Path(__file__).resolve().parents[1])
+    paths = [lib] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    code = ("import json, sys; job = json.load(sys.stdin); sys.path[:0] = job['paths']; "
+            "sys.path.append(job['cwd']); from ntprl.grading import grade_answers; "
+            "rows = grade_answers(job['answers'], job['context']); "
+            "print(job['token'] + json.dumps(rows), flush=True)")
+    job = {"paths": paths, "cwd": os.path.abspath(cwd or os.getcwd()), "token": token,
+           "answers": answers, "context": context}
     try:
-        done = subprocess.run(cmd, input=json.dumps([answers, context]), capture_output=True,
-                              text=True, timeout=timeout, env=env, cwd=cwd)
+        done = subprocess.run([sys.executable, "-I", "-c", code], input=json.dumps(job),
+                              capture_output=True, text=True, timeout=timeout, cwd=cwd)
     except subprocess.TimeoutExpired:
         return [{"exercise": label, "status": "failed",
                  "detail": f"grading this answer took longer than {timeout:.0f} s"}
                 for label in answers]
     try:
-        return json.loads(done.stdout.strip().splitlines()[-1])
-    except (IndexError, json.JSONDecodeError):
+        (line,) = [ln for ln in done.stdout.splitlines() if ln.startswith(token)]
+        return json.loads(line[len(token):])
+    except (ValueError, json.JSONDecodeError):
         err = " ".join(done.stderr.split())[-300:]
         return [{"exercise": label, "status": "failed", "detail": f"the grader crashed: {err}"}
                 for label in answers]
@@ -320,7 +367,8 @@ def find_notebooks(paths) -> list[tuple[str, pathlib.Path]]:
             for nb in sorted(p.rglob("*.ipynb")):
                 if ".ipynb_checkpoints" in nb.parts:
                     continue
-                found.append((nb.stem if nb.parent == p else nb.parent.name, nb))
+                parts = nb.relative_to(p).parts  # the student: the first folder under p
+                found.append((nb.stem if len(parts) == 1 else parts[0], nb))
         elif p.suffix == ".ipynb" and p.exists():
             found.append((p.stem, p))
         else:
