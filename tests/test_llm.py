@@ -416,6 +416,68 @@ def test_accelerate_launch_two_cpu_processes(tmp_path):
     assert record["experiment"] == "llama_gsm8k" and record["result"]["grpo"]["eval"]["n"] == 4
 
 
+def test_first_token_probe_equals_one_prompt_at_a_time():
+    """The calibration probe pads prompts of different lengths into batches; each problem's
+    probabilities must be those of its own unpadded forward pass, at the token each route's
+    completion (a space, then the target) starts with."""
+    pytest.importorskip("transformers")
+    from ntprl.llm.recipe import first_token_probs, load_model, prompt
+
+    cfg = config("smoke", eval_batch=2)
+    model, tok = load_model(cfg)
+    problems = gsm8k.load_gsm8k("test", TINY_DATA)[:3]
+    texts = [prompt(p, tok, cfg) for p in problems]
+    assert len({len(t) for t in texts}) > 1  # padding happens in the first batch
+    want = {"long": 0.0, "short": 0.0}
+    for text, p in zip(texts, problems):
+        ids = tok(text, return_tensors="pt")["input_ids"]
+        with torch.no_grad():
+            probs = model(input_ids=ids).logits[0, -1].float().softmax(-1)
+        for route, target in (("long", gsm8k.long_target), ("short", gsm8k.short_target)):
+            first = tok(text + " " + target(p["answer"]))["input_ids"][ids.shape[1]]
+            want[route] += probs[first].item() / len(problems)
+    got = first_token_probs(model, tok, problems, cfg)
+    assert got == pytest.approx(want, rel=1e-4, abs=1e-6)
+
+
+def test_sft_loss_covers_the_completion_and_its_eos_not_the_prompt(monkeypatch):
+    """What TRL's SFTTrainer is handed to train on, for the mixture: every completion token and
+    the EOS after it count in the loss (labels, or TRL's completion mask), no prompt token."""
+    trl = pytest.importorskip("trl")
+    from ntprl.llm.recipe import load_model, load_splits, mixture, sft
+
+    cfg = config("smoke", sft_steps=1)
+    model, tok = load_model(cfg)
+    mix = mixture(load_splits(cfg)[0][:4], cfg, tok)
+    seen = {}
+
+    def record(self, *args, **kwargs):  # instead of training: what would it train on?
+        seen["rows"] = [self.train_dataset[i] for i in range(len(self.train_dataset))]
+
+    monkeypatch.setattr(trl.SFTTrainer, "train", record)
+    sft(model, tok, mix, cfg, progress=False)
+    assert len(seen["rows"]) == len(mix)
+    for row, m in zip(seen["rows"], mix):
+        ids = row["input_ids"]
+        n = len(tok(m["prompt"])["input_ids"])
+        if "labels" in row:
+            counted = [lab != -100 for lab in row["labels"]]
+            assert [lab for lab, c in zip(row["labels"], counted) if c] == ids[n:]
+        else:
+            counted = [bool(c) for c in row["completion_mask"]]
+        assert ids[-1] == tok.eos_token_id and counted[-1], (ids[-3:], counted[-3:])
+        assert not any(counted[:n]) and all(counted[n:]), counted
+
+
+def test_mean_se_clusters_the_samples_of_one_problem():
+    from ntprl.llm.recipe import _mean_se
+
+    mean, se = _mean_se([1.0, 0.0, 1.0, 1.0, 0.0, 0.0], groups=2)  # problems: 0.5, 1.0, 0.0
+    assert mean == pytest.approx(0.5) and se == pytest.approx(0.5 / 3 ** 0.5)
+    mean, se = _mean_se([1.0, 0.0, 1.0, 1.0])  # one sample a problem: the plain standard error
+    assert mean == 0.75 and se == pytest.approx(0.25)  # sample sd 0.5, over sqrt(4)
+
+
 def test_calibration_then_grpo_on_tiny_model():
     """Chapter 6's experiment end to end on the tiny model: one SFT per p_cot (fresh copies of
     the base model), then GRPO from the one at cfg.p_cot; a p_cot outside the grid is refused."""
