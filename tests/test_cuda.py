@@ -95,6 +95,25 @@ def test_cuda_sampler_equals_naive_generation():
 
 
 @cuda
+def test_cuda_encoded_decodings_equal_plain_generate():
+    """``evaluate`` on a GPU encodes its prompts once for the greedy and the sampled decoding
+    (``generate(..., encoded=...)``): the tokens are those of plain ``generate``."""
+    from ntprl.sampling import encode
+
+    task = ParityTask(8, 0.5)
+    m = small(task, "cuda")
+    prompts = task.prompts(64, torch.Generator().manual_seed(0))
+    n = task.max_response_len
+    enc = encode(m, prompts, n)
+    for temperature in (0.0, 1.0):
+        kw = dict(eos_id=task.EOS, pad_id=task.PAD)
+        a = generate(m, prompts, n, temperature, torch.Generator().manual_seed(1), **kw)
+        b = generate(m, prompts, n, temperature, torch.Generator().manual_seed(1), **kw,
+                     encoded=enc)
+        assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]), temperature
+
+
+@cuda
 def test_cuda_ntp_learns_the_chain_and_grpo_and_star_run():
     task = ParityTask(8, 1.0)
     m = small(task, "cuda")
