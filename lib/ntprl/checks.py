@@ -700,8 +700,13 @@ def ex6_extract(my_extract: Callable) -> bool:
 
 def ex6_target(my_long_target: Callable, solutions: Iterable[str] = ()) -> bool:
     """``my_long_target(solution)``: a GSM8K solution without its <<...>> notes, ending in
-    '\n#### N' (``solutions``: more real solutions to try)."""
+    '\n#### N' (``solutions``: more real solutions to try; without them, the solutions of the
+    package's own small GSM8K-style fixture, as the grader runs it)."""
     from .llm import gsm8k
+    from .llm.recipe import TINY_DATA
+
+    solutions = list(solutions) or [r["answer"] for split in ("train", "test")
+                                    for r in gsm8k.load_gsm8k(split, TINY_DATA)]
 
     tricky = ["She pays 3 * $4 = $<<3*4=12>>12.\n#### 12",
               "It is 1,000 + 200 = <<1000+200=1200>>1,200 m.\n"
