@@ -353,6 +353,16 @@ def test_the_grader_is_not_fooled_by_printed_verdicts_or_a_submitted_ntprl(tmp_p
     assert got["ex1-running-parity"]["status"] == "failed", got
 
 
+def test_an_answer_may_import_the_students_own_module_beside_the_notebook(tmp_path):
+    (tmp_path / "myhelpers.py").write_text(
+        "import torch\n\ndef cumparity(x):\n    return torch.cumsum(x, dim=1) % 2\n")
+    nb = replace_stub(student_notebook("01_parity_and_cot.ipynb"), "ex1-running-parity",
+                      "from myhelpers import cumparity\n\n"
+                      "def running_parity(x):\n    return cumparity(x)\n")
+    got = grade_nb(tmp_path, nb)
+    assert got["ex1-running-parity"]["status"] == "passed", got
+
+
 def test_students_in_nested_folders_are_told_apart(tmp_path):
     for who in ("alice", "bob"):
         (tmp_path / who / "hw4").mkdir(parents=True)
