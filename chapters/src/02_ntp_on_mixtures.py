@@ -202,14 +202,31 @@ fig.tight_layout()
 # The panels follow their formulas. The models write long answers about as often as their
 # data did (top right: the points sit on the diagonal), they are right whenever they go long
 # (bottom left: $(1+p)/2$), and their own probabilities at the two decisions are the ones of
-# the derivation (bottom right). Greedy decoding turns that calibrated uncertainty into a hard
-# choice: it goes short, and is at chance, whenever $p_{cot} < 1/3$, and goes long, and is
-# right, above it (top left).
+# the derivation (bottom right). One exception at `fast`, the scale this page was rendered
+# at: at the rarest $p_{cot}$, 0.1, the 600 steps showed the model about 7700 chains and it
+# had not learned them; its long answers were right about half the time, so its sampled
+# accuracy sits at chance, below $(1+p)/2$, while its length is calibrated all the same (at
+# `gpu`, with five times as many sequences, that chain is learned too). A chain is learned from
+# enough examples of it, and the rarest route gets the fewest: chapter 4 meets this again.
+#
+# Greedy decoding turns that calibrated uncertainty into a hard choice: it goes short, and is
+# at chance, whenever $p_{cot} < 1/3$, and goes long, and is right, above it (top left).
 #
 # The claims, checked on these numbers (at every scale but `smoke`):
 
 # %%
+def chain_learned(f):
+    """Whether a model's sampled long answers are right (at least 95% of them)."""
+    return f["sampled_long_right_frac"] >= 0.95 * f["sampled_long_frac"]
+
+
 if scale.checks_claims:
+    learned = [chain_learned(r["final"]) for r in runs]
+    # learned from every p_cot from 0.2 up, and never unlearned above a learned p_cot
+    assert all(ok for r, ok in zip(runs, learned) if r["p_cot"] >= 0.2), learned
+    unl = [r["p_cot"] for r, ok in zip(runs, learned) if not ok]
+    lrn = [r["p_cot"] for r, ok in zip(runs, learned) if ok]
+    assert not unl or max(unl) <= min(lrn), (unl, lrn)
     for r in runs:
         p, f = r["p_cot"], r["final"]
         assert abs(f["sampled_long_frac"] - p) <= 0.05, (
@@ -220,10 +237,11 @@ if scale.checks_claims:
             f"P(continue) off at p_cot={p}: {f['continue']:.3f}")
         assert abs(f["first_token"] - (1 + p) / 2) <= 0.05, (
             f"P(x1) off at p_cot={p}: {f['first_token']:.3f}")
-        right = f["sampled_long_right_frac"] / max(f["sampled_long_frac"], 1e-9)
-        assert right >= 0.95, f"long answers right {right:.2f} of the time at p_cot={p}"
-        assert abs(f["sampled_acc"] - theory.accuracy(p)) <= 0.05, (
-            f"sampled accuracy off at p_cot={p}: {f['sampled_acc']:.3f}")
+        if chain_learned(f):  # then right whenever it goes long: (1+p)/2
+            assert abs(f["sampled_acc"] - theory.accuracy(p)) <= 0.05, (
+                f"sampled accuracy off at p_cot={p}: {f['sampled_acc']:.3f}")
+        else:  # then a guess on either route
+            assert abs(f["sampled_acc"] - 0.5) <= 0.05, (p, f["sampled_acc"])
         acc_msg = f"greedy accuracy {f['greedy_acc']:.3f} at p_cot={p}"
         if p <= 0.25:
             assert f["greedy_acc"] <= 0.6, acc_msg
@@ -231,8 +249,9 @@ if scale.checks_claims:
             assert f["greedy_acc"] >= 0.95, acc_msg
     print("✓ calibrated within 0.05 at every p_cot (long answers and complete chains); "
           "P(continue) within 0.07 of 2p/(1+p), P(x1) within 0.05 of (1+p)/2; "
-          "long answers right at least 95% of the time, sampled accuracy within 0.05 "
-          "of (1+p)/2; "
+          "the chain learned from p_cot = 0.2 up (not learned: "
+          f"{unl or 'none'}), sampled accuracy within 0.05 of (1+p)/2 where it "
+          "was and of 1/2 where not; "
           "greedy at chance for p_cot <= 0.25 and right for p_cot >= 0.45")
 
 # %% [markdown]
@@ -279,10 +298,14 @@ else:
     assert all(r["final"]["greedy_acc"] >= 0.99 for r in sr if r["p_cot"] >= 0.37), sr
     # decided prompt by prompt
     assert mixed and all(0 < v < 1 for v in mixed.values()), mixed
+    # every chain learned, p_cot = 0.1 included: sampled accuracy (1+p)/2, not 1/2
+    assert all(r["final"]["sampled_acc"] >= theory.accuracy(r["p_cot"]) - 0.02
+               for r in sr), [(r["p_cot"], r["final"]["sampled_acc"]) for r in sr]
 
 # %% [markdown]
 # The stored run at $d = 25$ (two seeds) shows the same picture more sharply: sampling is
 # calibrated within 0.03 at every $p_{cot}$ (slightly above $p_{cot}$ at the larger ones),
+# sampled accuracy is $(1+p)/2$ at every $p_{cot}$, 0.1 included (every chain learned),
 # greedy decoding is short and at chance up to $p_{cot} = 0.3$ and long and right from 0.37,
 # and at 0.33 — just below $1/3$, where the two sides of the decision are within a few
 # hundredths of each other — 49% and 23% of the prompts (the two seeds) already go long: the
