@@ -3,7 +3,7 @@
 # torch, numpy, matplotlib and pytest but cannot install anything (a lent GPU machine with
 # Python 3.12): nbval and the Jupyter kernel stack, at the versions of this checkout's .venv
 # (known to work together), for CPython 3.12 on manylinux x86_64. Run it here, where PyPI can
-# be reached; then carry .whl with the call, and gpu_check.sh installs it into /tmp/site.
+# be reached; then carry .whl with the call, and gpu_check.sh installs it (runs_local/site).
 #
 #   tools/device_wheels.sh [PYTHON_VERSION]     # default 3.12
 set -euo pipefail

@@ -13,7 +13,7 @@
 # Needs torch and the book's requirements; ntprl is taken from ./lib. On a machine that cannot
 # install packages (a lent device), `tools/device_wheels.sh` here first puts what the chapters
 # need beside torch (nbval, ipykernel, ipywidgets...) in .whl/, which this script installs into
-# /tmp/site when it finds it.
+# runs_local/site (ignored by git) when it finds it.
 # Few files come back to $OUT: summary.txt, logs.tgz (chNN.log: pytest -v, one line per cell;
 # EXP-SCALE.log; resume.log) and the results files of the experiments that finished
 # (EXP-SCALE.json). Work folders and checkpoints stay in runs_local/gpu_check (ignored by git):
@@ -25,8 +25,8 @@ WORK=runs_local/gpu_check
 mkdir -p "$OUT" "$WORK/logs"
 if [ -d .whl ] && ls .whl/*.whl > /dev/null 2>&1; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-    --target /tmp/site .whl/*.whl || exit 1
-  export PYTHONPATH=/tmp/site
+    --target runs_local/site .whl/*.whl || exit 1
+  export PYTHONPATH="$PWD/runs_local/site"
 fi
 # no progress widgets under nbval: nobody watches them here, and a long cell's thousands of
 # widget messages are the likely reason nbval once gave up waiting (a fixed 5 s) for a cell's
