@@ -384,8 +384,6 @@ if scratch is not None:  # the paragraph below, checked against the stored numbe
 # %% tags=["hide-input"]
 seeds_scratch = [results.load(f) for f in results.stored_runs("rounds_vs_p_from_scratch")]
 seeds_scratch.sort(key=lambda rec: rec["seed"])
-
-
 print("long answers right at the start / STaR rounds to 95% (rounds to pass 1/3)")
 print("p_cot " + "".join(f"{'seed ' + str(rec['seed']):>20s}" for rec in seeds_scratch))
 for i, p in enumerate(seeds_scratch[0]["result"]["runs"] if seeds_scratch else []):
