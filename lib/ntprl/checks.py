@@ -26,6 +26,8 @@ from typing import Callable, Iterable
 import numpy as np
 import torch
 
+from .train.common import closure_values
+
 
 def _same(a, b, tol) -> bool:
     """Whether the answer ``a`` equals the reference ``b``: tensors of the same shape, integer
@@ -138,7 +140,7 @@ def _forbid(fn: Callable, targets: list[tuple[object, str]]):
     glb = getattr(base, "__globals__", {})
     held = [*(getattr(base, "__defaults__", None) or ()),  # def f(x, _f=library_function)
             *(getattr(base, "__kwdefaults__", None) or {}).values(),
-            *(_contents(c) for c in getattr(base, "__closure__", None) or ())]
+            *closure_values(base)]
     for owner, name, orig in originals:
         if any(glb.get(n) is orig for n in used if n in glb) or any(h is orig for h in held):
             raise Delegated(f"❌ {getattr(fn, '__name__', 'your function')} calls ntprl's own "
@@ -157,14 +159,6 @@ def _forbid(fn: Callable, targets: list[tuple[object, str]]):
     finally:
         for owner, name, orig in originals:
             setattr(owner, name, orig)
-
-
-def _contents(cell):
-    """A closure cell's value (None while the cell is still empty)."""
-    try:
-        return cell.cell_contents
-    except ValueError:
-        return None
 
 
 def _unwrap(fn):

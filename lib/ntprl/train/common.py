@@ -313,9 +313,9 @@ def _callable_identity(fn):
     if code is not None:  # a Python function
         if "<" not in name:  # module level (or a class's): its name says which
             return name
-        cells = [c.cell_contents for c in (fn.__closure__ or ())]
-        cells = [f"{getattr(c, '__module__', '?')}.{getattr(c, '__qualname__', '?')}"
-                 if callable(c) else c for c in cells]  # by name: no endless self-reference
+        cells = [f"{getattr(c, '__module__', '?')}.{c.__qualname__}"  # by name: a function
+                 if callable(c) and hasattr(c, "__qualname__")  # may capture itself
+                 else c for c in closure_values(fn)]
         made = repr((_code_text(code), _plain([fn.__defaults__, fn.__kwdefaults__, cells])))
         return f"{name}#{hashlib.sha1(made.encode()).hexdigest()[:12]}"
     if hasattr(fn, "__qualname__"):  # a builtin function
@@ -323,6 +323,18 @@ def _callable_identity(fn):
     cls = type(fn)  # a callable object
     return {"callable": f"{cls.__module__}.{cls.__qualname__}",
             "attributes": _plain(dict(vars(fn))) if hasattr(fn, "__dict__") else repr(fn)}
+
+
+def closure_values(fn) -> list:
+    """The values a function captured from enclosing scopes (None for a cell not yet
+    filled, which reading would raise on)."""
+    values = []
+    for cell in getattr(fn, "__closure__", None) or ():
+        try:
+            values.append(cell.cell_contents)
+        except ValueError:  # empty cell
+            values.append(None)
+    return values
 
 
 def _code_text(code) -> str:

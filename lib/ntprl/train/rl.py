@@ -207,7 +207,6 @@ def policy_logprobs(model, tokens: torch.Tensor, temperature: float, precision: 
     return logp, logp_all
 
 
-
 def policy_loss(logp: torch.Tensor, old_logp: torch.Tensor, adv: torch.Tensor,
                 weights: torch.Tensor, clip_eps: float, ref_logp: torch.Tensor | None = None,
                 kl_coef: float = 0.0) -> torch.Tensor:
