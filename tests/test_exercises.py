@@ -4,6 +4,7 @@ Every check must pass on the chapter's solution and fail on the stub, on a typic
 answer and on an answer that calls the library's own implementation; check cells must not
 define a reference; the grader must tell passed / failed / not attempted apart."""
 
+import contextlib
 import csv
 import json
 import pathlib
@@ -194,6 +195,56 @@ def test_checks_restore_the_library_after_refusing_a_delegating_answer():
                )["status"] == "failed"
     assert ntprl.llm.extract_answer is gsm8k.extract_answer  # the re-export is back too
     assert gsm8k.extract_answer("#### 7") == "7"
+
+
+TRAINING = ("ex4-star-round", "ex4-ablation")  # compared with the library's runs: no cases
+
+
+def solution_function(label):
+    namespace: dict = {}
+    exec(grading.PRELUDE, namespace)
+    exec(SOLUTIONS[label], namespace)
+    return namespace[checks.EXERCISES[label][0]]
+
+
+@pytest.mark.parametrize("label", sorted(set(checks.EXERCISES) - set(TRAINING)))
+def test_checks_add_hidden_cases_in_grading_mode_and_the_solution_passes_them(label, capsys):
+    """Under ``hidden_cases`` a check runs more cases than the notebook's check cell shows,
+    different ones for another seed, and the solution passes them all."""
+    check, fn = checks.EXERCISES[label][1], solution_function(label)
+    counts = []
+    for seed in (None, 1, 2):
+        with checks.hidden_cases(seed) if seed is not None else contextlib.nullcontext():
+            assert check(fn)
+        counts.append(int(re.search(r"on (\d+) cases", capsys.readouterr().out).group(1)))
+    assert counts[1] == counts[2] > counts[0], counts
+    maker = lambda rng: rng.random()  # noqa: E731
+    with checks.hidden_cases(1):
+        one = checks._hidden(maker)
+    with checks.hidden_cases(2):
+        assert checks._hidden(maker) != one
+    assert checks._hidden(maker) == []  # outside grading mode: none
+
+
+PRINTED = {  # the fixed cases of three checks, as a notebook's check cell runs them
+    "ex3-star-map": [0.001, 0.01, 0.1, 0.25, 1 / 3, 0.5, 0.9, 1.0],
+    "ex4-rounds": [0.005, 0.01, 0.05, 0.1, 1 / 9, 0.2, 0.25, 0.3, 1 / 3, 0.34, 0.9],
+    "ex6-extract": checks.EXTRACT_CASES,
+}
+
+
+@pytest.mark.parametrize("label", sorted(PRINTED))
+def test_an_answer_that_memorised_the_printed_cases_passes_its_cell_but_fails_grading(
+        label, tmp_path):
+    name, solution = checks.EXERCISES[label][0], solution_function(label)
+    table = {case: solution(case) for case in PRINTED[label]}
+    wrong = {"ex6-extract": "'0'"}.get(label, "0")
+    source = f"TABLE = {table!r}\ndef {name}(x):\n    return TABLE.get(x, {wrong})\n"
+    assert run(label, source)["status"] == "passed"  # the notebook's own check cell
+    chapter = {"3": "03_linear_theorem", "4": "04_rl_post_training", "6": "06_llama_math"}
+    nb = replace_stub(student_notebook(chapter[label[2]] + ".ipynb"), label, source)
+    row = grade_nb(tmp_path, nb)[label]
+    assert row["status"] == "failed" and "differs from the reference" in row["detail"], row
 
 
 def test_check_cells_define_no_reference_and_call_the_named_check():

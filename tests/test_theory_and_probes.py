@@ -90,6 +90,15 @@ def test_summarize_counts_long_answers_that_are_right():
     assert s["long_frac"] == 0.5 and s["long_right_frac"] == 0.25 and s["acc"] == 0.5
 
 
+def test_long_accuracy_is_the_accuracy_of_the_long_answers_alone():
+    from ntprl.metrics import long_accuracy
+    rec = {"sampled_long_frac": 0.5, "sampled_long_right_frac": 0.25,
+           "greedy_long_frac": 0.0, "greedy_long_right_frac": 0.0}
+    assert long_accuracy(rec) == 0.5 and long_accuracy(rec, "greedy") == 0.0  # none long
+    with pytest.raises(ValueError, match="mode="):
+        long_accuracy(rec, "long")
+
+
 def test_line_fit_recovers_a_line_and_tells_a_log_law_from_a_1_over_p_law():
     slope, r2, worst = line_fit([1, 2, 3], [3, 5, 7])
     assert slope == pytest.approx(2.0) and r2 == pytest.approx(1.0) and worst < 1e-12

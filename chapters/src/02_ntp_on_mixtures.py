@@ -63,7 +63,7 @@ import numpy as np
 import torch
 from ntprl import checks, plots, results, theory
 from ntprl.experiments import more_data, threshold
-from ntprl.metrics import format_tree
+from ntprl.metrics import format_tree, long_accuracy
 from ntprl.tasks import EOS, ParityTask
 
 scale = ntprl.scale.setup(None if SCALE == "auto" else SCALE, seed=0)
@@ -217,7 +217,7 @@ fig.tight_layout()
 # %%
 def chain_learned(f):
     """Whether a model's sampled long answers are right (at least 95% of them)."""
-    return f["sampled_long_right_frac"] >= 0.95 * f["sampled_long_frac"]
+    return long_accuracy(f) >= 0.95
 
 
 if scale.checks_claims:
@@ -410,7 +410,7 @@ else:
     print(f"d = {stored50['result']['d']}, p_cot = {stored50['result']['p_cot']}, "
           f"{cfg50['rl_ntp_steps']} NTP steps x {cfg50['batch_size']} sequences at lr "
           f"{cfg50['lr']:g} ({stored50['device']}, {stored50['date']})")
-    long_right = s50["sampled_long_right_frac"] / s50["sampled_long_frac"]
+    long_right = long_accuracy(s50)
     print(f"greedy: accuracy {s50['greedy_acc']:.3f}, mean length {s50['greedy_len_mean']:.2f}")
     print(f"sampled (T = 1): long fraction {s50['sampled_long_frac']:.3f} "
           f"(complete chains {s50['sampled_full_frac']:.3f}), accuracy {s50['sampled_acc']:.3f}; "
@@ -499,13 +499,13 @@ else:
     print(f"sampled (T = 1): long fraction {n50['sampled_long_frac']:.3f} (complete chains "
           f"{n50['sampled_full_frac']:.3f}), accuracy {n50['sampled_acc']:.3f} (theory "
           f"{theory.accuracy(0.25):.3f}); share of long answers that are right: "
-          f"{n50['sampled_long_right_frac'] / n50['sampled_long_frac']:.3f}")
+          f"{long_accuracy(n50):.3f}")
     # the paragraph below, checked on the stored numbers
     assert ncfg["rl_ntp_steps"] * ncfg["batch_size"] >= 10**7 and ncfg["lr"] == 3e-4, ncfg
     assert abs(n50["greedy_acc"] - 0.5) <= 0.02 and n50["greedy_len_mean"] <= 1.01, n50
     assert abs(n50["sampled_long_frac"] - 0.25) <= 0.02, n50["sampled_long_frac"]
     assert n50["sampled_full_frac"] == n50["sampled_long_frac"], n50  # every long answer complete
-    assert n50["sampled_long_right_frac"] >= 0.995 * n50["sampled_long_frac"], n50
+    assert long_accuracy(n50) >= 0.995, n50
     assert abs(n50["sampled_acc"] - theory.accuracy(0.25)) <= 0.01, n50["sampled_acc"]
 
 # %% [markdown]

@@ -68,7 +68,7 @@ import torch
 from ntprl import checks, plots, results, theory
 from ntprl.experiments import leap2, load_model, rl_post_training, rl_start, rounds_vs_p
 from ntprl.experiments.common import first_step
-from ntprl.metrics import line_fit
+from ntprl.metrics import line_fit, long_accuracy
 from ntprl.sampling import generate
 from ntprl.train import rl
 from ntprl.train.ntp import sequence_loss
@@ -267,11 +267,6 @@ ax.set(xlabel="$\\log((1-p_{cot})/p_{cot})$", ylabel="STaR rounds")
 ax.legend(fontsize=8);
 
 # %%
-def long_acc(rec):
-    """The share of a model's sampled long answers that are right."""
-    return rec["sampled_long_right_frac"] / max(rec["sampled_long_frac"], 1e-9)
-
-
 def to_pass(run):
     """STaR rounds that take a run's start long share past 1/3 (the map's doubling)."""
     return theory.star_rounds_to_threshold(run["start"]["sampled_long_frac"])
@@ -281,7 +276,8 @@ if scale.checks_claims:
     # Theorem 2's premise is a start model that has learned the chain. The re-calibrated
     # starts have it by construction; at `paper`, trained from scratch, a start may not:
     # such a p_cot is named, not asserted.
-    premise = [scale.name != "paper" or long_acc(r["start"]) >= 0.9 for r in rv["runs"]]
+    premise = [scale.name != "paper" or long_accuracy(r["start"]) >= 0.9
+               for r in rv["runs"]]
     held = [n for n, ok in zip(rounds, premise) if ok]
     assert held and all(n is not None for n in held), (rounds, premise)
     # rarer chains need at least as many rounds (the grid is sorted by p_cot) ...
@@ -322,9 +318,9 @@ else:
         pred = theory.star_rounds_to_threshold(st["sampled_long_frac"])
         print(f"  p_cot = {r['p_cot']:.2f} ({r['samples_per_round']} samples a round): "
               f"start long fraction {st['sampled_long_frac']:.3f}, its long answers "
-              f"{long_acc(st):.2f} right; rounds to 95%: {r['rounds']} (to pass 1/3 "
+              f"{long_accuracy(st):.2f} right; rounds to 95%: {r['rounds']} (to pass 1/3 "
               f"from the start: {pred}); after round {end['step']}: long fraction "
-              f"{end['sampled_long_frac']:.3f}, long answers {long_acc(end):.2f} right")
+              f"{end['sampled_long_frac']:.3f}, long answers {long_accuracy(end):.2f} right")
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.4))
     for r in s_runs:
         hist = [h for h in r["history"] if "greedy_acc" in h]
@@ -342,25 +338,26 @@ else:
 
 # %%
 if scratch is not None:  # the paragraph below, checked against the stored numbers
-    learned = [r for r in s_runs if long_acc(r["start"]) >= 0.9]
+    learned = [r for r in s_runs if long_accuracy(r["start"]) >= 0.9]
     assert learned and all(r["rounds"] is not None for r in learned), s_runs
     reached = [r["rounds"] for r in s_runs if r["rounds"] is not None]
     assert all(a >= b for a, b in zip(reached, reached[1:])), reached
     rare = s_runs[0]  # the rarest p_cot of the grid
     rare_end = [h for h in rare["history"] if "greedy_acc" in h][-1]
-    assert rare["rounds"] is None and long_acc(rare["start"]) < 0.65, rare["start"]
+    assert rare["rounds"] is None and long_accuracy(rare["start"]) < 0.65, rare["start"]
     assert rare_end["sampled_long_frac"] < rare["start"]["sampled_long_frac"], rare_end
 
     # where the chain was learned, the rounds to 95% are exactly the rounds to pass 1/3
     assert all(r["rounds"] == to_pass(r) for r in learned), learned
     half = s_runs[1]  # p_cot = 0.05: the chain partly learned, then learned during STaR
     half_end = [h for h in half["history"] if "greedy_acc" in h][-1]
-    assert 0.6 < long_acc(half["start"]) < 0.8, half["start"]
+    assert 0.6 < long_accuracy(half["start"]) < 0.8, half["start"]
     assert half["rounds"] is not None and half["rounds"] > to_pass(half), half
-    assert long_acc(half_end) >= 0.95, half_end
-    stated = [round(long_acc(rare["start"]), 2), rare["start"]["sampled_long_frac"],
-              rare_end["sampled_long_frac"], round(long_acc(half["start"]), 2),
-              round(long_acc(half_end), 2), half["rounds"], to_pass(half)]
+    assert long_accuracy(half_end) >= 0.95, half_end
+    stated = [round(long_accuracy(rare["start"]), 2),
+              rare["start"]["sampled_long_frac"], rare_end["sampled_long_frac"],
+              round(long_accuracy(half["start"]), 2), round(long_accuracy(half_end), 2),
+              half["rounds"], to_pass(half)]
     in_the_text = [0.59, 0.019, 0.002, 0.68, 0.97, 8, 4]
     assert np.allclose(stated, in_the_text, atol=1e-3), stated
     print("✓ STaR generalised wherever NTP learned the chain; at the rarest p_cot "
@@ -388,7 +385,7 @@ print("long answers right at the start / STaR rounds to 95% (rounds to pass 1/3)
 print("p_cot " + "".join(f"{'seed ' + str(rec['seed']):>20s}" for rec in seeds_scratch))
 for i, p in enumerate(seeds_scratch[0]["result"]["runs"] if seeds_scratch else []):
     row = [rec["result"]["runs"][i] for rec in seeds_scratch]
-    cells = [f"{long_acc(r['start']):.2f} / {r['rounds'] or '-'} ({to_pass(r)})" for r in row]
+    cells = [f"{long_accuracy(r['start']):.2f} / {r['rounds'] or '-'} ({to_pass(r)})" for r in row]
     print(f"{p['p_cot']:5.2f} " + "".join(f"{c:>20s}" for c in cells))
 for rec in seeds_scratch:
     print(f"seed {rec['seed']}: {rec['device']}, {rec['date']}, commit "
@@ -400,7 +397,7 @@ if len(seeds_scratch) > 1:  # the paragraph below, on every stored seed
         "the seeds differ in more than the seed")
     for rec in seeds_scratch:
         s_runs_ = rec["result"]["runs"]
-        learned_ = [r for r in s_runs_ if long_acc(r["start"]) >= 0.9]
+        learned_ = [r for r in s_runs_ if long_accuracy(r["start"]) >= 0.9]
         # where NTP learned the chain: 95% in the round the share passed 1/3, or next
         assert learned_, rec["seed"]
         for r in learned_:
@@ -408,9 +405,10 @@ if len(seeds_scratch) > 1:  # the paragraph below, on every stored seed
         reached_ = [r["rounds"] for r in s_runs_ if r["rounds"] is not None]
         assert all(a >= b for a, b in zip(reached_, reached_[1:])), reached_
         rarest = s_runs_[0]  # p_cot = 0.02: the chain not learned, no generalisation
-        assert long_acc(rarest["start"]) < 0.65 and rarest["rounds"] is None, rarest
+        assert long_accuracy(rarest["start"]) < 0.65, rarest
+        assert rarest["rounds"] is None, rarest
     grid = [[r["rounds"] for r in rec["result"]["runs"]] for rec in seeds_scratch]
-    right = [[round(long_acc(r["start"]), 2) for r in rec["result"]["runs"]]
+    right = [[round(long_accuracy(r["start"]), 2) for r in rec["result"]["runs"]]
              for rec in seeds_scratch]
     assert grid == [[None, 8, 3, 2], [None, 5, 3, 2], [None, 5, 3, 2]], grid
     assert [r[0] for r in right] == [0.59, 0.51, 0.61], right
@@ -465,7 +463,7 @@ else:
           f"{longer['wall_s'] / 60:.0f} min, trained in {longer.get('precision', 'fp32')}; "
           f"the 3000-step run in {scratch.get('precision', 'fp32') if scratch else '?'})")
     print(f"  start: long fraction {lr_run['start']['sampled_long_frac']:.3f}, long answers "
-          f"{long_acc(lr_run['start']):.2f} right, greedy accuracy "
+          f"{long_accuracy(lr_run['start']):.2f} right, greedy accuracy "
           f"{lr_run['start']['greedy_acc']:.3f}")
     print(f"  after {lr_end['step']} STaR rounds: long fraction "
           f"{lr_end['sampled_long_frac']:.3f}, greedy accuracy {lr_end['greedy_acc']:.3f}; "
@@ -480,7 +478,7 @@ for stored_run in fp32_runs if longer is not None else []:
           f"({stored_run['device']}, {stored_run['date']}, "
           f"{stored_run['wall_s'] / 60:.0f} min): long fraction "
           f"{one['start']['sampled_long_frac']:.3f}, long answers "
-          f"{long_acc(one['start']):.2f} right; after {one_end['step']} STaR rounds: long "
+          f"{long_accuracy(one['start']):.2f} right; after {one_end['step']} STaR rounds: long "
           f"fraction {one_end['sampled_long_frac']:.4f}, greedy accuracy "
           f"{one_end['greedy_acc']:.3f}; rounds to 95%: {one['rounds']}")
 
@@ -491,12 +489,13 @@ if longer is not None and scratch is not None:  # the paragraph below, on the nu
     cfg = scratch["config"]
     tenth_chains = cfg["rl_ntp_steps"] * cfg["batch_size"] * tenth["p_cot"]
     assert chains > tenth_chains, (chains, tenth_chains)
-    assert long_acc(tenth["start"]) >= 0.99, tenth["start"]  # p_cot = 0.1 learned it
+    # p_cot = 0.1 learned it
+    assert long_accuracy(tenth["start"]) >= 0.99, tenth["start"]
     assert lr_run["rounds"] is None, lr_run
-    assert long_acc(lr_run["start"]) < 0.65, lr_run["start"]
+    assert long_accuracy(lr_run["start"]) < 0.65, lr_run["start"]
     assert lr_end["sampled_long_frac"] < lr_run["start"]["sampled_long_frac"], lr_end
     stated = [round(chains, -3), round(tenth_chains, -3),
-              round(long_acc(lr_run["start"]), 2),
+              round(long_accuracy(lr_run["start"]), 2),
               round(lr_run["start"]["sampled_long_frac"], 3),
               round(lr_end["sampled_long_frac"], 3)]
     assert stated == [102_000, 77_000, 0.61, 0.021, 0.003], stated
@@ -509,10 +508,11 @@ if longer is not None and scratch is not None:  # the paragraph below, on the nu
         assert fp32_run["seed"] == 0, fp32_run["seed"]
         assert fp32_run["precision"] == "fp32" and f_run["rounds"] is None, f_run
         assert fp32_run["config"] == longer["config"], "it changed more than precision"
-        assert long_acc(f_start) < 0.65, f_start
+        assert long_accuracy(f_start) < 0.65, f_start
         assert f_end["sampled_long_frac"] < f_start["sampled_long_frac"] / 10, f_end
         n = fp32_run["config"]["eval_n"]
-        stated = [round(long_acc(f_start), 2), round(f_end["sampled_long_frac"], 4),
+        stated = [round(long_accuracy(f_start), 2),
+                  round(f_end["sampled_long_frac"], 4),
                   round(f_start["sampled_long_right_frac"] * n),
                   round(f_start["sampled_long_frac"] * n)]
         assert stated == [0.6, 0.0005, 25, 42], stated  # (one standard error: ±8%)
@@ -522,16 +522,18 @@ if longer is not None and scratch is not None:  # the paragraph below, on the nu
         g_start, g_end = g_run["start"], g_hist[-1]
         assert second["seed"] == 1 and second["precision"] == "fp32", second["seed"]
         assert second["config"] == fp32_run["config"], "it changed more than the seed"
-        assert g_run["rounds"] is None and long_acc(g_start) < 0.65, g_start
+        assert g_run["rounds"] is None and long_accuracy(g_start) < 0.65, g_start
         assert g_end["sampled_long_frac"] < 2 * g_start["sampled_long_frac"], g_end
         n = second["config"]["eval_n"]
-        stated = [round(long_acc(g_start), 2), round(g_start["sampled_long_frac"], 3),
+        stated = [round(long_accuracy(g_start), 2),
+                  round(g_start["sampled_long_frac"], 3),
                   round(g_end["sampled_long_frac"], 3),
                   round(g_start["sampled_long_right_frac"] * n),
                   round(g_start["sampled_long_frac"] * n)]
         assert stated == [0.43, 0.022, 0.024, 19, 44], stated  # (±7%: 50% within it)
         # the odds' factor a round, 2a, against what each share did: neither follows it
-        factors = [round(2 * long_acc(f_start), 2), round(2 * long_acc(g_start), 2)]
+        factors = [round(2 * long_accuracy(f_start), 2),
+                   round(2 * long_accuracy(g_start), 2)]
         assert factors == [1.19, 0.86], factors  # seed 0's should grow, seed 1's shrink
         # (seed 0's shrank, seed 1's held: the pinned numbers above)
     if len(fp32_runs) > 2:  # its third seed: chain not learned, share grew slowly
@@ -540,7 +542,7 @@ if longer is not None and scratch is not None:  # the paragraph below, on the nu
         t_start, t_end = t_run["start"], t_hist[-1]
         assert third["seed"] == 2, third["seed"]
         assert third["config"] == fp32_run["config"], "it changed more than the seed"
-        assert t_run["rounds"] is None and long_acc(t_start) < 0.65, t_start
+        assert t_run["rounds"] is None and long_accuracy(t_start) < 0.65, t_start
         n = third["config"]["eval_n"]
         peak = max(t_hist, key=lambda h: h["sampled_long_frac"])
 
@@ -548,12 +550,12 @@ if longer is not None and scratch is not None:  # the paragraph below, on the nu
             return h["sampled_long_frac"] / (1 - h["sampled_long_frac"])
 
         rounds_ = len(t_hist) - 1
-        stated = [round(long_acc(t_start), 2),
+        stated = [round(long_accuracy(t_start), 2),
                   round(t_start["sampled_long_right_frac"] * n),
                   round(t_start[share] * n), round(t_start[share], 3),
                   round(peak[share], 3), peak["step"], round(t_end[share], 3),
                   round((long_odds(t_end) / long_odds(t_start)) ** (1 / rounds_), 2),
-                  round(2 * long_acc(t_start), 2)]
+                  round(2 * long_accuracy(t_start), 2)]
         assert stated == [0.6, 18, 30, 0.015, 0.04, 12, 0.03, 1.05, 1.2], stated
     # in every run at p_cot = 0.02: greedy at chance, the share far below 1/3 all
     # along, where doubling each round would have taken it past 1/3 within 6 rounds
@@ -955,7 +957,7 @@ def leap_table(lps, show=True):
         for r in lp["runs"]:
             f, p = r["final"], r["p_cot"]
             # the chain is learned when the sampled long answers are right
-            right = f["sampled_long_right_frac"] / max(f["sampled_long_frac"], 1e-9)
+            right = long_accuracy(f)
             table.setdefault((r["chain"], p), []).append(
                 (f["greedy_acc"], f["greedy_len_mean"], right if p > 0 else None))
             say(f"{r['chain']:6s} {p:5.2f} {f['greedy_acc']:11.3f} "
@@ -1355,7 +1357,7 @@ else:
           f"{cfg50['lr']:g} ({rec50['device']}, {rec50['date']})")
     print(f"NTP model: greedy acc {s50['greedy_acc']:.3f}, length {s50['greedy_len_mean']:.2f}; "
           f"sampled long {s50['sampled_long_frac']:.3f}, of which right "
-          f"{s50['sampled_long_right_frac'] / s50['sampled_long_frac']:.2f}")
+          f"{long_accuracy(s50):.2f}")
     print(f"{'run':15s} {'first >= 0.95':>13s} {'best':>6s} {'final':>6s} {'full':>5s} "
           f"{'length':>6s}")
     for name, run in p50["runs"].items():
@@ -1389,7 +1391,7 @@ if rec50 is not None:
     assert cfg50["rl_ntp_steps"] * cfg50["batch_size"] >= 10**7 and cfg50["lr"] == 3e-4
     assert s50["greedy_acc"] <= 0.55 and s50["greedy_len_mean"] <= 1.1, s50
     assert abs(s50["sampled_long_frac"] - 0.25) <= 0.03
-    assert s50["sampled_long_right_frac"] >= 0.995 * s50["sampled_long_frac"], s50
+    assert long_accuracy(s50) >= 0.995, s50
     held = ("grpo-e2e", "grpo-cot", "star-e2e", "star-cot", "star-e2e-T0.75")
     for name in held:
         run = runs50[name]
@@ -1412,7 +1414,7 @@ if rec50 is not None:
         run = runs50[name]
         assert first_step(run["history"], 0.99) == 10 and final(run, "greedy_acc") <= 0.65, name
         last = run["history"][-1]
-        assert last["sampled_long_right_frac"] <= 0.65 * last["sampled_long_frac"], name
+        assert long_accuracy(last) <= 0.65, name
     assert final(runs50["reinforce-cot"], "greedy_acc") <= 0.3
     def at(run, step, key="greedy_acc"):
         return next(r[key] for r in runs50[run]["history"] if r["step"] == step and key in r)
@@ -1492,14 +1494,14 @@ else:
     print(f"d = {c50['d']}, {c50['ntp_steps']} NTP steps ({cpu50['device']}, {cpu50['date']}): "
           f"greedy acc {s50['greedy_acc']:.3f}, greedy length {s50['greedy_len_mean']:.2f}; "
           f"sampled long {s50['sampled_long_frac']:.3f}, of which right "
-          f"{s50['sampled_long_right_frac'] / s50['sampled_long_frac']:.2f}; sampled acc "
+          f"{long_accuracy(s50):.2f}; sampled acc "
           f"{s50['sampled_acc']:.3f} (theory {theory.accuracy(c50['p_cot']):.3f})")
     H50 = plot_d50(cpu50, f"d = {c50['d']}, p_cot = {c50['p_cot']}: a 2-layer width-128 GPT, "
                    "NTP then RL (stored run, 2-core CPU)")
     # the paragraph below, checked on the stored numbers
     assert c50["d"] == 50 and s50["greedy_acc"] <= 0.55 and s50["greedy_len_mean"] <= 1.1
     assert abs(s50["sampled_long_frac"] - 0.25) <= 0.03
-    assert s50["sampled_long_right_frac"] >= 0.95 * s50["sampled_long_frac"], s50
+    assert long_accuracy(s50) >= 0.95, s50
     assert abs(s50["sampled_acc"] - theory.accuracy(c50["p_cot"])) <= 0.02, s50["sampled_acc"]
     # mean sampled length p*d + (1-p) (long answers of d tokens, short of one), within what
     # the long share's 0.03 allows
@@ -1556,7 +1558,7 @@ else:
     print("start model, first run / this run: "
           + ", ".join(f"{k} {s0[k]:.3f} / {s1[k]:.3f}" for k in twin))
     print(f"early checkpoint: sampled long {e50['sampled_long_frac']:.3f}, of which right "
-          f"{e50['sampled_long_right_frac'] / e50['sampled_long_frac']:.2f}; greedy acc "
+          f"{long_accuracy(e50):.2f}; greedy acc "
           f"{e50['greedy_acc']:.3f}, greedy length {e50['greedy_len_mean']:.1f}")
     shown = {"GRPO, T = 1 (first run)": c50["runs"]["grpo-e2e"],
              **{name: r50["runs"][key] for name, key in (
@@ -1605,9 +1607,9 @@ else:
     assert max(round_full) == round_full[2] and round_full[-2:] == [0.0, 0.0], round_full
     assert all(0.35 <= rnd[k]["long_frac"] <= 0.46 for k in range(5, 11))
     end = rnd[10]  # its long samples at the end: right about half the time
-    assert 0.4 <= end["sampled_long_right_frac"] / end["sampled_long_frac"] <= 0.6, end
+    assert 0.4 <= long_accuracy(end) <= 0.6, end
     early = r50["runs"]["grpo-early"]
-    assert e50["sampled_long_right_frac"] <= 0.55 * e50["sampled_long_frac"], e50
+    assert long_accuracy(e50) <= 0.55, e50
     assert max(series(early, "greedy_acc")[1]) <= 0.55
     assert set(series(early, "greedy_len_mean")[1]) == {1.0}
     x, length = series(early, "sampled_len_mean")

@@ -8,6 +8,11 @@ Every exercise of the book has a *named* check here (``ex4_grpo(fn)``, ...; the 
 live in this module, not in the notebooks, and a named check rejects an answer that calls the
 library's own implementation of what the exercise asks for (it is swapped for a function that
 fails while the check runs, and names bound to it in the answer's module are refused).
+
+The cases a notebook's check cell runs are fixed, and a failure prints the input and the
+expected value. So the grader (:mod:`ntprl.grading`) runs every check inside
+:func:`hidden_cases`: each check of a value then adds cases drawn from a seed the student never
+sees, and an answer that memorised the printed cases fails on them.
 """
 
 from __future__ import annotations
@@ -27,6 +32,40 @@ import numpy as np
 import torch
 
 from .train.common import closure_values
+
+
+_HIDDEN_SEED: int | None = None  # set by hidden_cases (the grader), None in the notebooks
+
+
+@contextlib.contextmanager
+def hidden_cases(seed: int):
+    """Grading mode: while this is open, every check of a value adds to its fixed cases a few
+    drawn from ``seed`` (the grader draws a fresh one for every answer), so an answer that
+    reproduces only the cases its notebook printed fails. The checks of a training round
+    (``ex4-star-round``, ``ex4-ablation``) compare with the library's runs and add none."""
+    global _HIDDEN_SEED
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise ValueError(f"seed={seed!r} is not allowed: it must be an int")
+    before, _HIDDEN_SEED = _HIDDEN_SEED, seed
+    try:
+        yield
+    finally:
+        _HIDDEN_SEED = before
+
+
+def _hidden(make: Callable[[random.Random], object], n: int = 6) -> list:
+    """``n`` cases ``make(rng)`` in grading mode (:func:`hidden_cases`), none otherwise. The
+    generator is seeded by the hidden seed and the case maker's name, so each check draws its
+    own cases."""
+    if _HIDDEN_SEED is None:
+        return []
+    rng = random.Random(f"{_HIDDEN_SEED}:{make.__qualname__}")
+    return [make(rng) for _ in range(n)]
+
+
+def _gen(rng: random.Random) -> torch.Generator:
+    """A torch generator seeded from ``rng``."""
+    return torch.Generator().manual_seed(rng.randrange(2**31))
 
 
 def _same(a, b, tol) -> bool:
@@ -209,6 +248,8 @@ def ex1_running_parity(running_parity: Callable) -> bool:
         return torch.tensor(out, dtype=torch.long).T.reshape(x.shape)
 
     cases = [_bits(5, d, d) for d in (2, 3, 8, 16, 50)]
+    cases += _hidden(lambda rng: _bits(rng.randint(1, 8), rng.randint(1, 40),
+                                       rng.randrange(2**31)))
     return _named(running_parity, reference, cases, [(ParityTask, "chain_of")])
 
 
@@ -224,6 +265,8 @@ def ex1_sequence(make_sequence: Callable) -> bool:
     rng = random.Random(1)
     cases = [([rng.randint(0, 1) for _ in range(d)], long) for d in (2, 3, 5, 7, 12)
              for long in (True, False)]
+    cases += _hidden(lambda rng: ([rng.randint(0, 1) for _ in range(rng.randint(1, 24))],
+                                  rng.random() < 0.5))
     return _named(make_sequence, reference, cases,
                   [(ParityTask, "sample"), (ParityTask, "chain_of")])
 
@@ -233,8 +276,8 @@ def ex1_predict(sampled_accuracy: Callable) -> bool:
     (long answers right, short ones a coin flip)."""
     from . import theory
 
-    return _named(sampled_accuracy, lambda p: p + (1 - p) / 2,
-                  [0.0, 0.1, 0.25, 1 / 3, 0.5, 0.9, 1.0],
+    cases = [0.0, 0.1, 0.25, 1 / 3, 0.5, 0.9, 1.0] + _hidden(lambda rng: rng.random())
+    return _named(sampled_accuracy, lambda p: p + (1 - p) / 2, cases,
                   [(theory, "accuracy"), (theory, "greedy_accuracy"),
                    (theory, "first_token_prob")])
 
@@ -250,6 +293,8 @@ def ex2_first_token(short_match_share: Callable) -> bool:
 
     cases = [(ParityTask(d, p).sample(500, torch.Generator().manual_seed(k)), d)
              for k, (d, p) in enumerate([(4, 0.1), (8, 0.5), (16, 0.25), (20, 0.9), (3, 0.0)])]
+    cases += _hidden(lambda rng: (lambda d: (ParityTask(d, rng.uniform(0, 0.9)).sample(
+        rng.randint(200, 600), _gen(rng)), d))(rng.randint(2, 24)))
     return _named(short_match_share, reference, cases, [])
 
 
@@ -263,6 +308,7 @@ def ex2_marker(greedy_goes_long_with_marker: Callable) -> bool:
         return p > (1 - p) / 2
 
     cases = [0.0, 0.1, 0.3, 0.32, Fraction(1, 3), 0.34, 0.5, 0.9, 1.0]
+    cases += _hidden(lambda rng: rng.random())
     return _named(greedy_goes_long_with_marker, reference, cases, [(theory, "tempered")])
 
 
@@ -278,6 +324,7 @@ def ex2_temperature(long_prob_at: Callable) -> bool:
         return sharpen((1 + p) / 2, (1 - p) / 2) * sharpen(2 * p / (1 + p), (1 - p) / (1 + p))
 
     cases = [(p, t) for p in (0.05, 0.2, 0.3, 0.4, 0.8) for t in (0.5, 0.75, 1.0, 1.5)]
+    cases += _hidden(lambda rng: (rng.uniform(0.01, 0.99), rng.uniform(0.25, 3.0)))
     return _named(long_prob_at, reference, cases,
                   [(theory, "long_prob"), (theory, "tempered"), (theory, "accuracy")])
 
@@ -298,16 +345,19 @@ def ex2_probe(calibration_probe: Callable) -> bool:
         first = probs[torch.arange(len(prompts)), d - 1, prompts[:, 0]]
         return first.mean().item(), (1 - probs[:, d, EOS]).mean().item()
 
-    cases = []
-    for k, d in enumerate((5, 8, 12)):
+    def case(d, model_seed, prompt_seed):
         task = ParityTask(d, 0.5)
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(100 + k)
+            torch.manual_seed(model_seed)
             model = GPT(GPTConfig(vocab_size=4, block_size=task.seq_len, n_layer=1, n_head=2,
                                   n_embd=16)).eval()
             for p in model.parameters():  # spread the probabilities far from uniform
                 p.data.mul_(20)
-        cases.append((model, task.prompts(64, torch.Generator().manual_seed(k))))
+        return model, task.prompts(64, torch.Generator().manual_seed(prompt_seed))
+
+    cases = [case(d, 100 + k, k) for k, d in enumerate((5, 8, 12))]
+    cases += _hidden(lambda rng: case(rng.randint(3, 12), rng.randrange(2**31),
+                                      rng.randrange(2**31)), n=3)
     return _named(calibration_probe, reference, cases, [(metrics, "branch_probs")], tol=1e-4)
 
 
@@ -315,8 +365,8 @@ def ex3_star_map(star_round: Callable) -> bool:
     """``star_round(p)``: the long share after one perfectly fitted STaR round from share p."""
     from . import theory
 
-    return _named(star_round, lambda p: 2 * p / (1 + p),
-                  [0.001, 0.01, 0.1, 0.25, 1 / 3, 0.5, 0.9, 1.0],
+    cases = [0.001, 0.01, 0.1, 0.25, 1 / 3, 0.5, 0.9, 1.0] + _hidden(lambda rng: rng.random())
+    return _named(star_round, lambda p: 2 * p / (1 + p), cases,
                   [(theory, "star_map"), (theory, "continue_prob")])
 
 
@@ -333,7 +383,9 @@ def ex3_feature(chain_feature: Callable) -> bool:
                 if torch.equal(v[:, a] * v[:, b], target):
                     return (a, b)
 
-    return _named(chain_feature, reference, [(4, 2), (6, 3), (8, 8), (12, 5), (5, 5)], [])
+    cases = [(4, 2), (6, 3), (8, 8), (12, 5), (5, 5)]
+    cases += _hidden(lambda rng: (lambda d: (d, rng.randint(2, d)))(rng.randint(4, 16)))
+    return _named(chain_feature, reference, cases, [])
 
 
 def ex3_epsilon(rounds_to: Callable) -> bool:
@@ -348,6 +400,7 @@ def ex3_epsilon(rounds_to: Callable) -> bool:
         return n
 
     cases = [(0.01, 0.01), (0.2, 0.01), (0.05, 0.1), (0.5, 0.001), (0.3, 0.2), (0.9, 0.05)]
+    cases += _hidden(lambda rng: (rng.uniform(0.001, 0.95), 10 ** -rng.uniform(0.5, 3)))
     return _named(rounds_to, reference, cases,
                   [(theory, "star_rounds_to_threshold"), (theory, "log_odds_rounds")])
 
@@ -369,6 +422,9 @@ def ex4_grpo(grpo_advantages: Callable) -> bool:
     gen = torch.Generator().manual_seed(0)
     cases = [((torch.rand(n * g, generator=gen) < q).float(), g)
              for n, g, q in ((1, 2, 0.5), (4, 8, 0.4), (16, 4, 0.4), (3, 16, 0.2), (2, 4, 1.0))]
+    cases += _hidden(lambda rng: (lambda n, g: (
+        (torch.rand(n * g, generator=_gen(rng)) < rng.random()).float(), g))(
+            rng.randint(1, 12), rng.randint(2, 16)))
     return _named(grpo_advantages, reference, cases, [(rl, "group_advantages")], tol=1e-5)
 
 
@@ -390,9 +446,11 @@ def ex4_loss(pg_loss: Callable) -> bool:
     cases = []
     # (batch, columns, loss_agg, max_new_tokens - columns): the sampler stops when every row
     # has finished, so a batch can have fewer columns than max_new_tokens
-    for b, t, agg, spare in ((4, 9, "token_mean", 0), (6, 12, "seq_mean", 0),
-                             (5, 7, "constant", 0), (8, 20, "seq_mean", 0),
-                             (3, 5, "token_mean", 0), (4, 6, "constant", 5)):
+    shapes = [(4, 9, "token_mean", 0), (6, 12, "seq_mean", 0), (5, 7, "constant", 0),
+              (8, 20, "seq_mean", 0), (3, 5, "token_mean", 0), (4, 6, "constant", 5)]
+    shapes += _hidden(lambda rng: (rng.randint(1, 10), rng.randint(2, 24),
+                                   rng.choice(rl.LOSS_AGGS), rng.randint(0, 6)))
+    for b, t, agg, spare in shapes:
         lengths = torch.randint(1, t, (b,), generator=gen)
         lengths[0] = t  # one answer as long as the columns, others short
         mask = torch.arange(t)[None, :] < lengths[:, None]
@@ -432,6 +490,10 @@ def ex4_star(star_filter: Callable) -> bool:
     cases = [(torch.randint(0, 4, (n, 9), generator=gen),
               (torch.rand(n, generator=gen) < q).float())
              for n, q in ((8, 0.5), (32, 0.1), (5, 1.0), (6, 0.0))]
+    cases += _hidden(lambda rng: (lambda n: (torch.randint(0, 4, (n, rng.randint(2, 12)),
+                                                           generator=_gen(rng)),
+                                             (torch.rand(n, generator=_gen(rng))
+                                              < rng.random()).float()))(rng.randint(1, 40)))
     return _named(star_filter, reference, cases, [])
 
 
@@ -605,6 +667,7 @@ def ex4_rounds(rounds_needed: Callable) -> bool:
         return n
 
     cases = [0.005, 0.01, 0.05, 0.1, 1 / 9, 0.2, 0.25, 0.3, 1 / 3, 0.34, 0.9]
+    cases += _hidden(lambda rng: rng.uniform(0.001, 0.99))
     return _named(rounds_needed, reference, cases,
                   [(theory, "star_rounds_to_threshold"), (theory, "log_odds_rounds")])
 
@@ -629,6 +692,12 @@ def ex5_chain(long_chain: Callable) -> bool:
         lo, hi = (10 ** (n - 1) if n > 1 else 0), 10 ** n
         cases += [(lo, lo, n), (hi - 1, hi - 1, n)]
         cases += [tuple(map(int, ab)) + (n,) for ab in torch.randint(lo, hi, (5, 2), generator=gen)]
+
+    def drawn(rng):
+        n = rng.randint(1, 6)
+        lo = 10 ** (n - 1) if n > 1 else 0
+        return rng.randrange(lo, 10 ** n), rng.randrange(lo, 10 ** n), n
+    cases += _hidden(drawn)
     return _named(long_chain, reference, cases, [(MultiplicationTask, "chain_of")])
 
 
@@ -645,6 +714,8 @@ def ex5_threshold(greedy_long_share: Callable) -> bool:
     cases = [(0.3, [1.0]), (0.55, [1.0]), (0.05, mixed), (0.2, mixed), (0.6, mixed),
              (0.4, [0.9, 0.5, 1.0, 0.2]), (0.6, [0.9, 0.5, 1.0, 0.2]), (0.3, [0.8] * 3 + [0.3]),
              (0.1, [0.24] * 5)]
+    cases += _hidden(lambda rng: (rng.uniform(0.01, 0.8),
+                                  [rng.uniform(0.05, 1.0) for _ in range(rng.randint(1, 12))]))
     return _named(greedy_long_share, reference, cases, [(theory, "divergent_threshold")])
 
 
@@ -660,6 +731,13 @@ def ex5_lengths(long_share: Callable) -> bool:
         hist = [rng.randint(0, 50) for _ in range(task.long_len + 3)]
         hist[task.long_len] += 1
         cases.append((hist, task))
+
+    def drawn(r):
+        task = MultiplicationTask(r.randint(1, 4), 0.5)
+        hist = [r.randint(0, 200) for _ in range(task.long_len + r.randint(1, 5))]
+        hist[task.long_len] += 1
+        return hist, task
+    cases += _hidden(drawn)
     return _named(long_share, lambda hist, task: hist[task.long_len] / sum(hist), cases, [])
 
 
@@ -670,6 +748,11 @@ def ex6_threshold(threshold_for: Callable) -> bool:
 
     splits = [[1.0], [0.1] * 10, [0.5, 0.5], [0.7, 0.2, 0.1], [0.05, 0.9, 0.05],
               [0.25] * 4]
+
+    def drawn(rng):
+        w = [rng.random() for _ in range(rng.randint(1, 10))]
+        return [x / sum(w) for x in w]
+    splits += _hidden(drawn)
     return _named(threshold_for, lambda q: max(q) / (1 + max(q)), splits,
                   [(theory, "divergent_threshold")])
 
@@ -688,8 +771,17 @@ def ex6_extract(my_extract: Callable) -> bool:
     """``my_extract(text)``: the answer of a model's response, as chapter 6 defines it."""
     from .llm import gsm8k
 
-    reference = gsm8k.extract_answer
-    return _named(my_extract, reference, EXTRACT_CASES, [(gsm8k, "extract_answer")])
+    def drawn(rng):
+        a, b, n = rng.randint(1, 99), rng.randint(1, 99), rng.randint(0, 10**6)
+        return rng.choice([
+            f"#### {n}", f"#### {n:,}", f"#### ${n:,}", f"#### -{n}", f"#### {n / 100:.2f}",
+            f"The answer is {n}.", f"so {a} + {b} = {a + b} apples",
+            f"{a} * {b} = {a * b}.\n#### {a * b}", f"#### {a}\n#### {b}",
+            f"The answer is {a}.\nQuestion: {b}+{a}=?\nAnswer: {a + b}",
+            f"{a}+{b}={a + b}.\n#### {a + b}<|im_end|>\n<|im_start|>user\n#### {n}"])
+
+    cases = EXTRACT_CASES + _hidden(drawn, n=10)
+    return _named(my_extract, gsm8k.extract_answer, cases, [(gsm8k, "extract_answer")])
 
 
 def ex6_target(my_long_target: Callable, solutions: Iterable[str] = ()) -> bool:
@@ -712,7 +804,16 @@ def ex6_target(my_long_target: Callable, solutions: Iterable[str] = ()) -> bool:
         reasoning = re.sub(r"<<[^<>]*>>", "", reasoning).rstrip()
         return f"{reasoning}\n#### {gsm8k.normalize_number(answer)}"
 
-    return _named(my_long_target, reference, tricky + list(solutions),
+    def drawn(rng):  # a GSM8K-style solution with calculator notes
+        lines, total = [], rng.randint(1, 50)
+        for _ in range(rng.randint(1, 4)):
+            x, before = rng.randint(2, 400), total
+            op, total = rng.choice([("+", total + x), ("*", total * x)])
+            lines.append(f"Then {op} {x}: <<{before}{op}{x}={total}>>{total:,} in all.")
+        return "\n".join(lines) + f"\n#### {total:,}"
+
+    cases = tricky + list(solutions) + _hidden(drawn)
+    return _named(my_long_target, reference, cases,
                   [(gsm8k, "long_target"), (gsm8k, "strip_calculator")])
 
 

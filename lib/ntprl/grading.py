@@ -29,7 +29,10 @@ experiments. For each exercise label in a notebook (``:label: ex4-grpo`` in its 
   ``print``, ``adv = grpo_advantages(...)``, a training run) is skipped. Lines that only
   evaluate something are skipped anywhere in the cell, and an error in a line that does not
   define the function is ignored;
-- its check decides *passed* or *failed* (with the check's message).
+- its check decides *passed* or *failed* (with the check's message), on the cases the
+  notebook's check cell runs and on cases drawn from a seed the student never sees
+  (:func:`ntprl.checks.hidden_cases`, a fresh seed for every answer): an answer that
+  reproduces only the cases printed in the notebook fails.
 
 Each answer is graded in its own Python process with a time limit, so an endless loop fails
 one answer, not the class. A notebook without exercise labels gets one row, exercise ``*``.
@@ -245,10 +248,12 @@ def _run_statements(source: str, where: str, namespace: dict, keep: str | None) 
                 raise
 
 
-def grade_answers(answers: dict[str, str], context: dict[str, str] | None = None) -> list[dict]:
+def grade_answers(answers: dict[str, str], context: dict[str, str] | None = None,
+                  hidden_seed: int | None = None) -> list[dict]:
     """Run each answer with its named check in this process, after :data:`PRELUDE` and
     ``context[label]`` (the definitions above the answer in its notebook): a list of
-    ``{"exercise", "status", "detail"}`` in the order of ``answers``."""
+    ``{"exercise", "status", "detail"}`` in the order of ``answers``. With ``hidden_seed``
+    the checks add cases drawn from it (:func:`ntprl.checks.hidden_cases`)."""
     from . import checks
 
     rows = []
@@ -272,7 +277,9 @@ def grade_answers(answers: dict[str, str], context: dict[str, str] | None = None
                 _run_statements(source, f"<{label}>", namespace, name)
                 if name not in namespace:
                     raise AssertionError(f"❌ the answer defines no function {name!r}")
-                check(namespace[name])
+                with (checks.hidden_cases(hidden_seed) if hidden_seed is not None
+                      else contextlib.nullcontext()):
+                    check(namespace[name])
             rows.append({"exercise": label, "status": "passed", "detail": ""})
         except BaseException as e:  # an answer may raise anything, SystemExit included
             detail = " ".join(str(e).split()) or type(e).__name__
@@ -333,16 +340,18 @@ def _grade_in_process(answers: dict[str, str], context: dict[str, str],
     student's folder last, so a submitted ``ntprl/`` cannot stand in for the grader. Its
     verdict is the line that starts with a random token (the answer's own prints, at exit
     too, cannot pass for it). This guards against accidents and easy tricks, not against a
-    determined attack from inside the answer, which runs in the same process as its check."""
+    determined attack from inside the answer, which runs in the same process as its check.
+    The checks add cases drawn from a seed chosen here for every answer: a memorised table of
+    the notebook's printed cases fails, an answer written to read the seed would not."""
     token = secrets.token_hex(16)
     lib = str(pathlib.Path(__file__).resolve().parents[1])
     paths = [lib] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
     code = ("import json, sys; job = json.load(sys.stdin); sys.path[:0] = job['paths']; "
             "sys.path.append(job['cwd']); from ntprl.grading import grade_answers; "
-            "rows = grade_answers(job['answers'], job['context']); "
+            "rows = grade_answers(job['answers'], job['context'], job['hidden_seed']); "
             "print(job['token'] + json.dumps(rows), flush=True)")
     job = {"paths": paths, "cwd": os.path.abspath(cwd or os.getcwd()), "token": token,
-           "answers": answers, "context": context}
+           "answers": answers, "context": context, "hidden_seed": secrets.randbits(63)}
     try:
         done = subprocess.run([sys.executable, "-I", "-c", code], input=json.dumps(job),
                               capture_output=True, text=True, timeout=timeout, cwd=cwd)

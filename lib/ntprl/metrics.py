@@ -48,6 +48,17 @@ def summarize(task, prompts: torch.Tensor, responses: torch.Tensor, max_len: int
     }
 
 
+def long_accuracy(record: dict, mode: str = "sampled") -> float:
+    """The accuracy of the long answers alone in an :func:`evaluate` record:
+    ``{mode}_long_right_frac / {mode}_long_frac`` (0.0 when no answer was long). Near 1 once
+    the model has learned the chain, whatever its short answers do; near 1/2 when the long
+    route ends in a guess."""
+    if mode not in ("sampled", "greedy"):
+        raise ValueError(f"mode={mode!r} is not allowed: choose 'sampled' or 'greedy'")
+    long = record[f"{mode}_long_frac"]
+    return record[f"{mode}_long_right_frac"] / long if long > 0 else 0.0
+
+
 @torch.no_grad()
 def evaluate(model, task, n: int = 1000, generator: torch.Generator | None = None, *,
              seed: int = 0, temperature: float = 1.0, max_new_tokens: int | None = None,
