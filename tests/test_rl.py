@@ -41,8 +41,10 @@ def test_loss_agg_weights_on_a_hand_made_batch():
     assert c[mask].tolist() == pytest.approx([1 / 10] * 6)
 
 
-def test_eos_is_in_the_policy_loss():
-    """The update must push on EOS too: a rollout mask covers the EOS token."""
+def test_the_samplers_response_mask_gives_eos_weight_and_pad_none():
+    """The sampler's response mask covers each row's EOS, so ``token_weights`` on it weight
+    EOS and never PAD (what ``rl.train`` itself weights: test_rl_updates.py,
+    test_the_trainer_weights_eos_and_no_prompt_or_pad)."""
     t = ParityTask(4, 0.2)
     m = tiny(t)
     from ntprl.sampling import generate

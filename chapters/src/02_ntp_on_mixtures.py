@@ -202,12 +202,13 @@ fig.tight_layout()
 # The panels follow their formulas. The models write long answers about as often as their
 # data did (top right: the points sit on the diagonal), they are right whenever they go long
 # (bottom left: $(1+p)/2$), and their own probabilities at the two decisions are the ones of
-# the derivation (bottom right). One exception at `fast`, the scale this page was rendered
-# at: at the rarest $p_{cot}$, 0.1, the 600 steps showed the model about 7700 chains and it
-# had not learned them; its long answers were right about half the time, so its sampled
-# accuracy sits at chance, below $(1+p)/2$, while its length is calibrated all the same (at
-# `gpu`, with five times as many sequences, that chain is learned too). A chain is learned from
-# enough examples of it, and the rarest route gets the fewest: chapter 4 meets this again.
+# the derivation (bottom right). One exception in our runs at `fast`: at the rarest
+# $p_{cot}$, 0.1, the 600 steps showed the model about 7700 chains and it had not learned
+# them; its long answers were right about half the time, so its sampled accuracy sat at
+# chance, below $(1+p)/2$, while its length was calibrated all the same (at `gpu`, with five
+# times as many sequences, that chain is learned too). Whether it is learned in the run on
+# this page, the check below says ("not learned: ..."). A chain is learned from enough
+# examples of it, and the rarest route gets the fewest: chapter 4 meets this again.
 #
 # Greedy decoding turns that calibrated uncertainty into a hard choice: it goes short, and is
 # at chance, whenever $p_{cot} < 1/3$, and goes long, and is right, above it (top left).
