@@ -139,16 +139,15 @@ class CausalSelfAttention(nn.Module):
             k, v = cache.append(self.layer, k, v)
         drop = self.dropout if self.training else 0.0
         Tq = q.shape[2]
-        if Tq == 1:  # one query that sees every key so far (a decoding step): two small matmuls
-            att = torch.softmax((q @ k.transpose(-2, -1)) * (q.shape[-1] ** -0.5), dim=-1)
-            y = F.dropout(att, drop, self.training) @ v
+        if Tq == 1:  # one query that sees every key so far (a decoding step): no mask
+            y = attention(q, k, v, dropout_p=drop)
         elif past == 0:  # no earlier positions: ordinary causal attention
             y = attention(q, k, v, is_causal=True, dropout_p=drop)
         else:  # a chunk after a filled cache: query i sees keys up to past + i
             mask = torch.ones(T, past + T, dtype=torch.bool, device=x.device).tril(diagonal=past)
             y = attention(q, k, v, attn_mask=mask, dropout_p=drop)
-        y = y.transpose(1, 2).reshape(B, Tq, C)
-        return F.dropout(self.proj(y), drop, self.training)
+        y = self.proj(y.transpose(1, 2).reshape(B, Tq, C))
+        return F.dropout(y, drop) if drop else y
 
 
 class MLP(nn.Module):
@@ -157,10 +156,11 @@ class MLP(nn.Module):
         super().__init__()
         self.fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
         self.proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = config.dropout
 
     def forward(self, x):
-        return self.dropout(self.proj(F.gelu(self.fc(x))))
+        y = self.proj(F.gelu(self.fc(x)))
+        return F.dropout(y, self.dropout) if self.dropout and self.training else y
 
 
 class Block(nn.Module):
@@ -235,7 +235,7 @@ class GPT(nn.Module):
         x = self.tok_emb(tokens)
         rope = None
         if self.pos_emb is not None:
-            x = x + self.pos_emb(torch.arange(start, start + T, device=tokens.device))
+            x = x + self.pos_emb.weight[start : start + T]
         else:
             rope = (self.rope_cos[start : start + T], self.rope_sin[start : start + T])
         for i, block in enumerate(self.blocks):
