@@ -245,6 +245,9 @@ def test_an_answer_that_memorised_the_printed_cases_passes_its_cell_but_fails_gr
     nb = replace_stub(student_notebook(chapter[label[2]] + ".ipynb"), label, source)
     row = grade_nb(tmp_path, nb)[label]
     assert row["status"] == "failed" and "differs from the reference" in row["detail"], row
+    seed = int(re.search(r"\[hidden_cases seed (\d+)\]$", row["detail"]).group(1))
+    again = grading.grade_answers({label: source}, hidden_seed=seed)[0]  # the same failure
+    assert again["detail"] == row["detail"], (again, row)
 
 
 def test_check_cells_define_no_reference_and_call_the_named_check():

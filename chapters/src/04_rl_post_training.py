@@ -1423,8 +1423,7 @@ if rec50 is not None:
     assert all(0.5 <= round(at("reinforce-e2e", k), 2) <= 0.87 for k in range(60, 105, 5))
     back = [round(final(runs50[n], "greedy_long_frac"), 2) for n in fell]
     assert back == [0.76, 0.49, 0.51], back  # partly back to short answers
-    broke = [final(runs50[n], "sampled_long_right_frac")
-             / final(runs50[n], "sampled_long_frac") for n in fell]
+    broke = [long_accuracy(runs50[n]["history"][-1]) for n in fell]
     assert [round(min(broke), 2), round(max(broke), 2)] == [0.46, 0.63], broke
     assert abs(final(runs50["reinforce-e2e"], "greedy_acc") - 0.62) <= 0.01
     assert all(at("reinforce-cot", k) >= 0.99 for k in range(10, 55, 5))
@@ -1435,7 +1434,7 @@ if rec50 is not None:
     hot = runs50["grpo-e2e-T1.5"]
     assert max(r["greedy_acc"] for r in hot["history"] if "greedy_acc" in r) <= 0.52
     assert all(at("grpo-e2e-T1.5", k, "greedy_full_frac") >= 0.99 for k in range(15, 105, 5))
-    assert final(hot, "sampled_long_right_frac") <= 0.6 * final(hot, "sampled_long_frac")
+    assert long_accuracy(hot["history"][-1]) <= 0.6
     print(f"✓ {len(held)} runs at >= 95% greedy accuracy by step (round) 10 and >= 98% with "
           f"complete chains at the end; {len(fell)} runs at 100% by step 10 and then fell; "
           "GRPO at T = 1.5: complete greedy chains, accuracy at chance")

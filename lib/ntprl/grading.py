@@ -253,7 +253,8 @@ def grade_answers(answers: dict[str, str], context: dict[str, str] | None = None
     """Run each answer with its named check in this process, after :data:`PRELUDE` and
     ``context[label]`` (the definitions above the answer in its notebook): a list of
     ``{"exercise", "status", "detail"}`` in the order of ``answers``. With ``hidden_seed``
-    the checks add cases drawn from it (:func:`ntprl.checks.hidden_cases`)."""
+    the checks add cases drawn from it (:func:`ntprl.checks.hidden_cases`), and a failure's
+    detail ends with the seed, so the same cases can be run again."""
     from . import checks
 
     rows = []
@@ -285,7 +286,9 @@ def grade_answers(answers: dict[str, str], context: dict[str, str] | None = None
             detail = " ".join(str(e).split()) or type(e).__name__
             if not isinstance(e, AssertionError):
                 detail = f"{type(e).__name__}: {detail}"
-            rows.append({"exercise": label, "status": "failed", "detail": detail[:300]})
+            seed = f" [hidden_cases seed {hidden_seed}]" if hidden_seed is not None else ""
+            rows.append({"exercise": label, "status": "failed",
+                         "detail": detail[:300] + seed})
     return rows
 
 

@@ -105,9 +105,9 @@ def _cpu_autocast_on() -> bool:
 def attention(q, k, v, **kw):
     """``F.scaled_dot_product_attention``; on a CPU under autocast, in float32 (half-precision
     inputs upcast, the kernel outside autocast): there the bf16 kernel's backward is ~7x slower
-    than float32's at the book's sizes (the matrix products around it stay in bf16). The
-    one-query decoding path of :class:`CausalSelfAttention` does not come here (the sampler
-    runs without autocast)."""
+    than float32's at the book's sizes (the matrix products around it stay in bf16). Every
+    case of :class:`CausalSelfAttention` comes here, a decoding step's one query included
+    (the sampler runs without autocast)."""
     if q.device.type == "cpu" and _cpu_autocast_on():
         if q.dtype in (torch.bfloat16, torch.float16):
             q, k, v = q.float(), k.float(), v.float()
@@ -159,8 +159,9 @@ class MLP(nn.Module):
         self.dropout = config.dropout
 
     def forward(self, x):
+        drop = self.dropout if self.training else 0.0
         y = self.proj(F.gelu(self.fc(x)))
-        return F.dropout(y, self.dropout) if self.dropout and self.training else y
+        return F.dropout(y, drop) if drop else y
 
 
 class Block(nn.Module):
