@@ -1,5 +1,6 @@
 """The book's hygiene: table of contents, launch links, notebook conventions, student copies."""
 
+import inspect
 import json
 import re
 import subprocess
@@ -141,6 +142,24 @@ def test_visible_code_fits_the_page(src):
             if len(line) > PAGE_WIDTH and line.strip() not in UNWRAPPABLE]
     assert not long, "\n".join([f"{len(long)} visible code lines wider than {PAGE_WIDTH}:"]
                                 + long)
+
+
+def test_library_source_a_chapter_shows_fits_the_page():
+    """A library function a chapter shows whole (``Code(inspect.getsource(rl.policy_loss))``)
+    is output, not a code cell: its lines must fit PAGE_WIDTH as well."""
+    import importlib
+    shown = []
+    for src in SOURCES:
+        text = src.read_text()
+        for name in re.findall(r"Code\(inspect\.getsource\(([\w.]+)\)", text):
+            alias, attr = name.split(".")
+            module = re.search(rf"^from (ntprl[\w.]*) import .*\b{alias}\b", text, re.M)
+            shown.append((src.name, name, getattr(importlib.import_module(
+                f"{module.group(1)}.{alias}"), attr)))
+    assert shown  # chapter 4 shows the policy loss
+    for chapter, name, fn in shown:
+        long = [line for line in inspect.getsource(fn).splitlines() if len(line) > PAGE_WIDTH]
+        assert not long, (chapter, name, long)
 
 
 def test_notebooks_are_fresh_from_their_sources():

@@ -3,7 +3,8 @@
 Runs after a book build (``make book-test`` calls it on the smoke build; set ``NTPRL_BOOK_HTML``
 to check another build) and fails on what a reader would see as broken: raw MyST or LaTeX in
 the visible text, a broken internal link or anchor, an image that does not load, a JavaScript
-error, an exercise solution visible without opening its dropdown, a chapter without a figure.
+error, an exercise solution visible without opening its dropdown, a chapter without a figure,
+code or output cut off at the page's edge, a path of the machine that built it (a warning).
 A screenshot of each page goes to ``<html>/../screenshots/``.
 
 Needs Debian's ``chromium`` and ``chromium-driver`` and the ``selenium`` package; without them
@@ -40,6 +41,15 @@ return [...document.querySelectorAll(
   .filter(p => p.clientWidth > 0 && p.scrollWidth > p.clientWidth + 1)
   .map(p => [p.clientWidth, p.textContent.split('\\n')
     .reduce((a, b) => (b.length > a.length ? b : a), '')]);
+"""
+
+
+# output wider than its box (printed text wraps, book/_static/code.css; shown source must fit)
+CUT_OFF_OUTPUT = """
+return [...document.querySelectorAll('div.cell div.cell_output pre')]
+  .filter(p => p.clientWidth > 0 && p.scrollWidth > p.clientWidth + 1)
+  .map(p => [p.clientWidth, p.textContent.split('\\n')
+    .reduce((a, b) => (b.length > a.length ? b : a), '').slice(0, 100)]);
 """
 
 
@@ -181,6 +191,9 @@ def test_page_reads_clean_in_a_browser(driver, page):
     for pat in RAW:
         problems += [f"raw markup {m.group(0)!r} near {near(m)}"
                      for m in re.finditer(pat, text, re.M)]
+    # a warning's traceback or a path of the machine that built the page
+    problems += [f"a machine path on the page near {near(m)}"
+                 for m in re.finditer(r"site-packages|/(?:home|Users|work|root)/\w", text)]
     # a lone $ that is not a price or a shell variable
     problems += [f"stray '$' near {near(m)}"
                  for m in re.finditer(r"(?<![\w\\])\$(?![\d{A-Z_])", text)]
@@ -202,6 +215,8 @@ def test_page_reads_clean_in_a_browser(driver, page):
         problems += [f"code cut off at {w} px wide: {line!r}"
                      for w, line in driver.execute_script(CUT_OFF_CODE)
                      if len(line) <= PAGE_WIDTH]
+        problems += [f"output cut off at {w} px wide: {line!r}"
+                     for w, line in driver.execute_script(CUT_OFF_OUTPUT)]
     # internal links and anchors, relative to where the browser is (index.html redirects)
     here = pathlib.Path(urllib.parse.unquote(urllib.parse.urlparse(driver.current_url).path))
     for href in driver.execute_script(

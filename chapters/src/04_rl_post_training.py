@@ -113,7 +113,7 @@ workdir = WORKDIR or None  # experiments cache and resume their parts here
 # sequence over its tokens as `loss_agg` says, and on the first pass over a batch the ratio is
 # exactly 1, so the gradient is $-\sum_t w_t A \nabla \log \pi(y_t \mid x, y_{<t})$:
 
-# %%
+# %% tags=["hide-input"]
 import inspect
 
 from IPython.display import Code

@@ -294,7 +294,7 @@ if scale.checks_claims:
 # greedy accuracy and the greedy route change as GRPO goes. The TRL configuration, as
 # `llm.grpo` writes it:
 
-# %%
+# %% tags=["hide-input"]
 import inspect
 import textwrap
 

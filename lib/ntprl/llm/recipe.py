@@ -28,11 +28,13 @@ GPUs and on CPUs, and the tiny random model of :mod:`ntprl.llm.tiny` at ``smoke`
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib.util
 import os
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass
 
 import pathlib
@@ -485,6 +487,17 @@ def _quiet(trainer, progress: bool):
     return trainer
 
 
+@contextlib.contextmanager
+def _trl_deprecations_off():
+    """transformers 5 warns, from inside TRL's trainers, that ``is_gradient_checkpointing`` is
+    deprecated: a FutureWarning about TRL's code, not this library's, that printed a path into
+    site-packages on chapter 6's page. Only that warning is silenced."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*is_gradient_checkpointing",
+                                category=FutureWarning)
+        yield
+
+
 def _lora(cfg: LLMConfig):
     if not use_lora(cfg):
         return None
@@ -511,7 +524,7 @@ def _sft(model, tokenizer, mixture: list[dict], cfg: LLMConfig, progress: bool):
     progress = _bars(progress)
     data = Dataset.from_list([{"prompt": m["prompt"], "completion": m["completion"]}
                               for m in mixture])
-    with tempfile.TemporaryDirectory() as out:
+    with tempfile.TemporaryDirectory() as out, _trl_deprecations_off():
         args = SFTConfig(max_steps=cfg.sft_steps, per_device_train_batch_size=cfg.sft_batch,
                          learning_rate=cfg.sft_lr, lr_scheduler_type="cosine",
                          warmup_steps=cfg.sft_steps // 20,
@@ -563,7 +576,7 @@ def _grpo(model, tokenizer, problems: list[dict], cfg: LLMConfig, progress: bool
                 state.log_history.append({"step": state.global_step, "heldout": ev})
 
     micro = cfg.grpo_micro_batch or cfg.grpo_prompts * cfg.num_generations
-    with tempfile.TemporaryDirectory() as out:
+    with tempfile.TemporaryDirectory() as out, _trl_deprecations_off():
         args = GRPOConfig(
             max_steps=cfg.grpo_steps, learning_rate=cfg.grpo_lr,
             per_device_train_batch_size=micro,

@@ -207,23 +207,27 @@ def policy_logprobs(model, tokens: torch.Tensor, temperature: float, precision: 
     return logp, logp_all
 
 
+# chapter 4 shows this function on the page: its lines stay within 88 columns
 def policy_loss(logp: torch.Tensor, old_logp: torch.Tensor, adv: torch.Tensor,
-                weights: torch.Tensor, clip_eps: float, ref_logp: torch.Tensor | None = None,
+                weights: torch.Tensor, clip_eps: float,
+                ref_logp: torch.Tensor | None = None,
                 kl_coef: float = 0.0) -> torch.Tensor:
-    """The policy-gradient loss of REINFORCE and GRPO, for per-token log-probabilities ``logp``
-    (B, T) of the sampled tokens, their values ``old_logp`` when sampled, one advantage per
-    sequence ``adv`` (B,) and the ``weights`` (B, T) of :func:`token_weights`:
+    """The policy-gradient loss of REINFORCE and GRPO, for per-token log-probabilities
+    ``logp`` (B, T) of the sampled tokens, their values ``old_logp`` when sampled, one
+    advantage per sequence ``adv`` (B,) and the ``weights`` (B, T) of
+    :func:`token_weights`:
 
         sum_t w_t * [ -min(r_t * A, clip(r_t, 1 - eps, 1 + eps) * A) + kl_coef * k3_t ],
 
-    where r_t = exp(logp - old_logp) (1 on the first pass: then the gradient is exactly
-    -A * grad logp) and k3_t = exp(ref - logp) - (ref - logp) - 1 >= 0 estimates the KL to the
-    reference policy (its log-probabilities ``ref_logp``)."""
+    where r_t = exp(logp - old_logp) (1 on the first pass: then the gradient is
+    exactly -A * grad logp) and k3_t = exp(ref - logp) - (ref - logp) - 1 >= 0
+    estimates the KL to the reference policy (its log-probabilities ``ref_logp``)."""
     ratio = torch.exp(logp - old_logp)
     a = adv[:, None]
     per_token = -torch.minimum(ratio * a, ratio.clamp(1 - clip_eps, 1 + clip_eps) * a)
     if ref_logp is not None and kl_coef:
-        per_token = per_token + kl_coef * (torch.exp(ref_logp - logp) - (ref_logp - logp) - 1)
+        log_r = ref_logp - logp
+        per_token = per_token + kl_coef * (torch.exp(log_r) - log_r - 1)
     return (per_token * weights).sum()
 
 
