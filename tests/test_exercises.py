@@ -238,8 +238,8 @@ def test_an_answer_that_memorised_the_printed_cases_passes_its_cell_but_fails_gr
         label, tmp_path):
     name, solution = checks.EXERCISES[label][0], solution_function(label)
     table = {case: solution(case) for case in PRINTED[label]}
-    wrong = {"ex6-extract": "'0'"}.get(label, "0")
-    source = f"TABLE = {table!r}\ndef {name}(x):\n    return TABLE.get(x, {wrong})\n"
+    # None off the table: no hidden case's answer is None, so the grade cannot pass by luck
+    source = f"TABLE = {table!r}\ndef {name}(x):\n    return TABLE.get(x)\n"
     assert run(label, source)["status"] == "passed"  # the notebook's own check cell
     chapter = {"3": "03_linear_theorem", "4": "04_rl_post_training", "6": "06_llama_math"}
     nb = replace_stub(student_notebook(chapter[label[2]] + ".ipynb"), label, source)
