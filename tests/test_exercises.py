@@ -210,7 +210,7 @@ def solution_function(label):
 @pytest.mark.parametrize("label", sorted(set(checks.EXERCISES) - set(TRAINING)))
 def test_checks_add_hidden_cases_in_grading_mode_and_the_solution_passes_them(label, capsys):
     """Under ``hidden_cases`` a check runs more cases than the notebook's check cell shows,
-    different ones for another seed, and the solution passes them all."""
+    as many for any seed, and the solution passes them all."""
     check, fn = checks.EXERCISES[label][1], solution_function(label)
     counts = []
     for seed in (None, 1, 2):
@@ -218,12 +218,21 @@ def test_checks_add_hidden_cases_in_grading_mode_and_the_solution_passes_them(la
             assert check(fn)
         counts.append(int(re.search(r"on (\d+) cases", capsys.readouterr().out).group(1)))
     assert counts[1] == counts[2] > counts[0], counts
-    maker = lambda rng: rng.random()  # noqa: E731
-    with checks.hidden_cases(1):
-        one = checks._hidden(maker)
-    with checks.hidden_cases(2):
-        assert checks._hidden(maker) != one
+
+
+def test_hidden_cases_depend_on_the_seed_alone_and_exist_only_in_grading_mode():
+    def maker(rng):
+        return rng.random()
+
+    drawn = {}
+    for seed in (1, 2, 1):
+        with checks.hidden_cases(seed):
+            drawn.setdefault(seed, []).append(checks._hidden(maker))
+    assert drawn[1][0] == drawn[1][1] != drawn[2][0]
     assert checks._hidden(maker) == []  # outside grading mode: none
+    with pytest.raises(ValueError, match="seed="):
+        with checks.hidden_cases("7"):
+            pass
 
 
 PRINTED = {  # the fixed cases of three checks, as a notebook's check cell runs them
