@@ -452,21 +452,25 @@ def ex4_loss(pg_loss: Callable) -> bool:
             return m / m.sum(1, keepdim=True) / len(m)
         return m / (len(m) * max_new)
 
-    gen = torch.Generator().manual_seed(0)
-    cases = []
-    # (batch, columns, loss_agg, max_new_tokens - columns): the sampler stops when every row
-    # has finished, so a batch can have fewer columns than max_new_tokens
-    shapes = [(4, 9, "token_mean", 0), (6, 12, "seq_mean", 0), (5, 7, "constant", 0),
-              (8, 20, "seq_mean", 0), (3, 5, "token_mean", 0), (4, 6, "constant", 5)]
-    shapes += _hidden(lambda rng: (rng.randint(1, 10), rng.randint(2, 24),
-                                   rng.choice(rl.LOSS_AGGS), rng.randint(0, 6)))
-    for b, t, agg, spare in shapes:
+    def case(b, t, agg, spare, gen):
+        """``b`` answers in ``t`` columns, ``max_new_tokens = t + spare``: the sampler stops
+        when every row has finished, so a batch can have fewer columns than max_new_tokens."""
         lengths = torch.randint(1, t, (b,), generator=gen)
         lengths[0] = t  # one answer as long as the columns, others short
         mask = torch.arange(t)[None, :] < lengths[:, None]
         logp = -torch.rand(b, t, generator=gen, dtype=torch.float64) * 3
         adv = torch.randn(b, generator=gen, dtype=torch.float64)
-        cases.append((logp, adv, mask, agg, t + spare))
+        return logp, adv, mask, agg, t + spare
+
+    gen = torch.Generator().manual_seed(0)
+    cases = [case(b, t, agg, spare, gen) for b, t, agg, spare in
+             [(4, 9, "token_mean", 0), (6, 12, "seq_mean", 0), (5, 7, "constant", 0),
+              (8, 20, "seq_mean", 0), (3, 5, "token_mean", 0), (4, 6, "constant", 5)]]
+
+    def drawn(rng):
+        return case(rng.randint(1, 10), rng.randint(2, 24), rng.choice(rl.LOSS_AGGS),
+                    rng.randint(0, 6), _gen(rng))
+    cases += _hidden(drawn)
 
     def both(fn):  # value and gradient, as one comparable pair
         def run(logp, adv, mask, agg, t):
