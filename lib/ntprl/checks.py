@@ -364,11 +364,14 @@ def ex2_probe(calibration_probe: Callable) -> bool:
     return _named(calibration_probe, reference, cases, [(metrics, "branch_probs")], tol=1e-4)
 
 
+STAR_MAP_CASES = [0.001, 0.01, 0.1, 0.25, 1 / 3, 0.5, 0.9, 1.0]  # ex3-star-map's fixed cases
+
+
 def ex3_star_map(star_round: Callable) -> bool:
     """``star_round(p)``: the long share after one perfectly fitted STaR round from share p."""
     from . import theory
 
-    cases = [0.001, 0.01, 0.1, 0.25, 1 / 3, 0.5, 0.9, 1.0] + _hidden(lambda rng: rng.random())
+    cases = STAR_MAP_CASES + _hidden(lambda rng: rng.random())
     return _named(star_round, lambda p: 2 * p / (1 + p), cases,
                   [(theory, "star_map"), (theory, "continue_prob")])
 
@@ -671,6 +674,10 @@ def ex4_ablation(length_ablation: Callable) -> bool:
     return True
 
 
+# ex4-rounds' fixed cases (1/9 and 0.2 land exactly on 1/3 after some rounds)
+ROUNDS_CASES = [0.005, 0.01, 0.05, 0.1, 1 / 9, 0.2, 0.25, 0.3, 1 / 3, 0.34, 0.9]
+
+
 def ex4_rounds(rounds_needed: Callable) -> bool:
     """``rounds_needed(p)``: STaR rounds until the long share *exceeds* 1/3, in exact
     arithmetic (p = 0.2 lands exactly on 1/3 after one round, so it needs two)."""
@@ -682,8 +689,7 @@ def ex4_rounds(rounds_needed: Callable) -> bool:
             q, n = 2 * q / (1 + q), n + 1
         return n
 
-    cases = [0.005, 0.01, 0.05, 0.1, 1 / 9, 0.2, 0.25, 0.3, 1 / 3, 0.34, 0.9]
-    cases += _hidden(lambda rng: rng.uniform(0.001, 0.99))
+    cases = ROUNDS_CASES + _hidden(lambda rng: rng.uniform(0.001, 0.99))
     return _named(rounds_needed, reference, cases,
                   [(theory, "star_rounds_to_threshold"), (theory, "log_odds_rounds")])
 
