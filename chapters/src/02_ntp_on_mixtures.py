@@ -334,6 +334,62 @@ else:
 # is steep (between 0.3 and 0.37 in all four seeds) but not a step at exactly $1/3$.
 
 # %% [markdown]
+# ### Closer to $1/3$
+#
+# Seeds 2 and 3 ran again at $p_{cot} = 0.32$, 0.345 and 0.36, between the grid's points
+# (stored run `threshold_near`, the same settings and machine). Plotted against each model's
+# own probability of continuing after $x_1$ rather than against $p_{cot}$, the share of
+# prompts that greedy decoding sends long shows the decision the derivation is about.
+
+# %% tags=["hide-input"]
+near_recs = [results.load(path) for path in results.stored_runs("threshold_near")]
+near_runs = [r for rec in near_recs for r in rec["result"]["runs"]]
+if not near_runs or not stored_all:
+    print("This version of ntprl ships no stored run of `threshold_near`.")
+else:
+    pts = sorted((r for r in sr + near_runs
+                  if r["seed"] in {n["seed"] for n in near_runs} and 0.3 <= r["p_cot"] <= 0.37),
+                 key=lambda r: (r["seed"], r["p_cot"]))
+    fig, ax = plt.subplots(figsize=(6, 3.4))
+    for seed, marker in zip(sorted({r["seed"] for r in pts}), "os"):
+        mine = [r for r in pts if r["seed"] == seed]
+        ax.plot([r["final"]["continue"] for r in mine],
+                [r["final"]["greedy_long_frac"] for r in mine], marker + "-",
+                label=f"seed {seed}")
+    ax.axvline(0.5, color="0.6", lw=0.8, ls="--")
+    ax.set(xlabel="the model's P(continue after $x_1$)",
+           ylabel="prompts greedy sends long", title="d = 25, $p_{cot}$ from 0.3 to 0.37")
+    ax.legend(fontsize=7, loc="upper left")
+    plots.label_run(ax, near_recs[0])
+    print(" seed  p_cot  2p/(1+p)  model's P(continue)  greedy long share")
+    for r in pts:
+        print(f" {r['seed']:4d}  {r['p_cot']:5.3f}  {theory.continue_prob(r['p_cot']):8.3f}"
+              f"  {r['final']['continue']:19.3f}  {r['final']['greedy_long_frac']:17.3f}")
+    # the paragraph below, on these numbers
+    cont = [round(r["final"]["continue"], 3) for r in pts]
+    share = [round(r["final"]["greedy_long_frac"], 3) for r in pts]
+    assert all(s == 0 for c, s in zip(cont, share) if c <= 0.483), (cont, share)
+    assert all(s == 1 for c, s in zip(cont, share) if c >= 0.528), (cont, share)
+    between = sorted((c, s) for c, s in zip(cont, share) if 0.483 < c < 0.528)
+    assert between == [(0.495, 0.347), (0.501, 0.512), (0.511, 0.998), (0.514, 0.802)], between
+    for seed in {r["seed"] for r in pts}:  # more prompts long as p_cot grows, in each seed
+        mine = [r["final"]["greedy_long_frac"] for r in pts if r["seed"] == seed]
+        assert mine == sorted(mine), (seed, mine)
+    off = {r["seed"]: max(abs(q["final"]["continue"] - theory.continue_prob(q["p_cot"]))
+                          for q in pts if q["seed"] == r["seed"]) for r in pts}
+    assert off[3] <= 0.01 and 0.015 <= off[2] <= 0.02, off
+
+# %% [markdown]
+# No prompt goes long while the model continues with probability 0.483 or less, every prompt
+# does from 0.528 up, and in between (0.495–0.514) the prompts split: 35%, 51%, 99.8% and 80%
+# of them go long. That is the derivation's decision — continue when continuing is more
+# likely than stopping — which a calibrated model crosses at $p_{cot} = 1/3$. Seed 3's model
+# continues within 0.01 of $2p/(1+p)$ at every $p_{cot}$ here, and its switch lies between
+# 0.32 (no prompt long) and 0.36 (all); seed 2's continues 0.01–0.02 more often, and already
+# sends half its prompts long at 0.32. So the threshold is as sharp as the model's
+# calibration: a few hundredths of $p_{cot}$ wide, around $1/3$.
+
+# %% [markdown]
 # ## Look inside one model: its decoding tree
 #
 # For one fixed prompt, each run recorded the model's *decoding tree*: the probabilities of
