@@ -315,10 +315,9 @@ else:
                for r in sr), [(r["p_cot"], r["final"]["sampled_acc"]) for r in sr]
     # at 0.33 the seeds disagree, from under a quarter of the prompts long to nearly all;
     # the seed whose model continues most often sends nearly every prompt long
-    if len(mixed) == 4:
-        assert [v[0] for v in mixed.values()] == [0.492, 0.228, 0.998, 0.347], mixed
-        assert [v[1] for v in mixed.values()] == [0.502, 0.496, 0.511, 0.495], mixed
-        assert max(mixed.values(), key=lambda v: v[1])[0] > 0.99, mixed
+    assert [v[0] for v in mixed.values()] == [0.492, 0.228, 0.998, 0.347], mixed
+    assert [v[1] for v in mixed.values()] == [0.502, 0.496, 0.511, 0.495], mixed
+    assert max(mixed.values(), key=lambda v: v[1])[0] > 0.99, mixed
 
 # %% [markdown]
 # The stored runs at $d = 25$ (four seeds) show the same picture more sharply: sampling is
@@ -375,9 +374,9 @@ else:
     for seed in {r["seed"] for r in pts}:  # more prompts long as p_cot grows, in each seed
         mine = [r["final"]["greedy_long_frac"] for r in pts if r["seed"] == seed]
         assert mine == sorted(mine), (seed, mine)
-    off = {r["seed"]: max(abs(q["final"]["continue"] - theory.continue_prob(q["p_cot"]))
-                          for q in pts if q["seed"] == r["seed"]) for r in pts}
-    assert off[3] <= 0.01 and 0.015 <= off[2] <= 0.02, off
+    above = {seed: [r["final"]["continue"] - theory.continue_prob(r["p_cot"])
+                    for r in pts if r["seed"] == seed] for seed in (2, 3)}
+    assert all(abs(x) <= 0.01 for x in above[3]) and all(0.01 <= x <= 0.02 for x in above[2])
 
 # %% [markdown]
 # No prompt goes long while the model continues with probability 0.483 or less, every prompt
