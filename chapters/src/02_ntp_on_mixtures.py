@@ -306,6 +306,10 @@ else:
     assert all(rec["result"]["d"] == 25 and rec["result"]["steps"] == 1500 and
                all(rec["config"][k] == stored_all[0]["config"][k] for k in keys)
                for rec in stored_all), "the stored runs differ in more than the seed"
+    # the precisions the paragraph above names: seed 0's file predates the library's bf16
+    # training (it records none: float32), seed 2's ran in bf16 autocast
+    assert [(rec["seed"], rec.get("precision")) for rec in stored_all] == [(0, None),
+                                                                          (2, "bf16")]
     assert gap <= 0.03, gap
     assert all(r["final"]["greedy_long_frac"] == 0 and r["final"]["greedy_acc"] <= 0.55
                for r in sr if r["p_cot"] <= 0.3), sr
@@ -346,6 +350,11 @@ near_runs = [r for rec in near_recs for r in rec["result"]["runs"]]
 if not near_runs or not stored_all:
     print("This version of ntprl ships no stored run of `threshold_near`.")
 else:
+    same = stored_all[-1]  # seeds 2 and 3: the same settings but the grid, the same machine
+    assert all(rec["config"][k] == same["config"][k] for rec in near_recs for k in keys
+               if k != "threshold_p_grid")
+    assert all((rec["device"], rec["precision"]) == (same["device"], same["precision"])
+               for rec in near_recs), [rec["device"] for rec in near_recs]
     pts = sorted((r for r in sr + near_runs
                   if r["seed"] in {n["seed"] for n in near_runs} and 0.3 <= r["p_cot"] <= 0.37),
                  key=lambda r: (r["seed"], r["p_cot"]))
