@@ -110,3 +110,25 @@ def test_line_fit_recovers_a_line_and_tells_a_log_law_from_a_1_over_p_law():
     assert line_fit([0, 1], [4, 4]) == (0.0, 1.0, 0.0)
     with pytest.raises(ValueError, match="two distinct xs"):
         line_fit([1, 1], [2, 3])
+
+
+@pytest.mark.parametrize("p, d", [(0.25, 8), (0.1, 16), (0.6, 5)])
+def test_calibrated_loss_is_the_ideal_models_cross_entropy(p, d):
+    """theory.calibrated_loss equals the mean NTP loss, over response tokens with EOS, of the
+    model that knows the chain and is calibrated, on sequences drawn from D(p)."""
+    from ntprl.tasks import EOS, PAD
+    task = ParityTask(d, p)
+    seq = task.sample(20000, torch.Generator().manual_seed(0))
+    x1, first, second = seq[:, 0], seq[:, d], seq[:, d + 1]
+    q1, qc = theory.first_token_prob(p), theory.continue_prob(p)
+    nll = -torch.where(first == x1, math.log(q1), math.log(1 - q1))
+    went_on = (first == x1) & (second != EOS)
+    nll -= torch.where(first == x1, torch.where(went_on, math.log(qc), math.log(1 - qc)), 0.0)
+    tokens = (seq[:, d:] != PAD).sum(1)  # response tokens, EOS included
+    assert torch.equal(tokens, torch.where(went_on, d + 1, 2))  # the chain and EOS, or two
+    measured = (nll.sum() / tokens.sum()).item()
+    assert theory.calibrated_loss(p, d) == pytest.approx(measured, rel=0.02)
+    assert theory.calibrated_loss(1.0, d) == 0  # chains only: every token certain
+    assert theory.calibrated_loss(0.0, d) == pytest.approx(math.log(2) / 2)  # a coin, then EOS
+    with pytest.raises(ValueError, match="d="):
+        theory.calibrated_loss(p, 0)

@@ -398,10 +398,10 @@ def greedy_long_share(p_cot, shares):
 # (a) Written in 6 digits, the leading digit of the product of two 3-digit numbers is 1 for
 # 23.6% of them, 0 or 2 for about 17% each, and rarer from there: $m \approx 0.24$ on every
 # prompt, so the threshold is $0.24 / 1.24 \approx 0.19$ — a first token the model cannot
-# compute makes greedy decoding go long *sooner*. That model is a stage, not an end: the top
-# digit of each operand fixes the product's leading digit for 80% of the pairs, the top two
-# for 98%, so a model trained on enough short answers learns it, $m$ climbs towards 1 and the
-# threshold back towards 1/2. The threshold is a property of the format *and* of what the
+# compute makes greedy decoding go long *sooner*. That model is a stage, not an end: from the
+# top digit of each operand the best guess of the product's leading digit is right for 80% of
+# the pairs, from the top two digits for 98%, so a model trained on enough short answers
+# learns it, $m$ climbs towards 1 and the threshold back towards 1/2. The threshold is a property of the format *and* of what the
 # model has learned of its first token.
 # (b) `greedy_long_share(p, [1.0] * 6 + [0.1] * 4)` is 0 up to $p_{cot} = 1/11$, then 0.4 up
 # to $1/2$ (the prompts whose first digit the model cannot tell go long first), then 1: a

@@ -64,6 +64,28 @@ def accuracy(p: float, temperature: float = 1.0) -> float:
     return q + (1 - q) / 2
 
 
+def calibrated_loss(p: float, d: int) -> float:
+    """The NTP loss on D(p) (nats per response token, EOS included, as ``ntp.train`` reports
+    it) of the model this module describes: the chain learned exactly, the length calibrated.
+    Per sequence it is uncertain at two decisions only: the first token (``x_1`` with
+    probability ``(1 + p) / 2``) and, after ``x_1``, whether to continue (``2p / (1 + p)``);
+    every chain step and every EOS after a short answer is certain. So the loss is
+    ``(H((1+p)/2) + (1+p)/2 * H(2p/(1+p))) / (p (d + 1) + 2 (1 - p))``, ``H`` the binary
+    entropy and the denominator the response tokens of a sequence on average (a long one:
+    ``d`` chain tokens and EOS; a short one: the answer and EOS). No model that has not
+    learned the short map can do better; training flattens out here."""
+    _check_p(p)
+    if not isinstance(d, int) or isinstance(d, bool) or d < 1:
+        raise ValueError(f"d={d!r} is not allowed: it must be a positive integer")
+
+    def entropy(q):  # binary entropy in nats (0 at q = 0 or 1)
+        return -sum(x * math.log(x) for x in (q, 1 - q) if x > 0)
+
+    first = first_token_prob(p)
+    per_sequence = entropy(first) + first * entropy(continue_prob(p))
+    return per_sequence / (p * (d + 1) + 2 * (1 - p))
+
+
 def greedy_accuracy(p: float) -> float:
     """1 above the threshold 1/3, 1/2 below it (and 3/4 exactly at it, where greedy ties)."""
     return accuracy(p, 0.0)
