@@ -79,6 +79,8 @@ CASES = {
                          "max_new_tokens=50"),
     "negative temperature": (lambda tmp: generate(model(), prompts(), 2, -1.0, eos_id=EOS,
                                                   pad_id=PAD), "temperature=-1.0"),
+    "infinite temperature": (lambda tmp: generate(model(), prompts(), 2, float("inf"),
+                                                  eos_id=EOS, pad_id=PAD), "temperature=inf"),
     "1-D prompts": (lambda tmp: generate(model(), torch.zeros(4, dtype=torch.long), 2,
                                          eos_id=EOS, pad_id=PAD), "prompts"),
     # NTP trainer
@@ -105,6 +107,10 @@ CASES = {
     "rl loss_agg sum": (lambda tmp: train_rl(loss_agg="sum"), "loss_agg='sum'"),
     "rl adv_norm batch": (lambda tmp: train_rl(adv_norm="batch"), "adv_norm='batch'"),
     "rl temperature 0": (lambda tmp: train_rl(temperature=0.0), "temperature=0.0"),
+    "rl temperature inf": (lambda tmp: train_rl(temperature=float("inf")), "temperature=inf"),
+    "rl reward of shape (n, 1)": (  # would broadcast REINFORCE's advantages into a zero loss
+        lambda tmp: train_rl(algo="reinforce", reward=lambda p, r: T.reward_e2e(p, r)[:, None]),
+        "reward returned (4, 1)"),
     "rl reward partial": (lambda tmp: train_rl(reward="partial"), "reward='partial'"),
     "rl kl_coef negative": (lambda tmp: train_rl(kl_coef=-1.0), "kl_coef=-1.0"),
     "rl budget too short": (lambda tmp: train_rl(max_new_tokens=3), "max_new_tokens=3"),

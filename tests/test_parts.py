@@ -235,3 +235,34 @@ def test_a_finished_part_leaves_no_checkpoint_to_answer_for_a_recomputed_one(tmp
     assert resumable(tmp_path, "part", lambda ck: calls.append(ck), {"a": 1}) == {"value": 1}
     assert not calls  # read back, not computed
 
+
+
+def test_an_unfinished_part_resumes_only_under_its_own_identity(tmp_path):
+    """A part killed mid-run leaves its trainer checkpoint; computed again with settings the
+    trainer's identity does not hold (e.g. eval_n), it is refused, not silently resumed."""
+    from ntprl.experiments.common import resumable
+
+    def killed(checkpoint):  # a trainer that checkpoints, then dies
+        checkpoint.write_text("half-trained state")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        resumable(tmp_path, "part", killed, {"eval_n": 100})
+    with pytest.raises(ValueError, match=r"part\.pt belongs to another run \(eval_n"):
+        resumable(tmp_path, "part", lambda ck: {"value": 1}, {"eval_n": 200})
+    seen = []
+    assert resumable(tmp_path, "part", lambda ck: seen.append(ck.read_text()) or {"value": 2},
+                     {"eval_n": 100}) == {"value": 2}
+    assert seen == ["half-trained state"]  # the same identity resumes from the checkpoint
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["part.json"]
+
+
+def test_a_reworded_description_keeps_the_pretrained_checkpoint(tmp_path):
+    """pretrain's cached NTP weights are named by the scale's settings, not its prose: a
+    reworded preset description (as a library update may bring) reads them back."""
+    from ntprl.experiments.common import pretrain
+    task = ParityTask(TINY.d, 0.25)
+    pretrain(task, TINY, 4, 0, workdir=tmp_path)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    pretrain(task, dataclasses.replace(TINY, description="other words"), 4, 0, workdir=tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == before

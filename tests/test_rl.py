@@ -180,6 +180,8 @@ def test_a_callable_reward_is_part_of_the_identity(tmp_path):
     (dict(algo="grpo", samples_per_prompt=1), "samples_per_prompt"),
     (dict(loss_agg="sum"), "loss_agg"),
     (dict(adv_norm="batch"), "adv_norm"),
+    (dict(algo="reinforce", adv_norm="group_std"), "adv_norm='group_std' is not allowed with "
+                                                   "algo='reinforce'"),
     (dict(temperature=0.0), "temperature"),
     (dict(max_new_tokens=3), "max_new_tokens"),
     (dict(reward="partial"), "reward"),

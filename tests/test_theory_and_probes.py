@@ -132,3 +132,13 @@ def test_calibrated_loss_is_the_ideal_models_cross_entropy(p, d):
     assert theory.calibrated_loss(0.0, d) == pytest.approx(math.log(2) / 2)  # a coin, then EOS
     with pytest.raises(ValueError, match="d="):
         theory.calibrated_loss(p, 0)
+
+
+def test_branch_probs_read_the_first_token_of_the_tasks_own_chain(oracle):
+    """On a leap-2 task the long answer opens with s_2 = x_1 XOR x_2, not x_1: the probe reads
+    that token. The full-chain oracle puts (1+p)/2 on x_1, which is s_2 on half the prompts."""
+    p = 0.4
+    leap = branch_probs(oracle(6, p), ParityTask(6, p, chain="leap2"), 4000)
+    assert leap["first_token"] == pytest.approx(0.5, abs=0.02)
+    full = branch_probs(oracle(6, p), ParityTask(6, p), 4000)
+    assert full["first_token"] == pytest.approx(theory.first_token_prob(p), abs=1e-6)

@@ -86,9 +86,9 @@ def evaluate(model, task, n: int = 1000, generator: torch.Generator | None = Non
     if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
         raise ValueError(f"batch_size={batch_size!r} is not allowed: it must be a positive "
                          "integer")
-    if not temperature > 0:
+    if not 0 < temperature < float("inf"):
         raise ValueError(f"temperature={temperature!r} is not allowed: "
-                         "sampling needs temperature > 0")
+                         "sampling needs a finite temperature > 0")
     max_new_tokens = task.max_response_len if max_new_tokens is None else max_new_tokens
     require_room(task, max_new_tokens)
     bad = [m for m in modes if m not in ("greedy", "sampled")] or not modes
@@ -125,9 +125,9 @@ def branch_probs(model, task, n: int = 1000, generator: torch.Generator | None =
 
     On ``n`` fresh prompts, teacher-forced:
 
-    - ``first_token``: mean probability of writing ``x_1`` as the first response token (a long
-      answer starts with ``s_1 = x_1``; theory for a model that learned only the chain:
-      ``(1 + p) / 2``);
+    - ``first_token``: mean probability of writing the chain's first token ``c_1`` as the
+      first response token (``s_1 = x_1`` for the full chain, ``s_2 = x_1 XOR x_2`` for
+      leap-2; theory for a model that learned only the chain: ``(1 + p) / 2``);
     - ``continue``: mean probability of *not* writing EOS after that first token, i.e. of going
       on with the chain (theory ``2p / (1 + p)``).
     """
@@ -137,7 +137,7 @@ def branch_probs(model, task, n: int = 1000, generator: torch.Generator | None =
         generator = torch.Generator().manual_seed(seed)
     device = next(model.parameters()).device
     x = task.prompts(n, generator).to(device)
-    first = x[:, :1]  # s_1 = x_1
+    first = task.chain_of(x)[:, :1]  # the long answer's first token (s_1 = x_1: full chain)
     with evaluating(model):
         logits = model(torch.cat([x, first], dim=1))
     p_first = torch.softmax(logits[:, task.prompt_len - 1].float(), -1).gather(1, first).squeeze(1)

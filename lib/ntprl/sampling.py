@@ -126,8 +126,9 @@ def generate(model, prompts: torch.Tensor, max_new_tokens: int, temperature: flo
         response tokens up to and including its EOS, False on the prompt and on PAD.
     """
     _check(model, prompts, max_new_tokens)
-    if not temperature >= 0.0:
-        raise ValueError(f"temperature={temperature!r} is not allowed: it must be >= 0")
+    if not 0.0 <= temperature < float("inf"):
+        raise ValueError(f"temperature={temperature!r} is not allowed: it must be >= 0 and "
+                         "finite")
     if eos_id is not None and eos_id == pad_id:
         raise ValueError(f"eos_id={eos_id!r} is not allowed: it equals pad_id, which is never "
                          "written, so no row could end")

@@ -114,7 +114,11 @@ def resumable(workdir, key: str, fn: Callable, identity: dict):
     from ``workdir/key.pt``. Without a ``workdir``, just ``fn(None)``. Once the result is
     written, the trainer checkpoint is removed: the result is the part's record, and a stale
     finished checkpoint must not answer for a part that is computed again (after its ``.json``
-    was removed, e.g. for other settings the trainer's identity does not hold)."""
+    was removed, e.g. for other settings the trainer's identity does not hold). For the same
+    reason an unfinished part records its ``identity`` beside its checkpoint
+    (``key.pt.identity``), and resuming under another identity is refused: the trainer's own
+    identity does not hold what only the evaluations or the stopping rule read (``eval_n``,
+    ``hardness_target``)."""
     if workdir is None:
         return fn(None)
     workdir = pathlib.Path(workdir)
@@ -126,10 +130,15 @@ def resumable(workdir, key: str, fn: Callable, identity: dict):
                              "part again")
         refuse_mismatch(str(done), record["identity"], identity)
         return record["result"]
-    checkpoint = workdir / f"{key}.pt"
+    checkpoint, started = workdir / f"{key}.pt", workdir / f"{key}.pt.identity"
+    if checkpoint.exists() and started.exists():
+        refuse_mismatch(str(checkpoint), read_json(started, "remove it and the checkpoint"),
+                        identity)
+    write_json_atomic(identity, started)
     out = fn(checkpoint)
     write_json_atomic({"identity": identity, "result": out}, done)
     checkpoint.unlink(missing_ok=True)
+    started.unlink(missing_ok=True)
     return out
 
 
@@ -323,8 +332,9 @@ def pretrain(task, scale: Scale, steps: int, seed: int = 0, early_step: int | No
     if key in _PRETRAINED:
         return _PRETRAINED[key]
     model = make_model(task, scale, seed)
-    identity = run_identity(model, task, stage="pretrain", scale=scale, steps=steps, seed=seed,
-                            early_step=early_step, batch_size=batch_size, precision=used)
+    identity = run_identity(model, task, stage="pretrain", scale=scale.settings(), steps=steps,
+                            seed=seed, early_step=early_step, batch_size=batch_size,
+                            precision=used)  # settings(): a reworded description is the same run
     path = ckpt = early_path = None
     if workdir is not None:
         digest = hashlib.sha1(repr(identity).encode()).hexdigest()[:12]

@@ -52,7 +52,7 @@ def chain_base(scale: Scale, seed: int = 0, *, workdir=None) -> tuple[dict, dict
         return _MEMO[key]
     task = MultiplicationTask(scale.mult_n, 1.0)
     model = make_model(task, scale, seed)
-    identity = run_identity(model, task, stage="mult_base", scale=scale, seed=seed,
+    identity = run_identity(model, task, stage="mult_base", scale=scale.settings(), seed=seed,
                             precision=used)
     path = None if workdir is None else pathlib.Path(workdir) / f"mult-base-s{seed}.pt"
     done = load_checkpoint(path, identity)

@@ -145,8 +145,12 @@ def rollout(model, task, n_prompts: int, group_size: int, max_new_tokens: int,
     tokens, mask = generate(model, prompts, max_new_tokens, temperature, generator,
                             eos_id=task.EOS, pad_id=task.PAD)
     responses = tokens[:, task.prompt_len:].cpu()
-    return Rollout(tokens, mask, prompts, responses, reward_fn(prompts, responses).float(),
-                   group_size)
+    rewards = reward_fn(prompts, responses)
+    if not isinstance(rewards, torch.Tensor) or tuple(rewards.shape) != (len(prompts),):
+        shape = tuple(rewards.shape) if isinstance(rewards, torch.Tensor) else type(rewards)
+        raise ValueError(f"reward returned {shape}: it must return a tensor of shape "
+                         f"({len(prompts)},), one reward per response")
+    return Rollout(tokens, mask, prompts, responses, rewards.float(), group_size)
 
 
 def rollout_stats(task, ro: Rollout, max_new_tokens: int) -> dict:
@@ -365,12 +369,15 @@ def train(model, task, algo: str, steps: int, *, lr: float = 3e-4, prompts_per_s
     if algo == "grpo" and samples_per_prompt < 2:
         raise ValueError(f"samples_per_prompt={samples_per_prompt} is not allowed for GRPO: a "
                          "group needs at least 2 samples")
-    if not (isinstance(temperature, (int, float)) and temperature > 0):
-        raise ValueError(f"temperature={temperature!r} is not allowed: RL samples need "
-                         "temperature > 0")
+    if not (isinstance(temperature, (int, float)) and 0 < temperature < float("inf")):
+        raise ValueError(f"temperature={temperature!r} is not allowed: RL samples need a "
+                         "finite temperature > 0")
     one_of("loss_agg", loss_agg, LOSS_AGGS)
     adv_norm = adv_norm or ("group_std" if algo == "grpo" else "none")
     one_of("adv_norm", adv_norm, ADV_NORMS)
+    if algo != "grpo" and adv_norm != "none":
+        raise ValueError(f"adv_norm={adv_norm!r} is not allowed with algo={algo!r}: only GRPO "
+                         "normalises its advantages (by its groups' std); use 'none'")
     one_of("optimizer", optimizer, OPTIMIZERS)
     one_of("precision", precision, PRECISIONS)
     one_of("cuda_graph", cuda_graph, CUDA_GRAPHS)
