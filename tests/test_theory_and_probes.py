@@ -142,3 +142,21 @@ def test_branch_probs_read_the_first_token_of_the_tasks_own_chain(oracle):
     assert leap["first_token"] == pytest.approx(0.5, abs=0.02)
     full = branch_probs(oracle(6, p), ParityTask(6, p), 4000)
     assert full["first_token"] == pytest.approx(theory.first_token_prob(p), abs=1e-6)
+
+
+def test_chain_reading_reads_the_steps_whatever_the_route(oracle):
+    """The calibrated oracle below 1/3 would rather stop after x_1 (argmax EOS there), but every
+    chain step it writes is right: bits_only reads 1, the argmax over all tokens (L - 1) / L."""
+    from ntprl.metrics import chain_reading
+    d, p = 6, 0.2
+    task = ParityTask(d, p)
+    steps = chain_reading(oracle(d, p), task, 64)
+    assert steps == {"chain_token_acc": 1.0, "chain_exact": 1.0, "first_token_acc": 1.0}
+    anyway = chain_reading(oracle(d, p), task, 64, bits_only=False)
+    assert anyway["chain_token_acc"] == pytest.approx((d - 1) / d)
+    assert anyway["chain_exact"] == 0.0 and anyway["first_token_acc"] == 1.0
+    # steps the model does not know: the full-chain oracle, read on leap-2 sequences
+    wrong = chain_reading(oracle(d, p), ParityTask(d, p, chain="leap2"), 256)
+    assert wrong["chain_token_acc"] < 0.8
+    with pytest.raises(ValueError, match="n=0"):
+        chain_reading(oracle(d, p), task, 0)

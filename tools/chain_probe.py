@@ -20,6 +20,7 @@ import time
 
 import torch
 
+from ntprl import metrics
 from ntprl.models import GPT, GPTConfig
 from ntprl.results import device_name
 from ntprl.tasks import ParityTask
@@ -27,17 +28,9 @@ from ntprl.train import ntp
 
 
 def chain_reading(model, d: int, n: int = 512, seed: int = 1) -> dict:
-    """Teacher-forced argmax accuracy on the chain tokens of ``n`` long sequences."""
-    long_task = ParityTask(d, 1.0)
-    seq = long_task.sample(n, torch.Generator().manual_seed(seed))
-    seq = seq.to(next(model.parameters()).device)
-    with torch.no_grad():
-        logits = model(seq)
-    pred = logits[:, d - 1 : 2 * d - 1].argmax(-1)  # position t predicts token t + 1
-    right = pred == seq[:, d : 2 * d]
-    return {"chain_token_acc": float(right.float().mean()),
-            "chain_exact": float(right.all(dim=1).float().mean()),
-            "first_token_acc": float(right[:, 0].float().mean())}
+    """Teacher-forced argmax accuracy (over every token) on the chain tokens of ``n`` long
+    sequences: :func:`ntprl.metrics.chain_reading` with ``bits_only=False``, as stored."""
+    return metrics.chain_reading(model, ParityTask(d, 1.0), n, seed=seed, bits_only=False)
 
 
 def main(argv=None):

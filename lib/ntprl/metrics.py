@@ -7,6 +7,8 @@ summarises both. Every value is a plain Python number or list, ready for JSON.
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
 from .sampling import encode, generate
@@ -116,6 +118,37 @@ def evaluate(model, task, n: int = 1000, generator: torch.Generator | None = Non
         stats = summarize(task, prompts, torch.cat(responses[mode]), max_new_tokens)
         out.update({f"{mode}_{k}": v for k, v in stats.items()})
     return out
+
+
+@torch.no_grad()
+def chain_reading(model, task, n: int = 512, *, seed: int = 1, bits_only: bool = True) -> dict:
+    """Whether the model has learned the chain *steps*, read with teacher forcing: feed ``n``
+    fresh long sequences of ``task``'s chain format and, at each chain position, take the
+    model's most likely next token. Independent of the route: no sampling, and no length
+    decision weighs in.
+
+    - ``chain_token_acc``: share of chain tokens predicted right;
+    - ``chain_exact``: share of sequences whose every chain token is predicted right;
+    - ``first_token_acc``: the same at the first chain token alone.
+
+    ``bits_only=True`` (default) picks between the two bits only: "if it writes the next step,
+    is that step right", which a model below the 1/3 threshold also answers at the position
+    where it would rather stop (there its argmax over the whole vocabulary is EOS, by
+    calibration). ``bits_only=False`` takes the argmax over every token
+    (``tools/chain_probe.py``: a learned chain then reads ``(L - 1) / L`` below 1/3)."""
+    if not isinstance(n, int) or n < 1:
+        raise ValueError(f"n={n!r} is not allowed: n must be a positive integer")
+    long_task = dataclasses.replace(task, p_cot=1.0)  # every sequence long
+    seq = long_task.sample(n, torch.Generator().manual_seed(seed))
+    seq = seq.to(next(model.parameters()).device)
+    P, L = task.prompt_len, task.long_len
+    with evaluating(model):
+        logits = model(seq)[:, P - 1 : P + L - 1].float()  # position t predicts token t + 1
+    pred = (logits[..., :2] if bits_only else logits).argmax(-1)
+    right = pred == seq[:, P : P + L]
+    return {"chain_token_acc": right.float().mean().item(),
+            "chain_exact": right.all(dim=1).float().mean().item(),
+            "first_token_acc": right[:, 0].float().mean().item()}
 
 
 @torch.no_grad()

@@ -6,11 +6,12 @@ import copy
 import math
 from functools import partial
 
+from ..metrics import chain_reading
 from ..progress import bar as progress_bar
 from ..scale import Scale
 from ..tasks import ParityTask
 from ..train import ntp, rl
-from .common import (MORE_NTP_SEED, RECAL_SEED, Part, eval_fn, first_step, load_model,
+from .common import (EVAL_SEED, MORE_NTP_SEED, RECAL_SEED, Part, eval_fn, first_step, load_model,
                      make_model, measure, part_identity, pretrain, reached_target, resumable,
                      run_parts)
 
@@ -240,7 +241,10 @@ def rl_start_sweep(scale: Scale, seed: int = 0, *, progress: bool = True,
     ``scale.rl_start_steps`` (from "chain not learned" to "chain learned") of one NTP run at
     d = ``scale.rl_d``, p_cot = ``scale.rl_p_cot`` (constant lr, no decay). For each: the
     checkpoint's greedy and sampled numbers, then the RL history (greedy accuracy, sampled
-    length, complete-chain shares every ``scale.rl_eval_every`` steps)."""
+    length, complete-chain shares every ``scale.rl_eval_every`` steps). Each checkpoint's record
+    also reads its chain *steps* with teacher forcing (:func:`~ntprl.metrics.chain_reading`:
+    ``chain_step_acc``, ``chain_step_exact``), which sampled accuracy, a property of whole
+    answers, does not separate from the route."""
     task = ParityTask(scale.rl_d, scale.rl_p_cot)
     steps = sorted(set(scale.rl_start_steps))
 
@@ -258,7 +262,11 @@ def rl_start_sweep(scale: Scale, seed: int = 0, *, progress: bool = True,
                   progress=False)
         out = []
         for s in progress_bar(steps, desc="rl_start_sweep", disable=not progress):
-            start = eval_fn(task, scale, seed)(load_model(task, scale, snaps[s], seed), 0)
+            model = load_model(task, scale, snaps[s], seed)
+            start = eval_fn(task, scale, seed)(model, 0)
+            steps_read = chain_reading(model, task, scale.eval_n, seed=seed + EVAL_SEED)
+            start.update(chain_step_acc=steps_read["chain_token_acc"],
+                         chain_step_exact=steps_read["chain_exact"])
             hist = rl_run(task, scale, snaps[s], "grpo", seed, progress=False)["history"]
             out.append({"ntp_step": s, "start": start, "history": hist})
         return out
