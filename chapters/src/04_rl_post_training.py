@@ -850,88 +850,120 @@ if "grpo-early" in runs:
 #
 # The paper reports that response length grows under RL from almost every NTP checkpoint (at
 # $p_{cot} = 0.01$), and warns that length can grow without a model that generalises. Whether
-# only a model that has learned the chain generalises is the book's question here. `rl_start_sweep` runs GRPO from
-# six checkpoints of one NTP run at the `fast` setting ($d = 16$, $p_{cot} = 0.2$, steps 25
-# to 1000, constant learning rate), recording greedy accuracy, the mean sampled length and the
-# share of complete chains over RL. It took two minutes on a 2-core CPU, which this chapter's
-# budget does not spare, so the chapter shows a stored run (`python -m ntprl run rl_start_sweep --scale fast`).
+# only a model that has learned the chain generalises is the book's question here.
+# `rl_start_sweep` runs GRPO from six checkpoints of one NTP run at the `fast` setting
+# ($d = 16$, $p_{cot} = 0.2$, steps 25 to 1000, constant learning rate), recording greedy
+# accuracy, the mean sampled length and the share of complete chains over RL. For each
+# checkpoint it also reads the chain's *steps* with teacher forcing
+# (`ntprl.metrics.chain_reading`): feed correct chains and count the next steps the model
+# gets right, choosing between the two bits, whatever route it would take. Two seeds took
+# about two and a half minutes each on a 2-core CPU, which this chapter's budget does not
+# spare, so the chapter shows stored runs (`python -m ntprl run rl_start_sweep --scale fast
+# --seed S`).
 
 # %% tags=["hide-input"]
-sweep_run = results.stored("rl_start_sweep")
-if sweep_run is None:
+sweeps = sorted(map(results.load, results.stored_runs("rl_start_sweep")),
+                key=lambda rec: rec["seed"])
+if not sweeps:
     print("This version of ntprl ships no stored run of `rl_start_sweep`.")
 else:
-    sw = sweep_run["result"]
-    print(f"rl_start_sweep ({sweep_run['scale']}, {sweep_run['device']}, {sweep_run['date']}): "
-          f"d = {sw['d']}, p_cot = {sw['p_cot']}, {sw['rl_steps']} GRPO steps from each checkpoint")
-    print(" NTP step | start: sampled acc, full chains | end: greedy acc, sampled length "
-          "(start -> end), full chains")
-    for r in sw["runs"]:
-        h = [x for x in r["history"] if "greedy_acc" in x]
-        print(f" {r['ntp_step']:8d} | {r['start']['sampled_acc']:.3f}, "
-              f"{r['start']['sampled_full_frac']:.3f}       | {h[-1]['greedy_acc']:.3f}, "
-              f"{h[0]['sampled_len_mean']:5.2f} -> {h[-1]['sampled_len_mean']:5.2f}, "
-              f"{h[-1]['sampled_full_frac']:.3f}")
+    def table(rec):
+        """Per checkpoint: its start record and evaluated RL history."""
+        return {r["ntp_step"]: (r["start"], [x for x in r["history"] if "greedy_acc" in x])
+                for r in rec["result"]["runs"]}
+
+    tabs = {rec["seed"]: table(rec) for rec in sweeps}
+    sw = sweeps[0]["result"]
+    print(f"rl_start_sweep (fast, {sweeps[0]['device']}, {sweeps[0]['date']}): d = {sw['d']}, "
+          f"p_cot = {sw['p_cot']}, {sw['rl_steps']} GRPO steps from each checkpoint")
+    print("seed  NTP step | start: sampled acc, chain steps right (whole chains) | end: "
+          "greedy acc, sampled length (start -> end), complete chains")
+    for seed, tab in tabs.items():
+        for k, (st, h) in tab.items():
+            print(f"{seed:4d}  {k:8d} | {st['sampled_acc']:.3f}, {st['chain_step_acc']:.3f} "
+                  f"({st['chain_step_exact']:.3f})            | {h[-1]['greedy_acc']:.3f}, "
+                  f"{h[0]['sampled_len_mean']:5.2f} -> {h[-1]['sampled_len_mean']:5.2f}, "
+                  f"{h[-1]['sampled_full_frac']:.3f}")
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
-    for r in sw["runs"]:
-        h = [x for x in r["history"] if "greedy_acc" in x]
-        steps_ = [x["step"] for x in h]
-        for ax, key in zip(axes, ("greedy_acc", "sampled_len_mean", "sampled_full_frac")):
-            ax.plot(steps_, [x[key] for x in h], "o-", ms=3, label=f"NTP step {r['ntp_step']}")
+    for (seed, tab), style in zip(tabs.items(), ("o-", "s--")):
+        for i, (k, (st, h)) in enumerate(tab.items()):
+            for ax, key in zip(axes, ("greedy_acc", "sampled_len_mean", "sampled_full_frac")):
+                ax.plot([x["step"] for x in h], [x[key] for x in h], style, ms=3,
+                        color=f"C{i}", label=f"NTP step {k}" if seed == sweeps[0]["seed"]
+                        else None)
     for ax, title in zip(axes, ("greedy accuracy", "mean sampled length",
                                 "complete chains among samples")):
         ax.set(xlabel="GRPO step", title=title)
-    axes[0].legend(fontsize=7)
-    plots.label_run(axes[2], sweep_run)
+    axes[0].legend(fontsize=7, title="solid: seed 0, dashed: seed 1", title_fontsize=7)
+    plots.label_run(axes[2], sweeps[0])
     fig.tight_layout()
-    # the paragraph below, checked on the stored numbers
-    ends = {r["ntp_step"]: ([x for x in r["history"] if "greedy_acc" in x], r["start"])
-            for r in sw["runs"]}
-    unlearned = [k for k, (h, st) in ends.items() if st["sampled_acc"] <= 0.55]
-    learned = [k for k, (h, st) in ends.items() if st["sampled_acc"] >= 0.57]
-    assert unlearned and learned, {k: st["sampled_acc"] for k, (h, st) in ends.items()}
-    assert all(ends[k][0][-1]["greedy_acc"] <= 0.6 for k in unlearned)
-    grew = [k for k in unlearned
-            if ends[k][0][-1]["sampled_len_mean"] >= ends[k][0][0]["sampled_len_mean"] + 1]
-    shrank = [k for k in unlearned
-              if ends[k][0][-1]["sampled_len_mean"] < ends[k][0][0]["sampled_len_mean"]]
-    assert grew and shrank, (grew, shrank)
-    assert all(ends[k][0][-1]["sampled_len_mean"] <= 1.2 for k in shrank)  # "to about 1.1"
-    starts = sorted(round(ends[k][0][0]["sampled_len_mean"], 1) for k in shrank + grew)
-    assert starts == [2.5, 3.1, 3.4, 3.9], starts  # "from 2.5-3.9 tokens"
-    fulls = {k: round(ends[k][1]["sampled_full_frac"], 2) for k in shrank + grew}
-    assert fulls == {25: 0.15, 50: 0.09, 100: 0.14, 200: 0.19}, fulls
-    assert all(ends[k][0][-1]["sampled_full_frac"] >= 0.25 for k in grew)  # "up to 40%"
-    assert all(ends[k][0][-1]["greedy_acc"] >= 0.95
-               and ends[k][0][-1]["sampled_len_mean"] >= 0.8 * sw["d"] for k in learned)
-    # the regimes and numbers the text states
-    assert [shrank, grew, learned] == [[25, 50], [100, 200], [400, 1000]], (shrank, grew)
-    grown = [int(ends[k][0][-1]["sampled_len_mean"]) for k in grew]  # "to 5-7 tokens"
-    most_full = max(ends[k][0][-1]["sampled_full_frac"] for k in grew)  # "up to 40%"
-    assert grown == [5, 7] and round(most_full, 1) == 0.4, (grown, most_full)
-    assert all(round(ends[k][1]["sampled_acc"], 2) == 0.59 for k in learned)
-    assert all(min(x["step"] for x in ends[k][0] if x["greedy_acc"] >= 0.95) <= 10
-               for k in learned)  # "within 5-10 steps"
-    print(f"chain not yet right (sampled acc <= 0.55): NTP steps {unlearned}; of these, length "
-          f"grew from {grew} and shrank from {shrank}, and none generalised; chain learned: "
-          f"{learned}, all generalised with answers of ~d tokens")
+
+    # the paragraph below, checked on the stored numbers of every seed
+    assert sorted(tabs) == [0, 1] and all(rec["config"] == sweeps[0]["config"]
+                                          for rec in sweeps)
+    d16 = sw["d"]
+    for seed, tab in tabs.items():
+        def end(k, key):
+            return tab[k][1][-1][key]
+
+        def grew(k):
+            return end(k, "sampled_len_mean") > tab[k][1][0]["sampled_len_mean"]
+
+        steps_right = {k: st["chain_step_acc"] for k, (st, h) in tab.items()}
+        assert [k for k, (st, h) in tab.items() if st["sampled_acc"] <= 0.55] == [
+            25, 50, 100, 200], seed  # at chance: the chain not yet learned
+        assert all(end(k, "greedy_acc") <= 0.6 for k in (25, 50, 100, 200)), seed
+        assert all(abs(steps_right[k] - 0.5) <= 0.03 for k in (25, 50)), steps_right
+        assert all(not grew(k) and end(k, "sampled_len_mean") <= 1.7 for k in (25, 50))
+        assert 0.5 <= steps_right[100] <= 0.6, steps_right  # in between
+        assert steps_right[200] >= 0.9 and tab[200][0]["chain_step_exact"] <= 0.35, seed
+        assert grew(200) and end(200, "sampled_full_frac") >= 0.25, seed
+        for k in (400, 1000):  # the chain learned: generalises within 10 steps, ~d tokens
+            first = min(x["step"] for x in tab[k][1] if x["greedy_acc"] >= 0.95)
+            assert steps_right[k] >= 0.98 and first <= 10, (seed, k, first)
+            assert end(k, "greedy_acc") >= 0.95 and end(k, "sampled_len_mean") >= 0.8 * d16
+    assert [tabs[s_][100][1][-1]["sampled_len_mean"] > tabs[s_][100][1][0]["sampled_len_mean"]
+            for s_ in (0, 1)] == [True, False]  # step 100 went either way
+    stated = {  # the numbers of the paragraph below, rounded as there
+        "shrunk to": [round(tabs[s_][k][1][-1]["sampled_len_mean"], 1)
+                      for s_ in (0, 1) for k in (25, 50)],
+        "step 200 steps, whole": [round(tabs[s_][200][0][key], 2) for s_ in (0, 1)
+                                  for key in ("chain_step_acc", "chain_step_exact")],
+        "step 200 grew to": [round(tabs[s_][200][1][-1]["sampled_len_mean"], 1)
+                             for s_ in (0, 1)]
+        + [round(tabs[s_][200][1][-1]["sampled_full_frac"], 2) for s_ in (0, 1)],
+        "learned, sampled acc": sorted(round(tabs[s_][k][0]["sampled_acc"], 2)
+                                       for s_ in (0, 1) for k in (400, 1000)),
+        "step 100": [round(tabs[s_][100][0]["chain_step_acc"], 2) for s_ in (0, 1)]
+        + [round(tabs[s_][100][1][-1]["sampled_len_mean"], 1) for s_ in (0, 1)],
+    }
+    assert stated == {"shrunk to": [1.0, 1.1, 1.3, 1.6],
+                      "step 200 steps, whole": [0.94, 0.28, 0.94, 0.28],
+                      "step 200 grew to": [7.8, 6.6, 0.4, 0.27],
+                      "learned, sampled acc": [0.58, 0.58, 0.6, 0.61],
+                      "step 100": [0.55, 0.55, 5.8, 1.0]}, stated
+    print("✓ both seeds: no chain step known (25, 50): length shrank; most steps known but "
+          "the chain not (200): length grew, greedy at chance; chain learned (400, 1000): "
+          "~100% greedy within 10 steps; step 100 went either way")
 
 # %% [markdown]
-# Three regimes, and the paper's claim in the middle one. All four checkpoints up to step 200
-# start at chance (sampled accuracy 0.50–0.52), with mean sampled length 2.5–3.9 tokens. From
-# the earliest two (steps 25 and 50 here) GRPO *shortens* the answers (to about 1.1 tokens).
-# From steps 100 and 200 it *lengthens* them (to 5–7 tokens, up to 40% complete chains) while
-# greedy accuracy stays at chance — **length grows without a generalising model**, as the
-# paper warns. What separates the first two from the next two these numbers do not show: the
-# shares of complete chains at the start (15%, 9%, 14% and 19% of the samples) do not line
-# up with it, and the sampled accuracy of whole answers is at chance in all four (a guess we
-# have not tested: how many of the chain's single steps each checkpoint has learned). From
-# steps 400 and 1000, where the sampled long answers are right (sampled accuracy 0.59, theory
-# $(1+p)/2 = 0.6$), GRPO reaches ~100% greedy accuracy within 5–10 steps, with answers growing
-# to ~$d$ tokens. So length growth under RL is evidence of nothing by itself; the sampled accuracy of the starting checkpoint tells
-# the cases apart. (The paper reports length growth for *almost all* checkpoints at
-# $p_{cot} = 0.01$; here, at $p_{cot} = 0.2$, it fell from the two earliest: not the same
-# setting, so not a contradiction, but not a confirmation either.)
+# Three regimes, in both seeds, and the paper's claim in the middle one. The earliest
+# checkpoints (NTP steps 25 and 50) know none of the chain's steps (teacher-forced, the next
+# step right half the time), and GRPO *shortens* their answers (to 1.0–1.6 tokens). The
+# checkpoint of step 200 knows nearly every step (94%) but a whole 16-step chain only about a
+# quarter of the time (28% of the chains read right to the end), so its sampled accuracy is
+# still at chance; GRPO
+# *lengthens* its answers (to 6.6–7.8 tokens, 27–40% complete chains) while greedy accuracy
+# stays at chance — **length grows without a generalising model**, as the paper warns. Step
+# 100, in between (55% of the steps right), went either way: longer in seed 0 (5.8 tokens),
+# shorter in seed 1 (1.0). From steps 400 and 1000, where the chain is learned (at least 98%
+# of the steps, sampled accuracy 0.58–0.61 against the theory's $(1+p)/2 = 0.6$), GRPO
+# reaches ~100% greedy accuracy within 5–10 steps, with answers growing to ~$d$ tokens. So
+# length growth under RL is evidence of nothing by itself. What tells the cases apart is how
+# much of the chain the checkpoint knows: its single steps, for whether length grows; the
+# whole chain, for whether RL generalises. (The paper reports length growth for *almost all*
+# checkpoints at $p_{cot} = 0.01$; here, at $p_{cot} = 0.2$, it fell from the earliest: not
+# the same setting, so not a contradiction, but not a confirmation either.)
 #
 # ### Partial chains (leap-2)
 #
