@@ -162,8 +162,8 @@ ax.set_title("Samples to learn d-bit parity: bare answers vs chains");
 # %% [markdown]
 # With bare answers, the samples needed grow with $d$, and past a small $d$ the model does
 # not learn within the budget at all: it stays at chance (50%). With the chain, the same
-# model learns every $d$ in the grid, up to several times the largest $d$ short-only training
-# learned, within a small fraction of the budget (at most a quarter of it, asserted below).
+# model learns every $d$ in the grid, up to at least twice the largest $d$ short-only
+# training learned, within a small fraction of the budget (at most a quarter of it, asserted below).
 #
 # Small $d$ deserves a caveat: there are only $2^d$ distinct inputs (16 at $d = 4$, 256 at
 # $d = 8$), and once the budget shows each of them many times, short-only training can

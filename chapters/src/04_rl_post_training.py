@@ -655,8 +655,8 @@ if scale.checks_claims:
 #
 # The paper reports that temperature changes the speed but not the trend, with one failure:
 # STaR at high temperature with the end-to-end reward. At a high temperature more broken
-# chains are sampled (and, below $p_{cot} \approx 0.26$, slightly *fewer* short answers: the
-# temperature cell of chapter 2's exercises); the end-to-end reward keeps every answer whose
+# chains are sampled (and, below $p_{cot} \approx 0.26$, slightly *fewer* short answers:
+# chapter 2's exercise `ex2-temperature`); the end-to-end reward keeps every answer whose
 # last token happens to be right, so STaR fine-tunes on broken chains as well as on whole
 # ones. Our runs:
 
