@@ -160,3 +160,6 @@ def test_chain_reading_reads_the_steps_whatever_the_route(oracle):
     assert wrong["chain_token_acc"] < 0.8
     with pytest.raises(ValueError, match="n=0"):
         chain_reading(oracle(d, p), task, 0)
+    from ntprl.tasks import MultiplicationTask
+    with pytest.raises(ValueError, match="bits_only=True"):
+        chain_reading(oracle(d, p), MultiplicationTask(2, 0.5), 4)

@@ -138,6 +138,9 @@ def chain_reading(model, task, n: int = 512, *, seed: int = 1, bits_only: bool =
     (``tools/chain_probe.py``: a learned chain then reads ``(L - 1) / L`` below 1/3)."""
     if not isinstance(n, int) or n < 1:
         raise ValueError(f"n={n!r} is not allowed: n must be a positive integer")
+    if bits_only and getattr(task, "chain", None) is None:
+        raise ValueError(f"bits_only=True is not allowed with {type(task).__name__}: it reads "
+                         "parity chains, whose steps are bits")
     long_task = dataclasses.replace(task, p_cot=1.0)  # every sequence long
     seq = long_task.sample(n, torch.Generator().manual_seed(seed))
     seq = seq.to(next(model.parameters()).device)
