@@ -394,15 +394,37 @@ def greedy_long_share(p_cot, shares):
     """A prompt goes long iff p > m (1 - p) for its own m: the share of such prompts."""
     return sum(p_cot > m * (1 - p_cot) for m in shares) / len(shares)
 
+
+# (a), counted over all 900 x 900 pairs of 3-digit numbers
+ops = torch.arange(100, 1000)
+lead = torch.outer(ops, ops) // 100_000  # the leading digit, the product in 6 digits
+m_lead = torch.bincount(lead.flatten()).max().item() / lead.numel()
+
+
+def best_guess(top):
+    """How often the best guess of the leading digit from each operand's `top` digits is
+    right."""
+    key = ops // 10 ** (3 - top) - 10 ** (top - 1)  # the operands' top digits, from 0
+    n = 9 * 10 ** (top - 1)
+    pair = (key[:, None] * n + key[None, :]) * 10 + lead
+    counts = torch.bincount(pair.flatten(), minlength=n * n * 10).view(n * n, 10)
+    return counts.max(1).values.sum().item() / lead.numel()
+
+
+guesses = [best_guess(1), best_guess(2)]
+print(f"m = {m_lead:.3f}, threshold {m_lead / (1 + m_lead):.2f}; best guess from the "
+      f"top digit {guesses[0]:.3f}, from the top two {guesses[1]:.3f}")
+assert [round(m_lead, 3)] + [round(g, 2) for g in guesses] == [0.236, 0.8, 0.98]
+
 # %% [markdown]
-# (a) Written in 6 digits, the leading digit of the product of two 3-digit numbers is 1 for
-# 23.6% of them, 0 or 2 for about 17% each, and rarer from there: $m \approx 0.24$ on every
+# (a) Counted in the cell above: written in 6 digits, the leading digit of the product of two
+# 3-digit numbers is 1 for 23.6% of them, 0 or 2 for about 17% each, and rarer from there: $m \approx 0.24$ on every
 # prompt, so the threshold is $0.24 / 1.24 \approx 0.19$ — a first token the model cannot
 # compute makes greedy decoding go long *sooner*. That model is a stage, not an end: from the
 # top digit of each operand the best guess of the product's leading digit is right for 80% of
 # the pairs, from the top two digits for 98%, so a model trained on enough short answers
-# learns it, $m$ climbs towards 1 and the threshold back towards 1/2. The threshold is a property of the format *and* of what the
-# model has learned of its first token.
+# learns it, $m$ climbs towards 1 and the threshold back towards 1/2. The threshold is a
+# property of the format *and* of what the model has learned of its first token.
 # (b) `greedy_long_share(p, [1.0] * 6 + [0.1] * 4)` is 0 up to $p_{cot} = 1/11$, then 0.4 up
 # to $1/2$ (the prompts whose first digit the model cannot tell go long first), then 1: a
 # staircase, not one threshold.
