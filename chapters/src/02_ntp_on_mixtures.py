@@ -565,6 +565,10 @@ else:
     # the loss of a model with the chain learned and its length calibrated (the more-data
     # run above flattened out at it too)
     floor = theory.calibrated_loss(0.25, probe["result"]["d"])
+    # "three quarters of its sequences, about 5% of its target tokens": one unlearnable
+    # target per short sequence, over d + 1 targets per long one and 2 per short one
+    unlearnable = 0.75 / (0.25 * (probe["result"]["d"] + 1) + 0.75 * 2)
+    assert round(unlearnable, 2) == 0.05, unlearnable
     print(f"loss of a calibrated model with the chain learned: {floor:.4f}")
     for hist in (now, small_model):
         rec = next(r for r in hist if r["step"] == 1000)

@@ -902,28 +902,30 @@ else:
     assert sorted(tabs) == [0, 1] and all(rec["config"] == sweeps[0]["config"]
                                           for rec in sweeps)
     d16 = sw["d"]
+
+    def end(tab, k, key):  # a run's last evaluation
+        return tab[k][1][-1][key]
+
+    def grew(tab, k):  # mean sampled length, last evaluation against the first
+        return end(tab, k, "sampled_len_mean") > tab[k][1][0]["sampled_len_mean"]
+
     for seed, tab in tabs.items():
-        def end(k, key):
-            return tab[k][1][-1][key]
-
-        def grew(k):
-            return end(k, "sampled_len_mean") > tab[k][1][0]["sampled_len_mean"]
-
         steps_right = {k: st["chain_step_acc"] for k, (st, h) in tab.items()}
         assert [k for k, (st, h) in tab.items() if st["sampled_acc"] <= 0.55] == [
             25, 50, 100, 200], seed  # at chance: the chain not yet learned
-        assert all(end(k, "greedy_acc") <= 0.6 for k in (25, 50, 100, 200)), seed
+        assert all(end(tab, k, "greedy_acc") <= 0.6 for k in (25, 50, 100, 200)), seed
         assert all(abs(steps_right[k] - 0.5) <= 0.03 for k in (25, 50)), steps_right
-        assert all(not grew(k) and end(k, "sampled_len_mean") <= 1.7 for k in (25, 50))
+        assert all(not grew(tab, k) and end(tab, k, "sampled_len_mean") <= 1.7
+                   for k in (25, 50)), seed
         assert 0.5 <= steps_right[100] <= 0.6, steps_right  # in between
         assert steps_right[200] >= 0.9 and tab[200][0]["chain_step_exact"] <= 0.35, seed
-        assert grew(200) and end(200, "sampled_full_frac") >= 0.25, seed
+        assert grew(tab, 200) and end(tab, 200, "sampled_full_frac") >= 0.25, seed
         for k in (400, 1000):  # the chain learned: generalises within 10 steps, ~d tokens
             first = min(x["step"] for x in tab[k][1] if x["greedy_acc"] >= 0.95)
             assert steps_right[k] >= 0.98 and first <= 10, (seed, k, first)
-            assert end(k, "greedy_acc") >= 0.95 and end(k, "sampled_len_mean") >= 0.8 * d16
-    assert [tabs[s_][100][1][-1]["sampled_len_mean"] > tabs[s_][100][1][0]["sampled_len_mean"]
-            for s_ in (0, 1)] == [True, False]  # step 100 went either way
+            assert end(tab, k, "greedy_acc") >= 0.95, (seed, k)
+            assert end(tab, k, "sampled_len_mean") >= 0.8 * d16, (seed, k)
+    assert [grew(tabs[s_], 100) for s_ in (0, 1)] == [True, False]  # step 100: either way
     stated = {  # the numbers of the paragraph below, rounded as there
         "shrunk to": [round(tabs[s_][k][1][-1]["sampled_len_mean"], 1)
                       for s_ in (0, 1) for k in (25, 50)],
