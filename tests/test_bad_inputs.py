@@ -71,6 +71,10 @@ CASES = {
     "n_embd not divisible": (lambda tmp: GPTConfig(n_embd=30, n_head=4), "n_embd=30"),
     "unknown positions": (lambda tmp: GPTConfig(positions="alibi"), "positions='alibi'"),
     "dropout 1": (lambda tmp: GPTConfig(dropout=1.0), "dropout=1.0"),
+    "unknown norm": (lambda tmp: GPTConfig(norm="batch"), "norm='batch'"),
+    "unknown mlp": (lambda tmp: GPTConfig(mlp="relu"), "mlp='relu'"),
+    "unknown architecture": (lambda tmp: ntprl.scale.get("smoke").with_(arch="llama"),
+                             "arch='llama'"),
     "linear block_size 0": (lambda tmp: LinearARConfig(block_size=0), "block_size=0"),
     # sampler
     "no new tokens": (lambda tmp: generate(model(), prompts(), 0, eos_id=EOS, pad_id=PAD),

@@ -119,9 +119,10 @@ def test_parse_overrides_reads_each_field_as_its_type():
 
     smoke = scales.get("smoke")
     got = scales.parse_overrides(smoke, ["rl_d=50", "lr=3e-4", "rounds_from_scratch=true",
-                                         "leap2_p_grid=0.1,0.2", "hardness_ds_chain=4,8"])
+                                         "leap2_p_grid=0.1,0.2", "hardness_ds_chain=4,8",
+                                         "arch=mistral"])
     assert got == {"rl_d": 50, "lr": 3e-4, "rounds_from_scratch": True,
-                   "leap2_p_grid": (0.1, 0.2), "hardness_ds_chain": (4, 8)}
+                   "leap2_p_grid": (0.1, 0.2), "hardness_ds_chain": (4, 8), "arch": "mistral"}
     assert smoke.with_(**got).leap2_p_grid == (0.1, 0.2)
     for bad, word in (("name=x", "'name=x'"), ("checks_claims=false", "not name, description"),
                       ("rl_d", "'rl_d'"), ("rl_dd=3", "did you mean rl_d"),

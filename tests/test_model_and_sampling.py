@@ -1,23 +1,25 @@
 import pytest
 import torch
 
-from ntprl.models import GPT, GPTConfig, LinearAR, LinearARConfig
+from ntprl.models import ARCHITECTURES, GPT, GPTConfig, LinearAR, LinearARConfig
 from ntprl.sampling import encode, generate
 from ntprl.tasks import EOS, PAD
 
 IDS = {"eos_id": EOS, "pad_id": PAD}
+# GPT-2 style, its RoPE variant, and the Mistral style (RoPE, RMSNorm, SwiGLU, no biases)
+KINDS = {"learned": {}, "rope": {"positions": "rope"}, "mistral": ARCHITECTURES["mistral"]}
 
 
-def model(positions="learned", seed=0, **kw):
+def model(kind="learned", seed=0, **kw):
     torch.manual_seed(seed)
-    cfg = dict(vocab_size=4, block_size=40, n_layer=2, n_head=2, n_embd=32, positions=positions)
+    cfg = dict(vocab_size=4, block_size=40, n_layer=2, n_head=2, n_embd=32, **KINDS[kind])
     cfg.update(kw)
     return GPT(GPTConfig(**cfg)).double().eval()
 
 
-@pytest.mark.parametrize("positions", ["learned", "rope"])
-def test_cache_forward_equals_full_forward(positions):
-    m = model(positions)
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_cache_forward_equals_full_forward(kind):
+    m = model(kind)
     x = torch.randint(0, 4, (3, 20))
     full = m(x)
     cache = m.make_cache(3, 20)
@@ -26,10 +28,10 @@ def test_cache_forward_equals_full_forward(positions):
     assert torch.allclose(torch.cat(parts, 1), full, atol=1e-10)
 
 
-@pytest.mark.parametrize("positions", ["learned", "rope"])
+@pytest.mark.parametrize("kind", list(KINDS))
 @pytest.mark.parametrize("n_layer", [1, 3])
-def test_last_only_gives_the_last_logits_and_fills_the_cache(positions, n_layer):
-    m = model(positions, n_layer=n_layer)
+def test_last_only_gives_the_last_logits_and_fills_the_cache(kind, n_layer):
+    m = model(kind, n_layer=n_layer)
     x = torch.randint(0, 4, (3, 20))
     full = m(x)
     assert torch.allclose(m(x, last_only=True), full[:, -1:], atol=1e-10)
@@ -63,10 +65,10 @@ def naive_generate(m, prompts, n_new, temperature, generator):
     return torch.tensor(rows)
 
 
-@pytest.mark.parametrize("positions", ["learned", "rope"])
+@pytest.mark.parametrize("kind", list(KINDS))
 @pytest.mark.parametrize("temperature", [0.0, 1.0, 1.5])
-def test_sampler_equals_naive_generation(positions, temperature):
-    m = model(positions, seed=1)
+def test_sampler_equals_naive_generation(kind, temperature):
+    m = model(kind, seed=1)
     with torch.no_grad():  # make EOS likely so rows stop at different times
         m.head.weight[EOS] += 0.3 * m.head.weight[0]
     prompts = torch.randint(0, 2, (16, 6), generator=torch.Generator().manual_seed(0))
@@ -139,9 +141,25 @@ def test_num_params():
     assert m.num_params() == 32 + 80 + (32 + 216 + 72 + 288 + 264) + 16 + 32
 
 
+def test_mistral_style_model():
+    """RoPE (no position table), RMSNorm and a SwiGLU MLP without biases, with about as many
+    weights as the GPT-2 style model of the same sizes."""
+    sizes = dict(vocab_size=4, block_size=40, n_layer=2, n_head=4, n_embd=128)
+    gpt2 = GPT(GPTConfig(**sizes, **ARCHITECTURES["gpt2"]))
+    mistral = GPT(GPTConfig(**sizes, **ARCHITECTURES["mistral"]))
+    names = dict(mistral.named_parameters())
+    assert mistral.pos_emb is None and not any(n.endswith("bias") for n in names)
+    assert names["blocks.0.mlp.gate.weight"].shape == (352, 128)  # 8/3 * 128, rounded up to 32
+    assert type(mistral.blocks[0].ln1).__name__ == "RMSNorm" and "ln_f.weight" in names
+    assert abs(mistral.num_params() / gpt2.num_params() - 1) < 0.05
+    assert GPT(GPTConfig(**sizes)).num_params() == gpt2.num_params()  # gpt2 is the default
+
+
 @pytest.mark.parametrize("kwargs, field", [
     (dict(n_embd=30, n_head=4), "n_embd"),
     (dict(positions="alibi"), "positions"),
+    (dict(norm="batch"), "norm"),
+    (dict(mlp="relu"), "mlp"),
     (dict(n_layer=0), "n_layer"),
     (dict(dropout=1.0), "dropout"),
 ])

@@ -242,13 +242,22 @@ def test_checks_verdicts(capsys):
 
 @pytest.mark.parametrize("name", ["threshold", "more_data", "rl_post_training", "rounds_vs_p",
                                   "leap2", "temperature_controls", "rl_start_sweep",
-                                  "linear_theory", "mult_hardness", "mult_threshold",
-                                  "mult_rl"])
+                                  "architectures", "linear_theory", "mult_hardness",
+                                  "mult_threshold", "mult_rl"])
 def test_every_experiment_runs_at_smoke_and_is_json(name):
     from ntprl import experiments
     r = experiments.run(name, TINY, progress=False)
     json.dumps(r, allow_nan=False)
     assert r["experiment"] == name and r["scale"] == "smoke"
+
+
+def test_architectures_runs_each_family_at_two_depths():
+    from ntprl import experiments
+    r = experiments.architectures(TINY, progress=False)
+    grid = [(run["arch"], run["n_layer"]) for run in r["runs"]]
+    assert grid == [("gpt2", 1), ("mistral", 1), ("gpt2", 2), ("mistral", 2)]
+    assert all(run["history"][-1]["step"] == TINY.rl_steps for run in r["runs"])
+    assert len({run["params"] for run in r["runs"]}) == 4  # four different models
 
 
 def test_unknown_experiment():

@@ -31,6 +31,8 @@ from dataclasses import dataclass, replace
 
 import torch
 
+from .models import ARCHITECTURES
+
 ENV_VAR = "NTPRL_SCALE"
 WORKERS_VAR = "NTPRL_WORKERS"  # how many parts of an experiment run at once: see workers()
 
@@ -44,6 +46,9 @@ class Scale:
     n_layer: int = 2
     n_head: int = 4
     n_embd: int = 128
+    arch: str = "gpt2"          # "gpt2" (learned positions, LayerNorm, GELU, biases) or
+                                # "mistral" (RoPE, RMSNorm, SwiGLU, no biases):
+                                # ntprl.models.ARCHITECTURES
     # -- NTP training ------------------------------------------------------------------------
     batch_size: int = 128       # fresh sequences per optimiser step
     lr: float = 1e-3            # AdamW learning rate
@@ -131,6 +136,11 @@ class Scale:
     linear_max_steps: int = 1000     # budget of SGD steps to learn the chain at each d
     linear_eval_every: int = 25
     linear_short_steps: int = 200    # NTP steps on short-only data at each d
+
+    def __post_init__(self):
+        if self.arch not in ARCHITECTURES:
+            raise ValueError(f"arch={self.arch!r} is not allowed: choose one of "
+                             f"{tuple(ARCHITECTURES)}")
 
     def with_(self, **changes) -> "Scale":
         """A copy with some fields changed (e.g. ``scale.with_(seeds=1)``)."""

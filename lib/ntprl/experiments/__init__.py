@@ -9,7 +9,7 @@ chapter; what they share is in :mod:`.common`; the registry of names is below.
     mixtures          chapters 1-2: parity_hardness, threshold, more_data
     linear            chapter 3: linear_theory
     rl_post_training  chapter 4: rl_start, rl_post_training, rounds_vs_p, leap2, rl_start_sweep,
-                      temperature_controls
+                      temperature_controls, architectures
     multiplication    chapter 5: mult_hardness, mult_threshold, mult_rl
     llm               chapter 6: llama_gsm8k, llm_sums
 """
@@ -26,13 +26,14 @@ from .llm import llama_gsm8k, llm_sums
 from .mixtures import more_data, parity_hardness, threshold, train_and_measure
 from .multiplication import (mixture_model, mult_hardness, mult_measure, mult_rl,
                              mult_threshold)
-from .rl_post_training import (leap2, rl_post_training, rl_post_training_parts, rl_run,
-                               rl_start, rl_start_sweep, rounds_vs_p, temperature_controls)
+from .rl_post_training import (architectures, leap2, rl_post_training, rl_post_training_parts,
+                               rl_run, rl_start, rl_start_sweep, rounds_vs_p,
+                               temperature_controls)
 
 EXPERIMENTS = {"parity_hardness": parity_hardness, "threshold": threshold, "more_data": more_data,
                "linear_theory": linear_theory, "rl_post_training": rl_post_training,
                "rounds_vs_p": rounds_vs_p, "leap2": leap2, "rl_start_sweep": rl_start_sweep,
-               "temperature_controls": temperature_controls,
+               "temperature_controls": temperature_controls, "architectures": architectures,
                "mult_hardness": mult_hardness,
                "mult_threshold": mult_threshold, "mult_rl": mult_rl,
                "llama_gsm8k": llama_gsm8k, "llm_sums": llm_sums}
@@ -49,7 +50,8 @@ def run(name: str, scale: Scale, seed: int = 0, *, progress: bool = True, workdi
     return fn(scale, seed=seed, progress=progress, **kw)
 
 
-__all__ = ["EXPERIMENTS", "Part", "TARGET", "TRL_EXPERIMENTS", "first_step", "leap2",
+__all__ = ["EXPERIMENTS", "Part", "TARGET", "TRL_EXPERIMENTS", "architectures", "first_step",
+           "leap2",
            "linear_ntp", "linear_theory",
            "llama_gsm8k", "llm_sums", "load_model", "make_linear", "make_model", "measure",
            "mixture_model", "more_data", "mult_hardness", "mult_measure", "mult_rl",

@@ -35,7 +35,7 @@ from typing import Callable
 import torch
 
 from ..metrics import branch_probs, evaluate
-from ..models import GPT, GPTConfig
+from ..models import ARCHITECTURES, GPT, GPTConfig
 from ..progress import bar as progress_bar
 from ..results import read_json, write_json_atomic
 from ..scale import Scale, cpu_cores, device, precision, workers
@@ -53,11 +53,11 @@ MORE_NTP_SEED = 100  # the data stream of "more NTP instead of RL" (rl_post_trai
 
 
 def make_model(task, scale: Scale, seed: int = 0, **overrides) -> GPT:
-    """A GPT sized by ``scale`` whose context fits ``task``'s longest sequence, on the book's
-    device. ``seed`` fixes the initial weights (without touching the global random state);
-    ``overrides`` change GPTConfig fields."""
+    """A GPT sized by ``scale`` (and of its ``arch``) whose context fits ``task``'s longest
+    sequence, on the book's device. ``seed`` fixes the initial weights (without touching the
+    global random state); ``overrides`` change GPTConfig fields."""
     cfg = dict(vocab_size=task.vocab_size, block_size=task.seq_len, n_layer=scale.n_layer,
-               n_head=scale.n_head, n_embd=scale.n_embd)
+               n_head=scale.n_head, n_embd=scale.n_embd, **ARCHITECTURES[scale.arch])
     cfg.update(overrides)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)

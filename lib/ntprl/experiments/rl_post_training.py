@@ -7,6 +7,7 @@ import math
 from functools import partial
 
 from ..metrics import chain_reading
+from ..models import ARCHITECTURES
 from ..progress import bar as progress_bar
 from ..scale import Scale
 from ..tasks import ParityTask
@@ -275,3 +276,36 @@ def rl_start_sweep(scale: Scale, seed: int = 0, *, progress: bool = True,
                      part_identity(scale, seed, part="rl_start_sweep", steps=steps))
     return {"experiment": "rl_start_sweep", "scale": scale.name, "d": scale.rl_d,
             "p_cot": scale.rl_p_cot, "rl_steps": scale.rl_steps, "runs": runs}
+
+
+def architectures(scale: Scale, seed: int = 0, *, progress: bool = True, workdir=None) -> dict:
+    """Chapter 4, *another architecture* (the paper trains GPT-2- and Mistral-style decoders
+    of depth 2, 4 and 8 and reports the same picture): the chapter's headline, NTP on D(p_cot =
+    ``scale.rl_p_cot``) at d = ``scale.rl_d`` for ``scale.rl_ntp_steps`` steps and then GRPO
+    with the end-to-end reward for ``scale.rl_steps`` steps, for each architecture of
+    :data:`ntprl.models.ARCHITECTURES` at the scale's depth and at twice it (every other
+    setting the scale's). Each run records its model's size, the NTP model's greedy and
+    sampled numbers, and the GRPO history."""
+    grid = [(arch, n) for n in (scale.n_layer, 2 * scale.n_layer) for arch in ARCHITECTURES]
+    runs = run_parts(
+        [Part(f"arch-{arch}-L{n}-s{seed}",
+              partial(architecture_part, scale.with_(arch=arch, n_layer=n), seed,
+                      workdir=workdir),
+              part_identity(scale, seed, part="architectures", arch=arch, n_layer=n))
+         for arch, n in grid], workdir, progress=progress, desc="architectures")
+    return {"experiment": "architectures", "scale": scale.name, "d": scale.rl_d,
+            "p_cot": scale.rl_p_cot, "ntp_steps": scale.rl_ntp_steps,
+            "rl_steps": scale.rl_steps, "runs": runs}
+
+
+def architecture_part(scale: Scale, seed: int = 0, *, workdir=None, checkpoint=None) -> dict:
+    """One run of :func:`architectures`, with the model of ``scale`` (its ``arch`` and
+    ``n_layer``): :func:`rl_start`'s NTP (resumable through ``workdir``), then GRPO
+    (``checkpoint``: its trainer checkpoint)."""
+    task, state, _ = rl_start(scale, seed, progress=False, workdir=workdir)
+    model = load_model(task, scale, state, seed)
+    run = rl_run(task, scale, state, "grpo", seed, progress=False, reward="e2e",
+                 checkpoint=checkpoint)
+    return {"arch": scale.arch, "n_layer": scale.n_layer, "n_embd": scale.n_embd,
+            "params": model.num_params(), "start": eval_fn(task, scale, seed)(model, 0),
+            "history": run["history"]}

@@ -1,6 +1,6 @@
 """Models with the interface ``logits = model(tokens)``."""
 
-from .gpt import GPT, GPTConfig, KVCache
+from .gpt import ARCHITECTURES, GPT, GPTConfig, KVCache
 from .linear import LinearAR, LinearARConfig
 
-__all__ = ["GPT", "GPTConfig", "KVCache", "LinearAR", "LinearARConfig"]
+__all__ = ["ARCHITECTURES", "GPT", "GPTConfig", "KVCache", "LinearAR", "LinearARConfig"]

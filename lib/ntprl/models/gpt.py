@@ -1,8 +1,13 @@
 """A small decoder-only transformer (GPT), readable top to bottom.
 
-Pre-LayerNorm blocks, causal self-attention through ``scaled_dot_product_attention``, learned
-absolute positions (default) or rotary embeddings (RoPE), and a key/value cache for fast
-autoregressive sampling. The model knows nothing about tasks: ``logits = model(tokens)``.
+Pre-norm blocks, causal self-attention through ``scaled_dot_product_attention``, and a
+key/value cache for fast autoregressive sampling. The model knows nothing about tasks:
+``logits = model(tokens)``.
+
+Two families, as in the paper's experiments (:data:`ARCHITECTURES`): GPT-2 style (learned
+absolute positions, LayerNorm, a GELU MLP, biases; the default) and Mistral style (rotary
+position embeddings, RMSNorm, a SwiGLU MLP, no biases). Each choice is also a
+:class:`GPTConfig` field of its own.
 
 The KV cache (:class:`KVCache`) is preallocated for a batch and a maximum length. Calling
 ``model(tokens, cache=cache)`` treats ``tokens`` as the continuation of what the cache already
@@ -20,6 +25,15 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 POSITIONS = ("learned", "rope")
+NORMS = ("layer", "rms")
+MLPS = ("gelu", "swiglu")
+# The paper trains "GPT-2 and Mistral-style decoders"; these are the GPTConfig fields that make
+# each. Left out of the Mistral style: grouped-query attention (fewer key/value heads, a memory
+# saving) and sliding-window attention (its 4096-token window is longer than any sequence here)
+ARCHITECTURES = {
+    "gpt2": dict(positions="learned", norm="layer", mlp="gelu", bias=True),
+    "mistral": dict(positions="rope", norm="rms", mlp="swiglu", bias=False),
+}
 
 
 @dataclass
@@ -34,6 +48,10 @@ class GPTConfig:
     bias: bool = True          # biases in Linear and LayerNorm layers
     positions: str = "learned" # "learned" absolute position embeddings, or "rope"
     rope_base: float = 10000.0 # RoPE frequency base (used only with positions="rope")
+    norm: str = "layer"        # "layer" (LayerNorm) or "rms" (RMSNorm: no centring, no bias)
+    mlp: str = "gelu"          # "gelu" (width 4 * n_embd) or "swiglu" (gated; width
+                               # 8/3 * n_embd rounded up to a multiple of 32: about as
+                               # many weights)
 
     def __post_init__(self):
         for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
@@ -43,9 +61,10 @@ class GPTConfig:
         if self.n_embd % self.n_head:
             raise ValueError(f"n_embd={self.n_embd} is not allowed: it must be divisible by "
                              f"n_head={self.n_head}")
-        if self.positions not in POSITIONS:
-            raise ValueError(f"positions={self.positions!r} is not allowed: "
-                             f"choose one of {POSITIONS}")
+        for name, allowed in (("positions", POSITIONS), ("norm", NORMS), ("mlp", MLPS)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name}={getattr(self, name)!r} is not allowed: "
+                                 f"choose one of {allowed}")
         if self.positions == "rope" and (self.n_embd // self.n_head) % 2:
             raise ValueError(f"n_embd // n_head = {self.n_embd // self.n_head} is not allowed with "
                              "positions='rope': the head size must be even")
@@ -90,7 +109,9 @@ def rope_tables(head_size: int, length: int, base: float, device=None):
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     """Rotate pairs (x1, x2) of the two halves of the head dimension by
-    position-dependent angles."""
+    position-dependent angles, in ``x``'s dtype (as Hugging Face's Llama does: under bf16
+    autocast the float32 tables would otherwise turn q and k, but not v, into float32)."""
+    cos, sin = cos.to(x.dtype), sin.to(x.dtype)
     x1, x2 = x.chunk(2, dim=-1)
     return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
 
@@ -151,26 +172,52 @@ class CausalSelfAttention(nn.Module):
 
 
 class MLP(nn.Module):
-    """The block's feed-forward part: width 4 * n_embd, GELU."""
+    """The block's feed-forward part: ``proj(gelu(fc(x)))`` with width 4 * n_embd, or the
+    SwiGLU ``proj(silu(gate(x)) * fc(x))`` with width ~8/3 * n_embd (about as many
+    weights: three matrices instead of two)."""
     def __init__(self, config: GPTConfig):
         super().__init__()
-        self.fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
-        self.proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
+        C = config.n_embd
+        hidden = 4 * C if config.mlp == "gelu" else 32 * math.ceil(8 * C / 3 / 32)
+        self.gate = (nn.Linear(C, hidden, bias=config.bias) if config.mlp == "swiglu"
+                     else None)
+        self.fc = nn.Linear(C, hidden, bias=config.bias)
+        self.proj = nn.Linear(hidden, C, bias=config.bias)
         self.dropout = config.dropout
 
     def forward(self, x):
         drop = self.dropout if self.training else 0.0
-        y = self.proj(F.gelu(self.fc(x)))
+        h = F.gelu(self.fc(x)) if self.gate is None else F.silu(self.gate(x)) * self.fc(x)
+        y = self.proj(h)
         return F.dropout(y, drop) if drop else y
 
 
+class RMSNorm(nn.Module):
+    """``x / rms(x) * weight``: LayerNorm without centring or bias (``nn.RMSNorm`` of torch
+    >= 2.4, written out for older ones)."""
+    def __init__(self, dim: int, eps: float = 1e-5):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x):
+        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight
+
+
+def make_norm(config: GPTConfig) -> nn.Module:
+    """The normalisation layer ``config.norm`` names."""
+    if config.norm == "rms":
+        return RMSNorm(config.n_embd)
+    return nn.LayerNorm(config.n_embd, bias=config.bias)
+
+
 class Block(nn.Module):
-    """One pre-LayerNorm transformer block: x + attention(ln(x)), then x + MLP(ln(x))."""
+    """One pre-norm transformer block: x + attention(norm(x)), then x + MLP(norm(x))."""
     def __init__(self, config: GPTConfig, layer: int):
         super().__init__()
-        self.ln1 = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.ln1 = make_norm(config)
         self.attn = CausalSelfAttention(config, layer)
-        self.ln2 = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.ln2 = make_norm(config)
         self.mlp = MLP(config)
 
     def forward(self, x, rope=None, cache=None, last_only=False):
@@ -191,7 +238,7 @@ class GPT(nn.Module):
         self.pos_emb = (nn.Embedding(config.block_size, config.n_embd)
                         if config.positions == "learned" else None)
         self.blocks = nn.ModuleList(Block(config, i) for i in range(config.n_layer))
-        self.ln_f = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.ln_f = make_norm(config)
         self.head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         if config.positions == "rope":
             cos, sin = rope_tables(config.n_embd // config.n_head, config.block_size,
