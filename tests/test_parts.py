@@ -222,6 +222,28 @@ def test_a_reworded_scale_description_keeps_cached_parts_valid():
     assert part_identity(TINY.with_(d=TINY.d + 1), 0) != part_identity(TINY, 0)
 
 
+def test_a_field_added_later_keeps_earlier_runs_the_same_run():
+    """Scale.arch and GPTConfig's norm and mlp came after runs were stored and parts cached:
+    at the value those runs had they stay out of every identity and results file's config,
+    so the earlier runs' caches and files still answer for them; another value is another
+    run."""
+    from ntprl.models import ARCHITECTURES, GPT, GPTConfig
+    from ntprl.train.common import model_identity
+
+    fast = ntprl.scale.get("fast")
+    before = {k: v for k, v in dataclasses.asdict(fast).items() if k != "arch"}
+    assert fast.config() == before and "arch" not in fast.settings()
+    assert ntprl.scale.comparable({**before, "arch": "gpt2"}) == fast.settings()
+    mistral = fast.with_(arch="mistral")
+    assert mistral.config()["arch"] == "mistral"
+    assert part_identity(mistral, 0) != part_identity(fast, 0)
+    sizes = dict(vocab_size=4, block_size=8, n_layer=1, n_head=2, n_embd=8)
+    old_fields = {f.name for f in dataclasses.fields(GPTConfig)} - {"norm", "mlp"}
+    assert set(model_identity(GPT(GPTConfig(**sizes)))["config"]) == old_fields
+    got = model_identity(GPT(GPTConfig(**sizes, **ARCHITECTURES["mistral"])))["config"]
+    assert (got["norm"], got["mlp"]) == ("rms", "swiglu")
+
+
 def test_a_finished_part_leaves_no_checkpoint_to_answer_for_a_recomputed_one(tmp_path):
     from ntprl.experiments.common import resumable
 

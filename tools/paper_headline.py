@@ -29,7 +29,6 @@ start is trained again from the same seed):
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import pathlib
 import re
 import time
@@ -67,9 +66,9 @@ def main(argv=None):
     scale = scales.get(args.scale)
     try:
         changes = scales.parse_overrides(scale, args.set)
-    except ValueError as e:
+        scale = scale.with_(**changes)
+    except ValueError as e:  # a field's value the scale refuses (arch=llama) too
         ap.error(str(e))
-    scale = scale.with_(**changes)
     out = pathlib.Path(args.out)
     work = pathlib.Path(args.work) if args.work else out / "work"
     path = out / f"{args.name}-{scale.name}-seed0.json"
@@ -108,7 +107,7 @@ def main(argv=None):
                 f"run: {', '.join(done)}"
                 + (f"; not run: {', '.join(left)}." if left else "; complete."))
         results.save(path, res, experiment=args.name, scale=scale.name, seed=0,
-                     config=dataclasses.asdict(scale), wall_s=time.perf_counter() - t0,
+                     config=scale.config(), wall_s=time.perf_counter() - t0,
                      note=note, precision=scales.precision(), source="rl_post_training")
         last = res["runs"][name]["history"][-1]
         shown = {k: round(v, 3) for k, v in last.items() if k in SHOWN}

@@ -23,7 +23,6 @@ the traceback.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import pathlib
@@ -70,8 +69,7 @@ def _run(args) -> int:
             raise ValueError(f"{out} holds a run of {old['source']} named {name}, not of "
                              f"{args.experiment}: use another --name or --out (or --force to "
                              "replace it)")
-        old_settings = {k: v for k, v in old["config"].items() if k != "description"}
-        if old_settings != json.loads(json.dumps(scale.settings())):
+        if scales.comparable(old["config"]) != json.loads(json.dumps(scale.settings())):
             raise ValueError(f"{out} holds a run of {asked[0]} with other scale settings: use "
                              "another --out or --name (or --force to replace it)")
         now = scales.precision() if args.experiment not in experiments.TRL_EXPERIMENTS else None
@@ -99,7 +97,7 @@ def _run(args) -> int:
             f"{scale.name} preset" if changes else None)
     trained_here = args.experiment not in experiments.TRL_EXPERIMENTS  # by ntprl's trainers
     results.save(out, result, experiment=name, scale=scale.name, seed=args.seed,
-                 config=dataclasses.asdict(scale), wall_s=time.perf_counter() - t0, note=note,
+                 config=scale.config(), wall_s=time.perf_counter() - t0, note=note,
                  precision=scales.precision() if trained_here else None,
                  source=args.experiment)
     shutil.rmtree(workdir, ignore_errors=True)

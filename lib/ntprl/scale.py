@@ -146,11 +146,34 @@ class Scale:
         """A copy with some fields changed (e.g. ``scale.with_(seeds=1)``)."""
         return replace(self, **changes)
 
+    def config(self) -> dict:
+        """What a results file records as its ``config``: every field, but one of
+        :data:`LATER_FIELDS` at the value runs had before it existed (so a run of the default
+        model writes the same config as before)."""
+        return {k: v for k, v in dataclasses.asdict(self).items()
+                if not (k in LATER_FIELDS and v == LATER_FIELDS[k])}
+
     def settings(self) -> dict:
-        """Every field but the prose ``description``, JSON-ready: what makes two runs the same
-        run (cached parts, the CLI's results files), so that rewording a description
-        invalidates nothing."""
-        return {k: v for k, v in dataclasses.asdict(self).items() if k != "description"}
+        """:meth:`config` without the prose ``description``, JSON-ready: what makes two runs
+        the same run (cached parts, the CLI's results files), so that rewording a description
+        invalidates nothing. See :func:`comparable`."""
+        return comparable(self.config())
+
+
+# Fields added after runs were stored and parts cached: left out of Scale.config() and
+# settings() while at the value every earlier run had, so that what was made before a field
+# existed stays the same run (its cached parts are read back, its results file still answers
+# for it, two seeds' configs compare equal across the change)
+LATER_FIELDS = {"arch": "gpt2"}
+
+
+def comparable(config: dict) -> dict:
+    """A scale's fields (a :class:`Scale` as a dict, or a results file's ``config``) as
+    :meth:`Scale.settings` compares them: without the prose ``description`` and without a
+    field of :data:`LATER_FIELDS` at its earlier value, so that two runs' configs can be
+    compared whichever version of the library wrote them (``==`` on the results)."""
+    return {k: v for k, v in config.items()
+            if k != "description" and not (k in LATER_FIELDS and v == LATER_FIELDS[k])}
 
 
 PRESETS = {

@@ -291,7 +291,7 @@ def architectures(scale: Scale, seed: int = 0, *, progress: bool = True, workdir
         [Part(f"arch-{arch}-L{n}-s{seed}",
               partial(architecture_part, scale.with_(arch=arch, n_layer=n), seed,
                       workdir=workdir),
-              part_identity(scale, seed, part="architectures", arch=arch, n_layer=n))
+              part_identity(scale, seed, part="architectures", arch=arch, n_layer=n), cost=n)
          for arch, n in grid], workdir, progress=progress, desc="architectures")
     return {"experiment": "architectures", "scale": scale.name, "d": scale.rl_d,
             "p_cot": scale.rl_p_cot, "ntp_steps": scale.rl_ntp_steps,
@@ -303,9 +303,9 @@ def architecture_part(scale: Scale, seed: int = 0, *, workdir=None, checkpoint=N
     ``n_layer``): :func:`rl_start`'s NTP (resumable through ``workdir``), then GRPO
     (``checkpoint``: its trainer checkpoint)."""
     task, state, _ = rl_start(scale, seed, progress=False, workdir=workdir)
-    model = load_model(task, scale, state, seed)
     run = rl_run(task, scale, state, "grpo", seed, progress=False, reward="e2e",
                  checkpoint=checkpoint)
+    start = {k: v for k, v in run["history"][0].items() if k != "step"}  # step 0: the NTP model
     return {"arch": scale.arch, "n_layer": scale.n_layer, "n_embd": scale.n_embd,
-            "params": model.num_params(), "start": eval_fn(task, scale, seed)(model, 0),
+            "params": load_model(task, scale, state, seed).num_params(), "start": start,
             "history": run["history"]}

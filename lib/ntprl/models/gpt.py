@@ -53,6 +53,10 @@ class GPTConfig:
                                # 8/3 * n_embd rounded up to a multiple of 32: about as
                                # many weights)
 
+    # fields added after checkpoints were made: left out of a run's identity at these values
+    # (ntprl.train.common.model_identity), so that the GPT-2-style runs before them stay valid
+    LATER_FIELDS = {"norm": "layer", "mlp": "gelu"}
+
     def __post_init__(self):
         for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
             v = getattr(self, name)

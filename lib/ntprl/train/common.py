@@ -344,10 +344,13 @@ def _code_text(code) -> str:
 
 
 def model_identity(model) -> dict:
-    """The model's class and config (a dataclass) or, without one, its parameter shapes."""
+    """The model's class and config (a dataclass) or, without one, its parameter shapes. A
+    config field its class lists in ``LATER_FIELDS`` (added after checkpoints were made) is
+    left out while at the value those checkpoints had, so they stay valid."""
     config = getattr(model, "config", None)
     if dataclasses.is_dataclass(config):
-        spec = _plain(config)
+        later = getattr(type(config), "LATER_FIELDS", {})
+        spec = {k: v for k, v in _plain(config).items() if k not in later or v != later[k]}
     else:
         spec = {k: list(v.shape) for k, v in model.state_dict().items()}
     return {"class": type(model).__name__, "config": spec}
