@@ -1142,17 +1142,18 @@ else:
 # ### Another architecture (a stored CPU run)
 #
 # Every transformer in this book so far is GPT-2 style: learned absolute positions,
-# LayerNorm, a GELU MLP. The paper trains GPT-2- *and* Mistral-style decoders (of depth 2, 4
-# and 8) and reports the same picture for both. `ntprl.models.ARCHITECTURES` names what sets
-# the two families apart: the Mistral style rotates queries and keys by their position (RoPE)
-# instead of adding a learned position vector, normalises by the root mean square (RMSNorm),
-# gates its MLP (SwiGLU: three matrices 352 wide where GELU has two 512 wide, so the model
-# keeps about as many weights) and has no biases. (Mistral's grouped-query and sliding-window attention
-# are left out, our reading: one saves memory, the other's 4096-token window is longer than any
-# sequence here.) `python -m ntprl run architectures --scale fast --seed S` repeats this
+# LayerNorm, a GELU MLP. The paper's experiments use GPT-2- *and* Mistral-style decoders (of
+# depth 2, 4 and 8, width 128 and 256). What makes a decoder "Mistral style" here is our
+# reading, named in `ntprl.models.ARCHITECTURES`: it rotates queries and keys by their
+# position (RoPE) instead of adding a learned position vector, normalises by the root mean
+# square (RMSNorm), gates its MLP (SwiGLU; at width 128, three matrices 352 wide where GELU
+# has two 512 wide, so the model keeps about as many weights: our choice of ratio, not
+# Mistral-7B's) and has no biases. Mistral's grouped-query and sliding-window attention are
+# left out: one saves memory, the other's 4096-token window is longer than any sequence
+# here. `python -m ntprl run architectures --scale fast --seed S` repeats this
 # chapter's headline, NTP on $D(p_{cot} = 0.2)$ at $d = 16$ and then GRPO, for both
-# families at the chapter's depth and at twice it: four models, three seeds, about eight
-# minutes a seed on a 2-core CPU, so the chapter shows the stored runs. Any experiment of the
+# families at the chapter's depth and at twice it: four models, three seeds, about nine and
+# a half minutes a seed on a 2-core CPU, so the chapter shows the stored runs. Any experiment of the
 # book runs on the Mistral style with `--set arch=mistral`.
 
 # %% tags=["hide-input"]
@@ -1205,14 +1206,21 @@ else:
             gpt2_params = arch_rows[("gpt2", n_layer)][0][0]["params"]
             assert abs(runs[0][0]["params"] / gpt2_params - 1) < 0.01
     # after NTP: at chance, one-token greedy answers, calibrated
-    assert all(abs(r["start"]["greedy_acc"] - 0.5) <= 0.015 for r, _ in every)
-    lengths = sorted(r["start"]["greedy_len_mean"] for r, _ in every)
-    assert lengths[-1] <= 1.35 and lengths[-3] <= 1.001, lengths
-    assert all(abs(r["start"]["sampled_long_frac"] - p_arch) <= 0.015 for r, _ in every)
-    assert all(abs(r["start"]["sampled_acc"] - (1 + p_arch) / 2) <= 0.025 for r, _ in every)
+    def span(values, fmt=".3f"):
+        """The smallest and the largest value, as the paragraph writes them."""
+        values = list(values)
+        return [f"{min(values):{fmt}}", f"{max(values):{fmt}}"]
+
+    assert p_arch == 0.2 and ar["d"] == 16
+    assert span(r["start"]["greedy_acc"] for r, _ in every) == ["0.488", "0.506"]
+    longer = sorted((round(r["start"]["greedy_len_mean"], 2), r["arch"]) for r, _ in every
+                    if r["start"]["greedy_len_mean"] > 1.0)
+    assert longer == [(1.01, "mistral"), (1.31, "mistral")], longer
+    assert span(r["start"]["sampled_long_frac"] for r, _ in every) == ["0.190", "0.199"]
+    assert span(r["start"]["sampled_acc"] for r, _ in every) == ["0.580", "0.601"]
     # after GRPO: every model right and long; how fast depends on the seed
-    assert all(h[-1]["greedy_acc"] >= 0.98 and h[-1]["greedy_len_mean"] >= ar["d"] - 0.5
-               for _, h in every)
+    assert f"{min(h[-1]['greedy_acc'] for _, h in every):.3f}" == "0.986"
+    assert span((h[-1]["greedy_len_mean"] for _, h in every), ".1f") == ["15.7", "16.0"]
     firsts = {seed: [first_step(runs[i][1]) for runs in arch_rows.values()]
               for i, seed in enumerate((0, 1, 2))}
     assert firsts == {0: [10, 10, 10, 10], 1: [10, 10, 10, 15], 2: [25, 25, 25, 10]}, firsts
@@ -1222,10 +1230,10 @@ else:
         k = first_step(h)
         return [x["greedy_acc"] for x in h if x["step"] > k]
 
-    assert all(min(after(h), default=1) >= 0.99 for r, h in every if r["arch"] == "gpt2")
-    dips = sorted(round(min(after(h)), 3) for r, h in every
-                  if r["arch"] == "mistral" and after(h))
-    assert dips[:2] == [0.941, 0.959] and dips[2] >= 0.99, dips
+    lows = {arch: sorted(round(min(after(h)), 3) for r, h in every
+                         if r["arch"] == arch and after(h)) for arch in ("gpt2", "mistral")}
+    assert len(lows["gpt2"]) == 4 and min(lows["gpt2"]) >= 0.998, lows
+    assert len(lows["mistral"]) == 5 and lows["mistral"][:3] == [0.941, 0.959, 0.99], lows
     print("✓ every architecture: NTP at chance and calibrated, GRPO to a right, long answer")
 
 # %% [markdown]
@@ -1236,11 +1244,12 @@ else:
 # sampled accuracy 0.580 to 0.601 against the theory's $(1+p)/2 = 0.6$. GRPO then takes every
 # one to a greedy accuracy of at least 0.986 with answers of $d = 16$ tokens (greedy length
 # 15.7 to 16.0). How many steps that takes depends on the seed more than on the model: in
-# seeds 0 and 1 all but one model passed 95% at step 10 (the exception, at 15, is Mistral
-# style), in seed 2 three of the four took until step 25, both GPT-2-style models among them.
-# One difference hints at more: after reaching 95%, no GPT-2-style run fell below 0.99, while
-# two of the six Mistral-style runs dipped (to 0.941 and 0.959) before recovering: two runs
-# out of six, over 25 steps, are a hint, not a finding. Width (the paper's 128 and 256) is
+# seed 0 all four models, and in seed 1 three of the four, passed 95% at step 10 (the
+# exception, the 4-layer Mistral style, at 15); in seed 2 three of the four took until step
+# 25, the last evaluation, both GPT-2-style models among them. One difference hints at more:
+# of the runs evaluated after they reached 95%, the four GPT-2-style ones stayed at 0.998 or
+# above, while two of the five Mistral-style ones dipped (to 0.941 and 0.959) before
+# recovering. Two runs out of five, over 25 steps, are a hint, not a finding. Width (the paper's 128 and 256) is
 # not varied here, and depth 8 only at `paper`, whose grid is 4 and 8 layers.
 
 # %% [markdown]

@@ -279,8 +279,8 @@ def rl_start_sweep(scale: Scale, seed: int = 0, *, progress: bool = True,
 
 
 def architectures(scale: Scale, seed: int = 0, *, progress: bool = True, workdir=None) -> dict:
-    """Chapter 4, *another architecture* (the paper trains GPT-2- and Mistral-style decoders
-    of depth 2, 4 and 8 and reports the same picture): the chapter's headline, NTP on D(p_cot =
+    """Chapter 4, *another architecture* (the paper's experiments use GPT-2- and Mistral-style
+    decoders of depth 2, 4 and 8): the chapter's headline, NTP on D(p_cot =
     ``scale.rl_p_cot``) at d = ``scale.rl_d`` for ``scale.rl_ntp_steps`` steps and then GRPO
     with the end-to-end reward for ``scale.rl_steps`` steps, for each architecture of
     :data:`ntprl.models.ARCHITECTURES` at the scale's depth and at twice it (every other
