@@ -150,8 +150,7 @@ class Scale:
         """What a results file records as its ``config``: every field, but one of
         :data:`LATER_FIELDS` at the value runs had before it existed (so a run of the default
         model writes the same config as before)."""
-        return {k: v for k, v in dataclasses.asdict(self).items()
-                if not (k in LATER_FIELDS and v == LATER_FIELDS[k])}
+        return _without_later(dataclasses.asdict(self))
 
     def settings(self) -> dict:
         """:meth:`config` without the prose ``description``, JSON-ready: what makes two runs
@@ -172,8 +171,11 @@ def comparable(config: dict) -> dict:
     :meth:`Scale.settings` compares them: without the prose ``description`` and without a
     field of :data:`LATER_FIELDS` at its earlier value, so that two runs' configs can be
     compared whichever version of the library wrote them (``==`` on the results)."""
-    return {k: v for k, v in config.items()
-            if k != "description" and not (k in LATER_FIELDS and v == LATER_FIELDS[k])}
+    return {k: v for k, v in _without_later(config).items() if k != "description"}
+
+
+def _without_later(config: dict) -> dict:
+    return {k: v for k, v in config.items() if k not in LATER_FIELDS or v != LATER_FIELDS[k]}
 
 
 PRESETS = {
