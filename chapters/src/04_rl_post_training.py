@@ -823,7 +823,7 @@ if "grpo-early" in runs:
     ax1.set(xlabel="GRPO step", ylabel="greedy accuracy", ylim=(0.3, 1.03))
     ax2.set(ylabel="greedy length", ylim=(0, d + 1))
     ax2.grid(False)
-    fig.legend(fontsize=7, loc="lower right", bbox_to_anchor=(0.9, 0.2))
+    fig.legend(fontsize=8, loc="upper center", ncol=2, bbox_to_anchor=(0.5, -0.02))
     if scale.checks_claims:
         assert e0["sampled_acc"] <= 0.55, (
             f"the checkpoint of NTP step {scale.rl_early_step} is not early: its "
@@ -1501,7 +1501,12 @@ def plot_d50(rec, title, groups=None):
                    ylim=(0.2, 1.03))
         row[1].set(xlabel="sequences after the NTP checkpoint", ylabel="mean sampled length",
                    ylim=(0, res["d"] + 1))
-        row[0].legend(fontsize=6)
+    runs_shown = {}  # one legend for every row, below the figure: a run keeps its colour
+    for ax in axes[:, 0]:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            runs_shown.setdefault(label, handle)
+    fig.legend(runs_shown.values(), runs_shown.keys(), fontsize=8, loc="upper center", ncol=5,
+               bbox_to_anchor=(0.5, 0.0))
     hist = np.array([r["len_hist"] for r in res["runs"]["grpo-e2e"]["history"]
                      if "len_hist" in r], dtype=float)
     hist = hist / hist.sum(1, keepdims=True)
@@ -1749,14 +1754,13 @@ else:
         for ax, key in zip(axes, ("greedy_acc", "sampled_full_frac", "sampled_len_mean")):
             ax.plot(*series(run, key), "o-", ms=3, color=f"C{i}", label=name)
     # STaR's own samples of each round (at T = 1.5), recorded every round: where its chains go
-    axes[1].plot(*series(shown["STaR, T = 1.5 (x: round)"], "full_frac"), "--", color="C2",
-                 label="STaR's own samples (T = 1.5), every round")
+    axes[1].plot(*series(shown["STaR, T = 1.5 (x: round)"], "full_frac"), "--", color="C2")
     for ax, label in zip(axes, ("greedy accuracy", "complete chains (samples, T = 1)",
                                 "mean sampled length (T = 1)")):
         ax.set(xlabel="RL step (STaR: round)", ylabel=label)
     axes[0].set(ylim=(0.3, 1.03))
     axes[0].legend(fontsize=7)
-    axes[1].legend(handles=axes[1].get_lines()[-1:], fontsize=7, loc="center right")
+    axes[1].set_title("dashed: STaR's own samples (T = 1.5), every round", fontsize=9)
     fig.suptitle(f"d = {r50['d']}: temperature 1.5 and the early start (stored run, 2-core CPU)")
     fig.tight_layout()
 

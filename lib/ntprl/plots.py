@@ -32,12 +32,15 @@ def _ax(ax):
 
 
 def label_run(ax, meta: dict):
-    """Write where a stored run comes from (scale, device, date, commit) in the axes' corner."""
+    """Write where a stored run comes from (scale, device, date, commit) under the axes' lower
+    right corner, below its x label, where it covers no data."""
     text = ", ".join(str(meta[k]) for k in ("scale", "device", "date") if meta.get(k))
+    if meta.get("scale"):
+        text = "scale " + text
     if meta.get("git_commit"):
         text += f", {meta['git_commit'][:7]}"
-    ax.text(0.99, 0.01, f"stored run: {text}", transform=ax.transAxes, ha="right", va="bottom",
-            fontsize=7, color="0.4")
+    ax.annotate(f"stored run: {text}", xy=(1, 0), xycoords="axes fraction", xytext=(0, -38),
+                textcoords="offset points", ha="right", va="top", fontsize=7, color="0.4")
     return ax
 
 
@@ -56,8 +59,7 @@ def hardness(result: dict, ax=None):
         if capped:
             ax.plot(capped, [cap] * len(capped), "o", mfc="none", color=COLORS[kind],
                     label=f"{kind}: not learned within the budget")
-    ax.axhline(cap, ls=":", color="0.5", lw=1)
-    ax.text(ax.get_xlim()[0], cap, " budget", va="bottom", fontsize=8, color="0.4")
+    ax.axhline(cap, ls=":", color="0.5", lw=1, label="budget")
     ax.set_yscale("log")
     ax.set_xlabel("d (input bits)")
     ax.set_ylabel(f"samples to {result['target']:.0%} greedy accuracy")
