@@ -450,12 +450,14 @@ long_run = more_data(scale, seed=0, workdir=workdir)
 h = [r for r in long_run["history"] if "greedy_acc" in r]
 fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.5))
 plots.curves(h, keys=("greedy_acc", "sampled_acc"), ax=ax1, marker="o")
-ax1.axhline(theory.accuracy(0.25), ls="--", color=plots.COLORS["theory"], lw=1)
+ax1.axhline(theory.accuracy(0.25), ls="--", color=plots.COLORS["theory"], lw=1,
+            label="theory, sampled: $(1+p)/2$")
 ax1.set(ylabel="accuracy", ylim=(0.3, 1.02), title="Accuracy at $p_{cot}$ = 0.25")
 plots.curves(h, keys=("sampled_long_frac", "greedy_long_frac"), ax=ax2, marker="o")
-ax2.axhline(0.25, ls="--", color=plots.COLORS["theory"], lw=1)
+ax2.axhline(0.25, ls="--", color=plots.COLORS["theory"], lw=1, label="$p_{cot}$")
 ax2.set(ylabel="long fraction", ylim=(-0.02, 1.02), title="Long answers")
 for ax in (ax1, ax2):
+    ax.legend(fontsize=8)
     ax.set_xscale("symlog", linthresh=long_run["batch_size"] * 10)
 fig.suptitle(f"d = {long_run['d']}, {long_run['steps']} steps × {long_run['batch_size']} sequences")
 fig.tight_layout()

@@ -67,14 +67,23 @@ def hardness(result: dict, ax=None):
     return ax
 
 
+# what a figure calls a metric of ntprl.metrics.evaluate or of a training history
+LABELS = {"greedy_acc": "greedy accuracy", "sampled_acc": "sampled accuracy",
+          "greedy_long_frac": "greedy long fraction", "sampled_long_frac":
+          "sampled long fraction", "greedy_len_mean": "mean greedy length",
+          "sampled_len_mean": "mean sampled length", "loss": "training loss",
+          "samples": "samples seen", "step": "step"}
+
+
 def curves(history: list[dict], keys=("greedy_acc",), x: str = "samples", ax=None, **kw):
-    """Plot the given metrics of a training history (records without the key are skipped)."""
+    """Plot the given metrics of a training history (records without the key are skipped),
+    each labelled in words (:data:`LABELS`)."""
     ax = _ax(ax)
     for key in keys:
         pts = [(r[x], r[key]) for r in history if r.get(key) is not None]
         if pts:
-            ax.plot(*zip(*pts), label=key, **kw)
-    ax.set_xlabel(x)
+            ax.plot(*zip(*pts), label=LABELS.get(key, key), **kw)
+    ax.set_xlabel(LABELS.get(x, x))
     ax.legend(fontsize=8)
     return ax
 
