@@ -327,6 +327,9 @@ def test_star_round_check_rejects_a_round_without_eos_in_the_loss():
     no_eos = source.replace(old, "tokens, mask = tokens[keep], mask[keep] & (tokens[keep] != EOS)")
     got = run("ex4-star-round", no_eos)
     assert got["status"] == "failed" and "which tokens the loss counts" in got["detail"], got
+    # chapter 4's answer: rewarding short answers, a round without EOS moves the long share up
+    before, after = map(float, re.search(r"from ([\d.]+) to ([\d.]+);", got["detail"]).groups())
+    assert "rewarding only short" in got["detail"] and after > before, got["detail"]
     assert "EOS" not in got["detail"]  # the exercise asks which tokens: no answer in the hint
 
 

@@ -1153,8 +1153,8 @@ else:
 # here. `python -m ntprl run architectures --scale fast --seed S` repeats this
 # chapter's headline, NTP on $D(p_{cot} = 0.2)$ at $d = 16$ and then GRPO, for both
 # families at the chapter's depth and at twice it: four models, three seeds, about nine and
-# a half minutes a seed on a 2-core CPU, so the chapter shows the stored runs. Any experiment of the
-# book runs on the Mistral style with `--set arch=mistral`.
+# a half minutes a seed on a 2-core CPU, so the chapter shows the stored runs. Any
+# experiment of the book runs on the Mistral style with `--set arch=mistral`.
 
 # %% tags=["hide-input"]
 archs = sorted(map(results.load, results.stored_runs("architectures")),
@@ -1205,12 +1205,12 @@ else:
         if arch == "mistral":  # about as many weights as the GPT-2 style of its depth
             gpt2_params = arch_rows[("gpt2", n_layer)][0][0]["params"]
             assert abs(runs[0][0]["params"] / gpt2_params - 1) < 0.01
-    # after NTP: at chance, one-token greedy answers, calibrated
     def span(values, fmt=".3f"):
         """The smallest and the largest value, as the paragraph writes them."""
         values = list(values)
         return [f"{min(values):{fmt}}", f"{max(values):{fmt}}"]
 
+    # after NTP: at chance, one-token greedy answers, calibrated
     assert p_arch == 0.2 and ar["d"] == 16
     assert span(r["start"]["greedy_acc"] for r, _ in every) == ["0.488", "0.506"]
     longer = sorted((round(r["start"]["greedy_len_mean"], 2), r["arch"]) for r, _ in every
@@ -1237,7 +1237,7 @@ else:
     print("✓ every architecture: NTP at chance and calibrated, GRPO to a right, long answer")
 
 # %% [markdown]
-# The picture does not depend on the architecture. After NTP all twelve models (two families,
+# Here the picture does not depend on the architecture. After NTP all twelve models (two families,
 # two depths, three seeds) are where chapter 2 put the GPT-2 style: greedy accuracy at chance
 # (0.488 to 0.506), greedy answers of one token (mean length 1.00, but 1.01 and 1.31 in two
 # Mistral-style runs), a sampled long share of 0.190 to 0.199 for $p_{cot} = 0.2$, and
@@ -1249,8 +1249,9 @@ else:
 # 25, the last evaluation, both GPT-2-style models among them. One difference hints at more:
 # of the runs evaluated after they reached 95%, the four GPT-2-style ones stayed at 0.998 or
 # above, while two of the five Mistral-style ones dipped (to 0.941 and 0.959) before
-# recovering. Two runs out of five, over 25 steps, are a hint, not a finding. Width (the paper's 128 and 256) is
-# not varied here, and depth 8 only at `paper`, whose grid is 4 and 8 layers.
+# recovering. Two runs out of five, over 25 steps, are a hint, not a finding. Width (the
+# paper's 128 and 256) is not varied here, and depth 8 only at `paper`, whose grid is 4 and
+# 8 layers.
 
 # %% [markdown]
 # ## Stored runs at `gpu`
