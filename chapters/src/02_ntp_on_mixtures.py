@@ -555,7 +555,9 @@ else:
     ax1.axhline(0.98, ls="--", color=plots.COLORS["theory"], lw=1)
     ax1.set(xlabel="NTP step (256 sequences)", ylabel="chain tokens right (teacher forcing)",
             title=f"d = {probe['result']['d']}, p_cot = 0.25 unless noted")
+    plots.integer_x(ax1)
     ax2.set(xlabel="NTP step", ylabel="training loss", yscale="log")
+    plots.integer_x(ax2)
     ax1.legend(fontsize=7)
     plots.label_run(ax2, probe)
     plt.show()

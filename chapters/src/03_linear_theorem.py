@@ -275,6 +275,7 @@ for r in st:
     odds = [v / (1 - v) for v in seq if 0 < v < 1]
     ax2.semilogy(range(len(odds)), odds, "o-", ms=3, label=f"$p_{{cot}}$ = {r['p_cot']}")
 ax2.set(xlabel="STaR round", ylabel="odds of a long answer", title="The odds double each round")
+plots.integer_x(ax2)
 ax2.legend(fontsize=7)
 fig.tight_layout()
 
@@ -341,6 +342,7 @@ for r, color in ((few, plots.COLORS["short"]), (many, plots.COLORS["rl"])):
           f"lag behind the map per round {[round(g, 3) for g in gaps(seq)]}")
 ax.set(xlabel="STaR round", ylabel="sampled long share",
        title="Few samples lag the map (×: 2q/(1+q) of the round before)")
+plots.integer_x(ax)
 ax.legend(fontsize=8)
 fig.tight_layout()
 

@@ -192,6 +192,7 @@ fig, ax = plt.subplots(figsize=(7, 3.4))
 im = ax.imshow(H.T, aspect="auto", origin="lower", cmap="viridis",
                extent=(0.5, len(H) + 0.5, -0.5, H.shape[1] - 0.5))
 ax.set(xlabel="GRPO step", ylabel="sampled response length", title="Response length across RL")
+plots.integer_x(ax)
 fig.colorbar(im, ax=ax, label="fraction of samples");
 
 # %%
@@ -224,6 +225,7 @@ ax.plot(k[1:], one_step, "x", color=plots.COLORS["theory"], label="$2p/(1+p)$ of
 ax.plot(k, iterated, "--", color=plots.COLORS["theory"], lw=1, label="map iterated from the start")
 ax.axhline(1 / 3, color="0.7", lw=0.8)
 ax.set(xlabel="STaR round", ylabel="long fraction (temperature 1)", ylim=(0, 1.03))
+plots.integer_x(ax)
 ax.legend(fontsize=8)
 for i, (m, p) in enumerate(zip(measured[1:], one_step), 1):
     print(f"round {i}: measured {m:.3f}, predicted {p:.3f}")
@@ -336,9 +338,11 @@ else:
         ax2.semilogy(steps, [h["sampled_long_frac"] for h in hist], "o-", ms=3)
     ax1.axhline(0.95, color="0.6", lw=0.8, ls=":")
     ax1.set(xlabel="STaR round", ylabel="greedy accuracy", title="From scratch: greedy")
+    plots.integer_x(ax1)
     ax1.legend(fontsize=7)
     ax2.set(xlabel="STaR round", ylabel="sampled long fraction",
             title="From scratch: the long share")
+    plots.integer_x(ax2)
     plots.label_run(ax2, scratch)
     fig.tight_layout()
 
@@ -629,6 +633,7 @@ for n in names:
     x, acc = series(runs[n], "greedy_acc")
     ax.plot(x, acc, "o-" if "e2e" in n else "s--", label=n, ms=4)
 ax.set(xlabel="RL step (STaR: round)", ylabel="greedy accuracy", ylim=(0.3, 1.03))
+plots.integer_x(ax)
 ax.legend(fontsize=7, ncol=2)
 
 
@@ -680,6 +685,7 @@ for t in temps:
         ax.plot(x, lf, "o-", ms=3, label=f"T = {t}")
 for ax, a in ((ax1, "GRPO"), (ax2, "STaR")):
     ax.set(xlabel="RL step (STaR: round)", ylabel="long fraction of samples", title=f"{a}, e2e reward", ylim=(0, 1.03))
+    plots.integer_x(ax)
     ax.legend(fontsize=7)
 fig.tight_layout()
 hot = max(temps)
@@ -728,6 +734,7 @@ else:
                 ax.plot(x, acc, "o-" if k == 0 else "s--", ms=3, color=f"C{i}",
                         label=f"T = {name.split('-T')[1]}" if k == 0 else None)
         ax.set(xlabel="STaR round", title=f"STaR, {reward} reward (solid: seed 0)")
+        plots.integer_x(ax)
         ax.legend(fontsize=7)
     axes[0].set(ylabel="greedy accuracy", ylim=(0.3, 1.03))
     fig.tight_layout()
@@ -821,6 +828,7 @@ if "grpo-early" in runs:
         ax2.plot(x, length, "s" + style, color=plots.COLORS["ntp"],
                  label=f"greedy length, {name}")
     ax1.set(xlabel="GRPO step", ylabel="greedy accuracy", ylim=(0.3, 1.03))
+    plots.integer_x(ax1)
     ax2.set(ylabel="greedy length", ylim=(0, d + 1))
     ax2.grid(False)
     fig.legend(fontsize=8, loc="upper center", ncol=2, bbox_to_anchor=(0.5, -0.02))
@@ -894,6 +902,7 @@ else:
     for ax, title in zip(axes, ("greedy accuracy", "mean sampled length",
                                 "complete chains among samples")):
         ax.set(xlabel="GRPO step", title=title)
+        plots.integer_x(ax)
     axes[0].legend(fontsize=7, title="solid: seed 0, dashed: seed 1", title_fontsize=7)
     plots.label_run(axes[2], sweeps[0])
     fig.tight_layout()
@@ -1188,7 +1197,9 @@ else:
                         "o-" if arch == "gpt2" else "s--", ms=3, color=f"C{i}", alpha=0.8,
                         label=f"{arch}, {n_layer} layers" if j == 0 else None)
     axes[0].set(xlabel="GRPO step", title="greedy accuracy")
+    plots.integer_x(axes[0])
     axes[1].set(xlabel="GRPO step", title="mean sampled length")
+    plots.integer_x(axes[1])
     axes[0].legend(fontsize=7, title="a line per seed", title_fontsize=7)
     plots.label_run(axes[1], archs[0])
     fig.tight_layout()
@@ -1381,6 +1392,7 @@ else:
     ax.axhline(0.5, color="0.6", lw=0.8, ls="--")  # odds 1/2 = long share 1/3
     ax.set(xlabel="STaR round", ylabel="odds of a sampled long answer",
            title="gpu preset, re-calibrated start (dotted: doubling; dashed: share 1/3)")
+    plots.integer_x(ax)
     ax.legend(fontsize=7)
     plots.label_run(ax, current)
     c_ps = [r["p_cot"] for r in c_runs]
@@ -1515,6 +1527,7 @@ def plot_d50(rec, title, groups=None):
                            extent=(0.5, len(hist) + 0.5, -0.5, hist.shape[1] - 0.5))
     axes[0, 2].set(xlabel="GRPO step", ylabel="sampled response length",
                    title=f"GRPO, d = {res['d']}: response length")
+    plots.integer_x(axes[0, 2])
     fig.colorbar(im, ax=axes[0, 2], label="fraction of samples")
     for ax in axes[1:, 2]:
         ax.axis("off")
@@ -1759,6 +1772,7 @@ else:
     for ax, label in zip(axes, ("greedy accuracy", "complete chains (samples, T = 1)",
                                 "mean sampled length (T = 1)")):
         ax.set(xlabel="RL step (STaR: round)", ylabel=label)
+        plots.integer_x(ax)
     axes[0].set(ylim=(0.3, 1.03))
     axes[0].legend(fontsize=7)
     axes[1].set_title("dashed: STaR's own samples (T = 1.5), every round", fontsize=9)
@@ -1979,6 +1993,7 @@ for agg, style in (("token_mean", "o-"), ("seq_mean", "s-"), ("constant", "x--")
     ax.plot(range(1, len(curves[agg]) + 1), curves[agg], style, ms=3, label=agg)
 ax.set(xlabel="GRPO step", ylabel="mean sampled response length",
        title=f"loss_agg ablation, d = {task4.d}, p_cot = {task4.p_cot} ({scale.name})")
+plots.integer_x(ax)
 ax.legend(fontsize=8)
 fig.tight_layout()
 

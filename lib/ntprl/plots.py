@@ -27,6 +27,16 @@ def style():
     })
 
 
+def integer_x(*axes):
+    """Tick the x axes at whole numbers only, for counts such as STaR rounds and RL steps (no
+    round 2.5). Returns the first axes."""
+    from matplotlib.ticker import MaxNLocator
+
+    for ax in axes:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    return axes[0]
+
+
 def _ax(ax):
     return ax if ax is not None else plt.subplots()[1]
 
