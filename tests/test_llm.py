@@ -387,11 +387,17 @@ def test_lora_sampling_with_adapters_folded_in_equals_sampling_without():
     weights = {k: v.clone() for k, v in model.state_dict().items()}
     enc = tokenizer(["Question: 1+2?", "Q: 12"], return_tensors="pt", padding=True)
     kwargs = dict(max_new_tokens=12, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+    layer = next(m for m in model.modules() if hasattr(m, "lora_A") and hasattr(m, "merged"))
+    seen = []  # whether the adapters were folded in at each decoding step
+    layer.register_forward_pre_hook(lambda m, args: seen.append(m.merged))
     with torch.no_grad():
         plain = model.generate(**enc, **kwargs)
+        assert seen and not any(seen)
+        seen.clear()
         recipe._sample_merged(model, cfg)
         merged = model.generate(**enc, **kwargs)
         without = base.generate(**enc, **kwargs)  # the same base, no adapters
+    assert seen and all(seen)
     assert torch.equal(merged, plain)
     assert not torch.equal(without, plain)  # so the adapters were in the merged weights
     after = model.state_dict()  # and they came out again
