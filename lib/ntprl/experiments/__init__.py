@@ -38,7 +38,8 @@ EXPERIMENTS = {"parity_hardness": parity_hardness, "threshold": threshold, "more
                "mult_threshold": mult_threshold, "mult_rl": mult_rl,
                "llama_gsm8k": llama_gsm8k, "llm_sums": llm_sums}
 TRL_EXPERIMENTS = ("llama_gsm8k", "llm_sums")  # trained by transformers/TRL (ntprl.llm), not by
-                                               # ntprl.train: its precision settings do not apply
+                                               # ntprl.train: in ntprl.llm's precision
+                                               # (recipe.precision_name), fp16 on a T4
 
 
 def run(name: str, scale: Scale, seed: int = 0, *, progress: bool = True, workdir=None) -> dict:

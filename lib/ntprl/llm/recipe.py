@@ -208,28 +208,33 @@ def config(name: str = "smoke", **changes) -> LLMConfig:
 
 
 # ---- model and data -----------------------------------------------------------------------------
-def _precision(cfg: LLMConfig) -> dict:
-    """The Trainer's mixed-precision flags (``{"bf16": ..., "fp16": ...}``) for ``cfg.dtype``.
+def precision_name(dtype: str = "auto") -> str:
+    """What SFT, GRPO and the evaluations run in on this machine for ``LLMConfig.dtype``:
+    ``"bf16"``, ``"fp16"`` or ``"fp32"``.
 
-    On a GPU: ``"auto"`` is bf16 where the GPU supports it, else fp16. On a CPU: ``"auto"`` is
-    bf16 autocast where the CPU multiplies bf16 natively (AVX512-BF16 or AMX; there SmolLM2's
-    training steps take about half the float32 time), else float32, as for the book's own
-    trainers (:func:`ntprl.train.common.resolve_precision`, which ``$NTPRL_PRECISION=fp32``
-    overrides); ``"bf16"`` is bf16 autocast and ``"fp16"`` float32 (no fp16 autocast on a CPU).
-    ``"fp32"`` is float32 everywhere."""
+    ``"auto"`` follows the book's rule (:func:`ntprl.train.common.resolve_precision`): float32
+    when ``$NTPRL_PRECISION=fp32``; else bf16 where the device multiplies bf16 natively (a GPU
+    that supports it, or a CPU with AVX512-BF16 or AMX: there a GRPO step of SmolLM2 with
+    full-length rollouts took 0.67x the float32 step, and chapter 6 0.8x its float32 time), else
+    fp16 on a GPU (a T4) and float32 on a CPU. On a CPU bf16 is autocast with float32 weights,
+    and ``"fp16"`` means float32 (no fp16 autocast there)."""
     import torch
 
-    if cfg.dtype == "fp32":
-        return {"bf16": False, "fp16": False}
-    if not torch.cuda.is_available():
-        from ..train.common import resolve_precision
+    from ..train.common import PRECISION_VAR, resolve_precision
 
-        cpu_bf16 = cfg.dtype == "bf16" or (
-            cfg.dtype == "auto" and resolve_precision("auto", torch.device("cpu")) == "bf16")
-        return {"bf16": cpu_bf16, "fp16": False}
-    if cfg.dtype == "bf16" or (cfg.dtype == "auto" and torch.cuda.is_bf16_supported()):
-        return {"bf16": True, "fp16": False}
-    return {"bf16": False, "fp16": True}
+    cuda = torch.cuda.is_available()
+    if dtype == "auto":
+        chosen = resolve_precision("auto", torch.device("cuda" if cuda else "cpu"))
+        asked = os.environ.get(PRECISION_VAR, "auto").strip().lower() or "auto"
+        return "fp16" if chosen == "fp32" and cuda and asked == "auto" else chosen
+    return "fp32" if dtype == "fp16" and not cuda else dtype
+
+
+def _precision(cfg: LLMConfig) -> dict:
+    """The Trainer's mixed-precision flags (``{"bf16": ..., "fp16": ...}``) for ``cfg.dtype``:
+    :func:`precision_name`."""
+    name = precision_name(cfg.dtype)
+    return {"bf16": name == "bf16", "fp16": name == "fp16"}
 
 
 def use_lora(cfg: LLMConfig) -> bool:
@@ -260,9 +265,10 @@ def weight_dtype(cfg: LLMConfig):
 
 def _autocast(model, cfg: LLMConfig):
     """The context sampling and evaluation run in: bf16 autocast on a CPU where training runs in
-    it (:func:`_precision`; the weights stay float32, the matrix products run in bf16, which
-    decodes SmolLM2 at batch 64 about 1.6x as fast), else nothing (on a GPU the weights are
-    already in the training dtype, or full fine-tuning keeps them in float32 as before)."""
+    it (:func:`_precision`; the weights stay float32, the matrix products run in bf16: greedy
+    decoding of 64 prompts by SmolLM2 took 6.2 s against 9.7 s in float32 on a 2-core Intel
+    Xeon with AMX), else nothing (on a GPU the weights are already in the training dtype, or
+    full fine-tuning keeps them in float32 as before)."""
     import torch
 
     param = next(model.parameters())
@@ -624,7 +630,8 @@ def _grpo(model, tokenizer, problems: list[dict], cfg: LLMConfig, progress: bool
         trainer = _quiet(GRPOTrainer(model=model, reward_funcs=[correctness, long_answer],
                                      args=args, train_dataset=data, processing_class=tokenizer,
                                      peft_config=_lora(cfg), callbacks=[HeldOut()]), progress)
-        if use_lora(cfg) and not cfg.use_vllm and weight_dtype(cfg) == torch.float32:
+        if use_lora(cfg) and not cfg.use_vllm and \
+                next(trainer.model.parameters()).dtype == torch.float32:
             _sample_merged(trainer.model, cfg)
         trainer.train()
         model = _merged(trainer.model)
@@ -638,15 +645,20 @@ def _sample_merged(model, cfg: LLMConfig):
     step, which made a GRPO step's rollouts twice as slow for SmolLM2 on a CPU; merged into
     float32 weights and out again, the weights come back equal to float32 rounding (TRL folds
     adapters in the same way before it hands weights to vLLM). Returns ``model``."""
+    import torch
+
     plain = model.generate
+    device = next(model.parameters()).device.type
 
     def generate(*args, **kwargs):
-        model.merge_adapter()
         try:
+            with torch.autocast(device, enabled=False):  # B @ A in float32, not in bf16
+                model.merge_adapter()
             with _autocast(model, cfg):
                 return plain(*args, **kwargs)
-        finally:
-            model.unmerge_adapter()
+        finally:  # (only the layers that were merged are taken out)
+            with torch.autocast(device, enabled=False):
+                model.unmerge_adapter()
 
     model.generate = generate
     return model
