@@ -642,9 +642,10 @@ def _sample_merged(model, cfg: LLMConfig):
     """Make a LoRA ``model`` (PEFT) sample with its adapters folded into its float32 weights:
     its ``generate`` merges them, samples (in :func:`_autocast`) and takes them out again.
     Unmerged, every linear layer runs its adapter beside the frozen weight at each decoding
-    step, which made a GRPO step's rollouts twice as slow for SmolLM2 on a CPU; merged into
-    float32 weights and out again, the weights come back equal to float32 rounding (TRL folds
-    adapters in the same way before it hands weights to vLLM). Returns ``model``."""
+    step: 40 greedy tokens for 64 prompts by SmolLM2 on a 2-core CPU took 11.3 s against 9.0 s
+    merged in float32 (14.2 s against 5.4 s with a bf16 base). Merged into float32 weights and
+    out again, the weights come back equal to float32 rounding (TRL folds adapters in the same
+    way before it hands weights to vLLM). Returns ``model``."""
     import torch
 
     plain = model.generate
