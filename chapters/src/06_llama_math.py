@@ -52,14 +52,15 @@
 # | scale | model, task | where | this chapter |
 # | --- | --- | --- | --- |
 # | `smoke` | tiny random Llama, sums | CI | seconds (numbers meaningless) |
-# | `fast` | SmolLM2-135M-Instruct (LoRA), sums: one SFT run at $p_{cot}=0.2$ + 10 GRPO steps | 2-core CPU | 8–15 minutes (measured on 2-core Intel Xeons with AMX: 8.3 in float32 on 2026-11-29; on a slower day, 2026-11-30, 12 in bf16 autocast and 15 in float32, back to back; 14.5 on another 2-core machine) |
+# | `fast` | SmolLM2-135M-Instruct (LoRA), sums: one SFT run at $p_{cot}=0.2$ + 10 GRPO steps | 2-core CPU | 8–15 minutes (measured on 2-core Intel Xeons with AMX: 8.3 in float32 on 2026-11-29; on a slower day, 2026-11-30, 12 and 13 in bf16 autocast and 15 in float32; 14.5 on another 2-core machine) |
 # | `gpu` | SmolLM2-135M-Instruct, sums: 200 SFT steps + 30 GRPO steps; then GSM8K with SmolLM2-360M (hub) | one GPU | sums: not measured (an H100 run of `llm_sums`'s five mixtures, with the preset's earlier 60 GRPO steps, did not finish in 500 s); GSM8K: not measured (its code path, with the 135M model and 20 GRPO steps instead of 60, took 7 minutes on an H100; a larger model on a slower GPU will take longer: set `GSM8K = False` in the setup cell to skip it) |
 # | `paper` | sums as `gpu`; then GSM8K with Llama-3.2-3B (hub, gated) | one 80 GB GPU | hours for GSM8K (estimated; not run) |
 #
 # On a CPU with bf16 instructions (AVX512-BF16 or AMX), SFT, GRPO and the evaluations run in
 # bf16 autocast, with the weights in float32 (`NTPRL_PRECISION=fp32` turns it off, as in the
-# other chapters). The numbers then move by about their sampling noise: in the two runs timed
-# above, greedy accuracy after GRPO was 0.547 in bf16 and 0.484 in float32 (± 0.063).
+# other chapters). The numbers then move by about their sampling noise: in the runs timed
+# above, greedy accuracy after GRPO was 0.547 and 0.484 in two bf16 runs (the second after a
+# change in how the rollouts fold the LoRA adapters in) and 0.484 in float32 (± 0.063 each).
 #
 # The stored runs shown below: `llm_sums` (calibration at four $p_{cot}$, then GRPO) on the
 # 2-core CPU, and the GSM8K code path on an NVIDIA H100.
