@@ -396,7 +396,7 @@ def setup(name: str | None = None, seed: int = 0) -> Scale:
     print(f"device: {device()}, torch {torch.__version__}, ntprl {ntprl.__version__}, seed {seed}")
     print(f"ntprl's trainers in {precision()} (${PRECISION_VAR}; "
           "sampling and evaluation in float32, except in chapter 6, whose TRL runs sample in "
-          "it too)")
+          "their training precision)")
     n = workers()
     if n > 1:
         print(f"parts: {n} at once in worker processes, {max(1, cpu_cores() // n)} thread(s) "
